@@ -11,6 +11,8 @@
 //! server binary is an error that names the command installing it (`scripts/test-servers.sh`);
 //! tests never skip.
 
+pub mod ledger;
+
 use std::fs;
 use std::io::{self, BufRead};
 use std::net::{TcpListener, TcpStream};

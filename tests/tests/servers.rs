@@ -19,9 +19,7 @@ async fn check_engine(engine: Engine, db: &str) {
         }
     }
     let (log_bin, format, image, metadata): (i64, String, String, String) = conn
-        .query_first(
-            "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata",
-        )
+        .query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata")
         .await
         .unwrap()
         .unwrap();
@@ -30,7 +28,11 @@ async fn check_engine(engine: Engine, db: &str) {
     assert_eq!(image, "FULL");
     assert_eq!(metadata, "FULL");
     if engine == Engine::MySql {
-        let gtid: String = conn.query_first("SELECT @@gtid_mode").await.unwrap().unwrap();
+        let gtid: String = conn
+            .query_first("SELECT @@gtid_mode")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(gtid, "ON");
     }
 
@@ -43,7 +45,10 @@ async fn check_engine(engine: Engine, db: &str) {
     )
     .await
     .unwrap();
-    let rows: Vec<(i32, String)> = conn.query("SELECT id, name FROM t ORDER BY id").await.unwrap();
+    let rows: Vec<(i32, String)> = conn
+        .query("SELECT id, name FROM t ORDER BY id")
+        .await
+        .unwrap();
     assert_eq!(rows, vec![(1, "one".into()), (2, "twö 🦀".into())]);
     conn.disconnect().await.unwrap();
 }
