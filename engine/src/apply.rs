@@ -1,0 +1,416 @@
+//! Parallel apply: N appliers, each fed by a bounded channel, each applying its changes to the
+//! target table in binlog order. The router (the caller) sends every change of one primary key to
+//! the same applier, so per-key order holds while different keys apply in parallel.
+//!
+//! An applier batches what is waiting in its channel, collapses changes of one key to the last,
+//! and writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the
+//! batch, then one multi-row `INSERT` of the upserted rows. Deleting first (instead of `REPLACE`)
+//! never deletes a *different* row that happens to collide on a unique secondary key, and makes
+//! the apply idempotent: replaying a change after a crash gives the same table.
+//!
+//! Barriers give the applied position: the router sends `Barrier(seq)` to every applier; an
+//! applier acknowledges it once everything before it is committed. The lowest acknowledged
+//! barrier is applied everywhere ([`ApplierSet::applied`]).
+
+use crate::conn::{ConnError, Endpoint};
+use crate::sqlvalue::{push_literal, LiteralKind};
+use mysql_async::prelude::Queryable;
+use rowshift_transform::Value;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info_span, Instrument};
+
+/// Errors of an applier.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Could not connect.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// The server refused a batch.
+    #[error("applier {applier} could not apply a batch of {rows} rows to {table}: {source}")]
+    Batch {
+        /// Applier number.
+        applier: usize,
+        /// Target table.
+        table: String,
+        /// Rows in the batch.
+        rows: usize,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// An applier stopped (its task ended or panicked).
+    #[error("applier {0} stopped")]
+    Stopped(usize),
+}
+
+impl ApplyError {
+    /// True when the error is a lost connection or a lock timeout: retrying can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApplyError::Conn(_) => true,
+            ApplyError::Batch { source, .. } => is_transient(source),
+            ApplyError::Stopped(_) => false,
+        }
+    }
+}
+
+/// True for errors worth retrying: connection problems, lock wait timeouts, deadlocks.
+pub fn is_transient(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Server(s) => matches!(s.code, 1205 | 1213 | 2006 | 2013 | 1053 | 1927),
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        _ => false,
+    }
+}
+
+/// What one change does to the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or replace the row (values in [`ApplyTarget::columns`] order).
+    Upsert(Vec<Value>),
+    /// Delete the row with these primary key values (in [`ApplyTarget::key_columns`] order).
+    Delete(Vec<Value>),
+}
+
+/// Where and how appliers write.
+#[derive(Debug, Clone)]
+pub struct ApplyTarget {
+    /// The target server.
+    pub endpoint: Endpoint,
+    /// Quoted `` `db`.`table` ``.
+    pub table: String,
+    /// Quoted names of the columns written, in [`Op::Upsert`] value order.
+    pub columns: Vec<String>,
+    /// How each column's literal is written.
+    pub kinds: Vec<LiteralKind>,
+    /// Positions of the primary key columns within `columns`, in key order.
+    pub key_positions: Vec<usize>,
+    /// Most changes per transaction.
+    pub max_batch: usize,
+}
+
+impl ApplyTarget {
+    /// Quoted primary key column names.
+    pub fn key_columns(&self) -> Vec<&str> {
+        self.key_positions
+            .iter()
+            .map(|&i| self.columns[i].as_str())
+            .collect()
+    }
+}
+
+/// A message to an applier.
+#[derive(Debug)]
+pub enum ApplyMsg<K> {
+    /// A change of the row with key `K`.
+    Change(K, Op),
+    /// Flush, then acknowledge barrier `seq`.
+    Barrier(u64),
+}
+
+/// Counters of the appliers, read by progress and metrics.
+#[derive(Debug, Default)]
+pub struct ApplyStats {
+    /// Changes received.
+    pub changes: std::sync::atomic::AtomicU64,
+    /// Rows written (after collapsing).
+    pub rows_written: std::sync::atomic::AtomicU64,
+    /// Transactions committed.
+    pub batches: std::sync::atomic::AtomicU64,
+}
+
+/// The running appliers.
+pub struct ApplierSet<K> {
+    senders: Vec<mpsc::Sender<ApplyMsg<K>>>,
+    acks: Vec<watch::Receiver<u64>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), ApplyError>>>,
+    next_barrier: u64,
+    /// Shared counters.
+    pub stats: Arc<ApplyStats>,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
+    /// Start `n` appliers writing to `target`; each channel holds at most `capacity` messages.
+    pub async fn start(
+        target: ApplyTarget,
+        n: usize,
+        capacity: usize,
+    ) -> Result<ApplierSet<K>, ApplyError> {
+        let stats = Arc::new(ApplyStats::default());
+        let target = Arc::new(target);
+        let mut senders = Vec::new();
+        let mut acks = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..n.max(1) {
+            let (tx, rx) = mpsc::channel(capacity.max(1));
+            let (ack_tx, ack_rx) = watch::channel(0u64);
+            let conn = target.endpoint.connect().await?;
+            let worker = Applier {
+                id: i,
+                target: target.clone(),
+                conn,
+                stats: stats.clone(),
+                sql: String::new(),
+            };
+            tasks.push(tokio::spawn(
+                worker
+                    .run(rx, ack_tx)
+                    .instrument(info_span!("applier", id = i)),
+            ));
+            senders.push(tx);
+            acks.push(ack_rx);
+        }
+        Ok(ApplierSet {
+            senders,
+            acks,
+            tasks,
+            next_barrier: 0,
+            stats,
+        })
+    }
+
+    /// How many appliers run.
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Never empty; for clippy.
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// Send a change to applier `index` (waits while its channel is full: backpressure).
+    pub async fn send(&self, index: usize, key: K, op: Op) -> Result<(), ApplyError> {
+        let i = index % self.senders.len();
+        self.senders[i]
+            .send(ApplyMsg::Change(key, op))
+            .await
+            .map_err(|_| ApplyError::Stopped(i))
+    }
+
+    /// Send a barrier to every applier; returns its number for [`ApplierSet::wait_applied`].
+    pub async fn barrier(&mut self) -> Result<u64, ApplyError> {
+        self.next_barrier += 1;
+        for (i, s) in self.senders.iter().enumerate() {
+            s.send(ApplyMsg::Barrier(self.next_barrier))
+                .await
+                .map_err(|_| ApplyError::Stopped(i))?;
+        }
+        Ok(self.next_barrier)
+    }
+
+    /// The highest barrier every applier has acknowledged.
+    pub fn applied(&self) -> u64 {
+        self.acks.iter().map(|a| *a.borrow()).min().unwrap_or(0)
+    }
+
+    /// A handle that waits for barriers without borrowing the set.
+    pub fn watcher(&self) -> AppliedWatcher {
+        AppliedWatcher {
+            acks: self.acks.clone(),
+        }
+    }
+
+    /// Wait until barrier `seq` is acknowledged by every applier.
+    pub async fn wait_applied(&self, seq: u64) -> Result<(), ApplyError> {
+        self.watcher().wait(seq).await
+    }
+
+    /// Close the channels and wait for the appliers to finish what they hold.
+    pub async fn finish(self) -> Result<(), ApplyError> {
+        drop(self.senders);
+        for (i, t) in self.tasks.into_iter().enumerate() {
+            match t.await {
+                Ok(r) => r?,
+                Err(_) => return Err(ApplyError::Stopped(i)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits for barrier acknowledgements.
+#[derive(Clone)]
+pub struct AppliedWatcher {
+    acks: Vec<watch::Receiver<u64>>,
+}
+
+impl AppliedWatcher {
+    /// Wait until every applier acknowledged barrier `seq`.
+    pub async fn wait(&self, seq: u64) -> Result<(), ApplyError> {
+        for (i, ack) in self.acks.iter().enumerate() {
+            let mut ack = ack.clone();
+            ack.wait_for(|v| *v >= seq)
+                .await
+                .map_err(|_| ApplyError::Stopped(i))?;
+        }
+        Ok(())
+    }
+}
+
+struct Applier {
+    id: usize,
+    target: Arc<ApplyTarget>,
+    conn: mysql_async::Conn,
+    stats: Arc<ApplyStats>,
+    sql: String,
+}
+
+impl Applier {
+    async fn run<K: Hash + Eq + Clone>(
+        mut self,
+        mut rx: mpsc::Receiver<ApplyMsg<K>>,
+        ack: watch::Sender<u64>,
+    ) -> Result<(), ApplyError> {
+        let mut batch: HashMap<K, Op> = HashMap::new();
+        let mut order: Vec<K> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut msg = Some(first);
+            let mut barrier = None;
+            let mut received = 0u64;
+            while let Some(m) = msg.take() {
+                match m {
+                    ApplyMsg::Change(key, op) => {
+                        received += 1;
+                        if batch.insert(key.clone(), op).is_none() {
+                            order.push(key);
+                        }
+                    }
+                    ApplyMsg::Barrier(seq) => {
+                        barrier = Some(seq);
+                        break;
+                    }
+                }
+                if batch.len() >= self.target.max_batch {
+                    break;
+                }
+                msg = rx.try_recv().ok();
+            }
+            self.stats
+                .changes
+                .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
+            if !batch.is_empty() {
+                self.flush(&mut batch, &mut order).await?;
+            }
+            if let Some(seq) = barrier {
+                let _ = ack.send(seq);
+            }
+        }
+        let _ = self.conn.disconnect().await;
+        Ok(())
+    }
+
+    async fn flush<K: Hash + Eq>(
+        &mut self,
+        batch: &mut HashMap<K, Op>,
+        order: &mut Vec<K>,
+    ) -> Result<(), ApplyError> {
+        let t = &self.target;
+        let rows = batch.len();
+        // DELETE every key of the batch.
+        let sql = &mut self.sql;
+        sql.clear();
+        sql.push_str("DELETE FROM ");
+        sql.push_str(&t.table);
+        let single = t.key_positions.len() == 1;
+        sql.push_str(" WHERE ");
+        if single {
+            sql.push_str(&t.key_columns().join(","));
+            sql.push_str(" IN (");
+        } else {
+            sql.push('(');
+            sql.push_str(&t.key_columns().join(","));
+            sql.push_str(") IN (");
+        }
+        let mut upserts = 0usize;
+        for (n, key) in order.iter().enumerate() {
+            let Some(op) = batch.get(key) else { continue };
+            if n > 0 {
+                sql.push(',');
+            }
+            if !single {
+                sql.push('(');
+            }
+            let mut first = true;
+            let mut push = |v: &Value, sql: &mut String| {
+                if !first {
+                    sql.push(',');
+                }
+                first = false;
+                push_literal(sql, v, LiteralKind::Plain);
+            };
+            match op {
+                Op::Upsert(row) => {
+                    upserts += 1;
+                    for &i in &t.key_positions {
+                        push(&row[i], sql);
+                    }
+                }
+                Op::Delete(key) => key.iter().for_each(|v| push(v, sql)),
+            }
+            if !single {
+                sql.push(')');
+            }
+        }
+        sql.push(')');
+        let delete = std::mem::take(sql);
+        let mut insert = String::new();
+        if upserts > 0 {
+            insert.reserve(delete.len() * 2);
+            insert.push_str("INSERT INTO ");
+            insert.push_str(&t.table);
+            insert.push_str(" (");
+            insert.push_str(&t.columns.join(","));
+            insert.push_str(") VALUES ");
+            let mut first_row = true;
+            for key in order.iter() {
+                if let Some(Op::Upsert(row)) = batch.get(key) {
+                    if !first_row {
+                        insert.push(',');
+                    }
+                    first_row = false;
+                    insert.push('(');
+                    for (i, v) in row.iter().enumerate() {
+                        if i > 0 {
+                            insert.push(',');
+                        }
+                        push_literal(&mut insert, v, t.kinds.get(i).copied().unwrap_or_default());
+                    }
+                    insert.push(')');
+                }
+            }
+        }
+        let result = async {
+            self.conn.query_drop("BEGIN").await?;
+            self.conn.query_drop(&delete).await?;
+            if upserts > 0 {
+                self.conn.query_drop(&insert).await?;
+            }
+            self.conn.query_drop("COMMIT").await
+        }
+        .await;
+        self.sql = delete;
+        if let Err(source) = result {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            return Err(ApplyError::Batch {
+                applier: self.id,
+                table: t.table.clone(),
+                rows,
+                source,
+            });
+        }
+        debug!(rows, upserts, "batch applied");
+        self.stats
+            .rows_written
+            .fetch_add(rows as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        batch.clear();
+        order.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,535 @@
+//! The chunked copy: `INSERT IGNORE INTO shadow (cols) SELECT exprs FROM t FORCE INDEX (PRIMARY)
+//! WHERE <key range> LOCK IN SHARE MODE`, several ranges at once, each range sized so that it
+//! takes about [`CopyConfig::target_chunk_time`].
+//!
+//! Why it is correct with the appliers running (design.md section 2): the copy never overwrites
+//! (`IGNORE` skips a key the applier already wrote, and the applier always holds the newest
+//! image); the share locks make the copy wait for a writer that has logged its change but not yet
+//! made it visible, so a change the router skipped because its key was above the high-water mark
+//! is always seen by the copy.
+//!
+//! `IGNORE` would also swallow lossy conversions and duplicates on a new unique key; every
+//! warning other than a duplicate primary key stops the copy with the warning's text.
+//!
+//! Range bounds are found by the server (`ORDER BY pk LIMIT 1 OFFSET n`) and written back as
+//! literals typed like the key column (strings in the column's charset and collation), so the
+//! server's order is the only order used, whatever the collation.
+
+use crate::conn::{ConnError, Endpoint};
+use crate::sqlvalue::push_hex;
+use mysql_async::prelude::Queryable;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, info_span, Instrument};
+
+/// Errors of the copy.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Could not connect.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// A statement failed.
+    #[error("copying {table} ({step}): {source}")]
+    Sql {
+        /// Source table.
+        table: String,
+        /// What was being done.
+        step: &'static str,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// A row could not be copied exactly.
+    #[error("copying {table} rows {range}: the server reported a lossy or conflicting row ({warning}); the original table is untouched. Fix the data or the ALTER/--set and run again")]
+    Lossy {
+        /// Source table.
+        table: String,
+        /// The key range of the chunk.
+        range: String,
+        /// The server's warning text.
+        warning: String,
+    },
+    /// A copy worker stopped.
+    #[error("a copy worker stopped unexpectedly")]
+    WorkerStopped,
+}
+
+/// How a key column's values are written as literals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLiteral {
+    /// Integers and decimals: the server's text, unquoted (exact, no float conversion).
+    Number,
+    /// Dates and times: the server's text, quoted.
+    Temporal,
+    /// Text: bytes in charset `charset`, compared in `collation`.
+    Text {
+        /// Charset name, e.g. `utf8mb4`.
+        charset: String,
+        /// Collation name, e.g. `utf8mb4_0900_ai_ci`.
+        collation: String,
+    },
+    /// Binary strings and anything else: hex bytes.
+    Bytes,
+}
+
+/// One primary key column of the source table.
+#[derive(Debug, Clone)]
+pub struct KeyColumn {
+    /// Quoted name.
+    pub name: String,
+    /// How to write its values.
+    pub literal: KeyLiteral,
+}
+
+/// What to copy where.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    /// The server.
+    pub endpoint: Endpoint,
+    /// Quoted `` `db`.`t` ``.
+    pub source: String,
+    /// Quoted `` `db`.`_t_new` ``.
+    pub target: String,
+    /// Quoted target column names.
+    pub insert_columns: Vec<String>,
+    /// SQL expressions over the source, one per insert column.
+    pub select_exprs: Vec<String>,
+    /// The source's primary key, in key order.
+    pub key: Vec<KeyColumn>,
+}
+
+/// Tuning of the copy.
+#[derive(Debug, Clone)]
+pub struct CopyConfig {
+    /// Chunks copied at once.
+    pub workers: usize,
+    /// Wished duration of one chunk.
+    pub target_chunk_time: Duration,
+    /// First chunk size in rows.
+    pub initial_chunk_rows: u64,
+    /// Largest chunk in rows.
+    pub max_chunk_rows: u64,
+}
+
+impl Default for CopyConfig {
+    fn default() -> Self {
+        CopyConfig {
+            workers: 2,
+            target_chunk_time: Duration::from_millis(500),
+            initial_chunk_rows: 2_000,
+            max_chunk_rows: 200_000,
+        }
+    }
+}
+
+/// Counters of the copy, for progress and metrics.
+#[derive(Debug, Default)]
+pub struct CopyStats {
+    /// Rows inserted into the shadow table.
+    pub rows_copied: AtomicU64,
+    /// Chunks finished.
+    pub chunks: AtomicU64,
+    /// Duration of the last chunk in microseconds.
+    pub last_chunk_micros: AtomicU64,
+}
+
+/// The upper bound of the key ranges handed to the copy so far, for a single integer key:
+/// changes to keys above it need not be applied (the copy will read them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighWater {
+    /// Nothing dispatched yet: every key is above.
+    Start,
+    /// Keys up to this value are dispatched.
+    Upto(i128),
+    /// All dispatched: apply everything.
+    Done,
+}
+
+impl HighWater {
+    /// True when a change of integer key `k` must be applied now.
+    pub fn covers(self, k: i128) -> bool {
+        match self {
+            HighWater::Start => false,
+            HighWater::Upto(hw) => k <= hw,
+            HighWater::Done => true,
+        }
+    }
+}
+
+struct Chunk {
+    lower: Option<Vec<String>>,
+    upper: Option<Vec<String>>,
+}
+
+impl Chunk {
+    fn describe(&self) -> String {
+        let show = |b: &Option<Vec<String>>| match b {
+            Some(v) => format!("({})", v.join(",")),
+            None => "end".into(),
+        };
+        match &self.lower {
+            None => format!("[start, {}]", show(&self.upper)),
+            Some(_) => format!("({}, {}]", show(&self.lower), show(&self.upper)),
+        }
+    }
+}
+
+/// Copy the whole table. `high_water` receives the bound of each dispatched range (integer
+/// single-column keys only; otherwise it stays at [`HighWater::Start`] until the end and the
+/// router must apply everything).
+pub async fn copy_table(
+    plan: CopyPlan,
+    config: CopyConfig,
+    stats: Arc<CopyStats>,
+    high_water: watch::Sender<HighWater>,
+) -> Result<(), CopyError> {
+    let span = info_span!("copy", table = %plan.source);
+    async move {
+        let plan = Arc::new(plan);
+        let started = Instant::now();
+        let mut finder = plan.endpoint.connect().await?;
+        let (tx, rx) = mpsc::channel::<Chunk>(config.workers.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (done_tx, mut done_rx) = mpsc::channel::<(u64, Duration)>(64);
+        let mut workers = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let conn = plan.endpoint.connect().await?;
+            let w = Worker {
+                plan: plan.clone(),
+                conn,
+                rx: rx.clone(),
+                done: done_tx.clone(),
+                stats: stats.clone(),
+            };
+            workers.push(tokio::spawn(
+                w.run().instrument(info_span!("copy_worker", id = i)),
+            ));
+        }
+        drop(done_tx);
+        let int_key = plan.key.len() == 1 && plan.key[0].literal == KeyLiteral::Number;
+        let mut chunk_rows = config.initial_chunk_rows.max(1);
+        let mut lower: Option<Vec<String>> = None;
+        loop {
+            // Adapt the chunk size to the measured speed of finished chunks.
+            while let Ok((rows, took)) = done_rx.try_recv() {
+                if rows > 0 && took > Duration::ZERO {
+                    let rate = rows as f64 / took.as_secs_f64();
+                    let wished = (rate * config.target_chunk_time.as_secs_f64()) as u64;
+                    chunk_rows = wished.clamp(100, config.max_chunk_rows);
+                }
+            }
+            let upper = next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await?;
+            let last = upper.is_none();
+            if int_key {
+                let hw = match &upper {
+                    Some(v) => v[0]
+                        .parse::<i128>()
+                        .map(HighWater::Upto)
+                        .unwrap_or(HighWater::Done),
+                    None => HighWater::Done,
+                };
+                let _ = high_water.send(hw);
+            }
+            let chunk = Chunk {
+                lower: lower.clone(),
+                upper: upper.clone(),
+            };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+            if last {
+                break;
+            }
+            lower = upper;
+        }
+        drop(tx);
+        for w in workers {
+            match w.await {
+                Ok(r) => r?,
+                Err(_) => return Err(CopyError::WorkerStopped),
+            }
+        }
+        let _ = high_water.send(HighWater::Done);
+        let _ = finder.disconnect().await;
+        info!(
+            rows = stats.rows_copied.load(Ordering::Relaxed),
+            secs = started.elapsed().as_secs_f64(),
+            "copy finished"
+        );
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// `key > lower` as SQL (expanded for composite keys so both servers use a range scan).
+fn after(key: &[KeyColumn], lower: &[String]) -> String {
+    let mut ors = Vec::new();
+    for i in 0..key.len() {
+        let mut ands: Vec<String> = (0..i)
+            .map(|j| format!("{} = {}", key[j].name, lower[j]))
+            .collect();
+        ands.push(format!("{} > {}", key[i].name, lower[i]));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    ors.join(" OR ")
+}
+
+/// `key <= upper` as SQL.
+fn upto(key: &[KeyColumn], upper: &[String]) -> String {
+    let mut ors = Vec::new();
+    for i in 0..key.len() {
+        let mut ands: Vec<String> = (0..i)
+            .map(|j| format!("{} = {}", key[j].name, upper[j]))
+            .collect();
+        let op = if i + 1 == key.len() { "<=" } else { "<" };
+        ands.push(format!("{} {op} {}", key[i].name, upper[i]));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    ors.join(" OR ")
+}
+
+fn range_sql(key: &[KeyColumn], chunk: &Chunk) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = &chunk.lower {
+        parts.push(format!("({})", after(key, l)));
+    }
+    if let Some(u) = &chunk.upper {
+        parts.push(format!("({})", upto(key, u)));
+    }
+    if parts.is_empty() {
+        "1=1".into()
+    } else {
+        parts.join(" AND ")
+    }
+}
+
+/// The key of the `rows`-th row after `lower`, as literals; `None` when fewer rows remain.
+async fn next_boundary(
+    conn: &mut mysql_async::Conn,
+    plan: &CopyPlan,
+    lower: Option<&[String]>,
+    rows: u64,
+) -> Result<Option<Vec<String>>, CopyError> {
+    let cols: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let cols = cols.join(",");
+    let filter = match lower {
+        Some(l) => format!("WHERE {}", after(&plan.key, l)),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT {cols} FROM {} FORCE INDEX (PRIMARY) {filter} ORDER BY {cols} LIMIT 1 OFFSET {}",
+        plan.source,
+        rows.saturating_sub(1)
+    );
+    let row: Option<mysql_async::Row> =
+        conn.query_first(sql)
+            .await
+            .map_err(|source| CopyError::Sql {
+                table: plan.source.clone(),
+                step: "finding the next chunk boundary",
+                source,
+            })?;
+    let Some(row) = row else { return Ok(None) };
+    let values = row.unwrap_raw();
+    let mut out = Vec::with_capacity(values.len());
+    for (v, k) in values.into_iter().zip(&plan.key) {
+        out.push(key_literal(
+            v.unwrap_or(mysql_async::Value::NULL),
+            &k.literal,
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// A key value from the server (text protocol) as a literal of the key column's type.
+pub fn key_literal(v: mysql_async::Value, kind: &KeyLiteral) -> String {
+    let bytes = match v {
+        mysql_async::Value::NULL => return "NULL".into(),
+        mysql_async::Value::Bytes(b) => b,
+        other => other.as_sql(true).into_bytes(),
+    };
+    let mut out = String::new();
+    match kind {
+        KeyLiteral::Number
+            if bytes
+                .iter()
+                .all(|b| b.is_ascii_digit() || b"-+.eE".contains(b)) =>
+        {
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        KeyLiteral::Temporal
+            if bytes
+                .iter()
+                .all(|b| b.is_ascii_digit() || b"-:. ".contains(b)) =>
+        {
+            out.push('\'');
+            out.push_str(&String::from_utf8_lossy(&bytes));
+            out.push('\'');
+        }
+        KeyLiteral::Text { charset, collation }
+            if is_plain_name(charset) && is_plain_name(collation) =>
+        {
+            out.push_str("CONVERT(");
+            push_hex(&mut out, &bytes);
+            out.push_str(&format!(" USING {charset}) COLLATE {collation}"));
+        }
+        _ => push_hex(&mut out, &bytes),
+    }
+    out
+}
+
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+struct Worker {
+    plan: Arc<CopyPlan>,
+    conn: mysql_async::Conn,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
+    done: mpsc::Sender<(u64, Duration)>,
+    stats: Arc<CopyStats>,
+}
+
+impl Worker {
+    async fn run(mut self) -> Result<(), CopyError> {
+        let plan = self.plan.clone();
+        let sql_err = |step| {
+            let table = plan.source.clone();
+            move |source| CopyError::Sql {
+                table,
+                step,
+                source,
+            }
+        };
+        self.conn
+            .query_drop("SET SESSION max_error_count = 65535")
+            .await
+            .map_err(sql_err("setting max_error_count"))?;
+        loop {
+            let chunk = { self.rx.lock().await.recv().await };
+            let Some(chunk) = chunk else { break };
+            let started = Instant::now();
+            let sql = format!(
+                "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {} LOCK IN SHARE MODE",
+                plan.target,
+                plan.insert_columns.join(","),
+                plan.select_exprs.join(","),
+                plan.source,
+                range_sql(&plan.key, &chunk)
+            );
+            self.conn
+                .query_drop("BEGIN")
+                .await
+                .map_err(sql_err("BEGIN"))?;
+            self.conn
+                .query_drop(&sql)
+                .await
+                .map_err(sql_err("copying a chunk"))?;
+            let rows = self.conn.affected_rows();
+            if self.conn.get_warnings() > 0 {
+                let warnings: Vec<(String, u32, String)> = self
+                    .conn
+                    .query("SHOW WARNINGS")
+                    .await
+                    .map_err(sql_err("reading warnings"))?;
+                if let Some((_, _, text)) = warnings.into_iter().find(|(_, code, text)| {
+                    !(*code == 1062 && (text.contains("PRIMARY'") || text.contains(".PRIMARY'")))
+                }) {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(CopyError::Lossy {
+                        table: plan.source.clone(),
+                        range: chunk.describe(),
+                        warning: text,
+                    });
+                }
+            }
+            self.conn
+                .query_drop("COMMIT")
+                .await
+                .map_err(sql_err("COMMIT"))?;
+            let took = started.elapsed();
+            self.stats.rows_copied.fetch_add(rows, Ordering::Relaxed);
+            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .last_chunk_micros
+                .store(took.as_micros() as u64, Ordering::Relaxed);
+            debug!(rows, ms = took.as_millis() as u64, range = %chunk.describe(), "chunk copied");
+            let _ = self.done.try_send((rows, took));
+        }
+        let _ = self.conn.disconnect().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(name: &str) -> KeyColumn {
+        KeyColumn {
+            name: format!("`{name}`"),
+            literal: KeyLiteral::Number,
+        }
+    }
+
+    #[test]
+    fn composite_ranges_expand() {
+        let key = [k("a"), k("b")];
+        assert_eq!(
+            after(&key, &["1".into(), "2".into()]),
+            "(`a` > 1) OR (`a` = 1 AND `b` > 2)"
+        );
+        assert_eq!(
+            upto(&key, &["3".into(), "4".into()]),
+            "(`a` < 3) OR (`a` = 3 AND `b` <= 4)"
+        );
+        let chunk = Chunk {
+            lower: None,
+            upper: None,
+        };
+        assert_eq!(range_sql(&key, &chunk), "1=1");
+    }
+
+    #[test]
+    fn key_literals_keep_type_and_collation() {
+        assert_eq!(
+            key_literal(
+                mysql_async::Value::Bytes(b"18446744073709551615".to_vec()),
+                &KeyLiteral::Number
+            ),
+            "18446744073709551615"
+        );
+        assert_eq!(
+            key_literal(
+                mysql_async::Value::Bytes(b"a'b".to_vec()),
+                &KeyLiteral::Text {
+                    charset: "utf8mb4".into(),
+                    collation: "utf8mb4_general_ci".into()
+                }
+            ),
+            "CONVERT(X'612762' USING utf8mb4) COLLATE utf8mb4_general_ci"
+        );
+        assert_eq!(
+            key_literal(
+                mysql_async::Value::Bytes(b"2026-01-01 00:00:00".to_vec()),
+                &KeyLiteral::Temporal
+            ),
+            "'2026-01-01 00:00:00'"
+        );
+        assert_eq!(
+            key_literal(mysql_async::Value::Bytes(vec![0, 1]), &KeyLiteral::Bytes),
+            "X'0001'"
+        );
+        // Not a number after all: never pasted raw.
+        assert_eq!(
+            key_literal(
+                mysql_async::Value::Bytes(b"1;DROP".to_vec()),
+                &KeyLiteral::Number
+            ),
+            "X'313B44524F50'"
+        );
+    }
+}

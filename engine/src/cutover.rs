@@ -1,0 +1,472 @@
+//! Cut-over: swap the shadow table in for the original so that the application sees a pause of
+//! milliseconds and never a missing table, and no write ever lands in the old table unapplied.
+//!
+//! One method for MySQL and MariaDB (MariaDB refuses `RENAME` under `LOCK TABLES`, error 1192),
+//! with two connections, A (the locker) and B (the renamer):
+//!
+//! 1. A: `LOCK TABLES t WRITE, <t>_rs_sentry WRITE`. No application write to `t` can commit now.
+//! 2. A reads the server's binlog position P; the appliers drain to P (every change of `t` is in
+//!    the shadow table).
+//! 3. B: `RENAME TABLE t TO _t_old, _t_new TO t, _t_trip TO <t>_rs_sentry`. The server takes the
+//!    metadata locks of a statement in sorted name order; every name B needs except `t` and the
+//!    sentry is free, and `t` sorts before `<t>_rs_sentry` (it is a prefix of it), so B's only
+//!    possible wait is on `t`: once the processlist shows B waiting for a metadata lock, B's
+//!    exclusive request is queued on `t` **ahead of** any application write still to come or
+//!    already waiting (a pending exclusive lock blocks new shared-write grants).
+//! 4. A drops the sentry and unlocks. B's rename is granted first; waiting application writes then
+//!    open `t`, which is the new table.
+//!
+//! Safety when things die: if A's connection is lost before step 4, the server releases its locks
+//! but the sentry still exists, so B's RENAME fails ("table exists") and nothing is renamed. If B
+//! dies, A sees it and unlocks; nothing is renamed. If rowshift itself dies after step 4, the
+//! server finishes the RENAME (it is atomic): the next run finds `_t_old` and no `_t_new` and
+//! reports the cut-over as done. The RENAME is never retried blindly: an error after B was sent
+//! is classified by looking at which tables exist.
+
+use crate::conn::{ConnError, Endpoint};
+use crate::position::Position;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use names::*;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tracing::{info, info_span, warn, Instrument};
+
+/// Names of the tables rowshift creates beside `t`.
+pub mod names {
+    /// Longest table name MySQL and MariaDB accept.
+    pub const MAX_NAME: usize = 64;
+
+    /// The shadow table `_t_new`.
+    pub fn shadow(t: &str) -> String {
+        format!("_{t}_new")
+    }
+    /// The old table kept after cut-over, `_t_old`.
+    pub fn old(t: &str) -> String {
+        format!("_{t}_old")
+    }
+    /// The sentry held by the locker; it sorts after `t` because `t` is its prefix.
+    pub fn sentry(t: &str) -> String {
+        format!("{t}_rs_sentry")
+    }
+    /// The tiny table B renames onto the sentry's name: B fails while the sentry exists.
+    pub fn trip(t: &str) -> String {
+        format!("_{t}_trip")
+    }
+    /// The checkpoint table of a migration, `_t_ckpt`.
+    pub fn checkpoint(t: &str) -> String {
+        format!("_{t}_ckpt")
+    }
+    /// The longest name derived from `t`; must be at most [`MAX_NAME`] characters.
+    pub fn longest_len(t: &str) -> usize {
+        sentry(t).chars().count()
+    }
+}
+
+/// Errors of the cut-over.
+#[derive(Debug, thiserror::Error)]
+pub enum CutoverError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// A statement failed before the RENAME was sent; nothing was renamed, safe to retry.
+    #[error("cut-over of `{table}` failed before the rename ({step}): {source}; the original table is untouched")]
+    BeforeRename {
+        /// The table.
+        table: String,
+        /// What was being done.
+        step: &'static str,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The appliers did not reach the locked position in time; locks released, safe to retry.
+    #[error("cut-over of `{table}`: the appliers did not reach {position} within {waited:?} ({reason}); locks released, the original table is untouched")]
+    DrainTimeout {
+        /// The table.
+        table: String,
+        /// The position to reach.
+        position: String,
+        /// How long we waited.
+        waited: Duration,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The RENAME did not happen; the tables are as before.
+    #[error(
+        "cut-over of `{table}`: the rename was refused ({source}); the original table is untouched"
+    )]
+    RenameFailed {
+        /// The table.
+        table: String,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// It is not known whether the RENAME happened: check the tables before doing anything.
+    #[error("cut-over of `{table}` is in an unknown state ({detail}): run `rowshift migrate --resume` to inspect which tables exist; do not retry by hand")]
+    Ambiguous {
+        /// The table.
+        table: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// All attempts failed.
+    #[error("cut-over of `{table}` gave up after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        /// The table.
+        table: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: Box<CutoverError>,
+    },
+}
+
+impl CutoverError {
+    /// True when retrying the whole cut-over is safe.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            CutoverError::BeforeRename { .. }
+                | CutoverError::DrainTimeout { .. }
+                | CutoverError::RenameFailed { .. }
+                | CutoverError::Conn(_)
+        )
+    }
+}
+
+/// Settings of the cut-over.
+#[derive(Debug, Clone)]
+pub struct CutoverConfig {
+    /// `lock_wait_timeout` of the locker: how long application transactions may hold `t`
+    /// before we give up this attempt.
+    pub lock_wait: Duration,
+    /// How long the appliers may take to reach the locked position.
+    pub drain_timeout: Duration,
+    /// Attempts before giving up.
+    pub attempts: u32,
+    /// First back-off between attempts (doubles each time).
+    pub backoff: Duration,
+}
+
+impl Default for CutoverConfig {
+    fn default() -> Self {
+        CutoverConfig {
+            lock_wait: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(3),
+            attempts: 10,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What the cut-over did.
+#[derive(Debug, Clone)]
+pub struct CutoverReport {
+    /// How long `t` was locked (the application's write stall).
+    pub lock_time: Duration,
+    /// The binlog position everything was drained to.
+    pub position: Position,
+    /// The attempts needed.
+    pub attempts: u32,
+    /// The old table's name.
+    pub old_table: String,
+}
+
+/// Swap `db`.`_t_new` in for `db`.`t`, keeping the original as `_t_old`.
+///
+/// While `t` is locked, the locker inserts a fresh token into the sentry table (`<t>_rs_sentry`,
+/// column `id`) and calls `drain(token)`, which must return once the row change inserting that
+/// token has been read from the binlog and everything before it applied: the drain is proven
+/// by the binlog itself, not assumed from a position.
+pub async fn cut_over<F, Fut, E>(
+    endpoint: &Endpoint,
+    db: &str,
+    table: &str,
+    config: &CutoverConfig,
+    mut drain: F,
+) -> Result<CutoverReport, CutoverError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let span = info_span!("cutover", db, table);
+    async move {
+        let mut backoff = config.backoff;
+        let mut last = None;
+        for attempt in 1..=config.attempts {
+            match attempt_once(endpoint, db, table, config, &mut drain).await {
+                Ok(mut report) => {
+                    report.attempts = attempt;
+                    info!(
+                        lock_ms = report.lock_time.as_millis() as u64,
+                        attempt, "cut-over done"
+                    );
+                    return Ok(report);
+                }
+                Err(e) if e.is_retryable() => {
+                    warn!(attempt, error = %e, "cut-over attempt failed; retrying");
+                    last = Some(e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CutoverError::GaveUp {
+            table: table.to_string(),
+            attempts: config.attempts,
+            last: Box::new(last.unwrap_or(CutoverError::Ambiguous {
+                table: table.to_string(),
+                detail: "no attempt made".into(),
+            })),
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+fn q(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+async fn attempt_once<F, Fut, E>(
+    endpoint: &Endpoint,
+    db: &str,
+    table: &str,
+    config: &CutoverConfig,
+    drain: &mut F,
+) -> Result<CutoverReport, CutoverError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let before = |step: &'static str| {
+        let table = table.to_string();
+        move |source| CutoverError::BeforeRename {
+            table,
+            step,
+            source,
+        }
+    };
+    let t = format!("{}.{}", q(db), q(table));
+    let sentry = format!("{}.{}", q(db), q(&sentry(table)));
+    let trip = format!("{}.{}", q(db), q(&trip(table)));
+    let shadow_t = format!("{}.{}", q(db), q(&shadow(table)));
+    let old_t = format!("{}.{}", q(db), q(&old(table)));
+
+    let mut a = endpoint.connect_raw().await?;
+    let mut b = endpoint.connect_raw().await?;
+    a.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
+    ))
+    .await
+    .map_err(before("creating the sentry table"))?;
+    a.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {trip} (id INT PRIMARY KEY) ENGINE=InnoDB"
+    ))
+    .await
+    .map_err(before("creating the trip table"))?;
+    let lock_wait = config.lock_wait.as_secs().max(1);
+    a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_wait}"))
+        .await
+        .map_err(before("setting lock_wait_timeout"))?;
+    let b_id = b.id();
+
+    let locked_at = Instant::now();
+    a.query_drop(format!("LOCK TABLES {t} WRITE, {sentry} WRITE"))
+        .await
+        .map_err(before("LOCK TABLES"))?;
+    let result = locked_phase(
+        &mut a,
+        &mut b,
+        b_id,
+        table,
+        config,
+        drain,
+        locked_at,
+        [&t, &sentry, &trip, &shadow_t, &old_t],
+    )
+    .await;
+    if result.is_err() {
+        // Dropping A's session releases every lock even if UNLOCK fails.
+        let _ = a.query_drop("UNLOCK TABLES").await;
+    }
+    let _ = a.disconnect().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn locked_phase<F, Fut, E>(
+    a: &mut Conn,
+    b: &mut Conn,
+    b_id: u32,
+    table: &str,
+    config: &CutoverConfig,
+    drain: &mut F,
+    locked_at: Instant,
+    [t, sentry, trip, shadow_t, old_t]: [&String; 5],
+) -> Result<CutoverReport, CutoverError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let token = drain_token();
+    a.query_drop(format!("INSERT INTO {sentry} (id) VALUES ({token})"))
+        .await
+        .map_err(|source| CutoverError::BeforeRename {
+            table: table.to_string(),
+            step: "writing the drain marker",
+            source,
+        })?;
+    let position = server_position(a)
+        .await
+        .map_err(|source| CutoverError::BeforeRename {
+            table: table.to_string(),
+            step: "reading the binlog position",
+            source,
+        })?;
+    match tokio::time::timeout(config.drain_timeout, drain(token)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(CutoverError::DrainTimeout {
+                table: table.to_string(),
+                position: position.to_string(),
+                waited: locked_at.elapsed(),
+                reason: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(CutoverError::DrainTimeout {
+                table: table.to_string(),
+                position: position.to_string(),
+                waited: config.drain_timeout,
+                reason: "timed out".into(),
+            })
+        }
+    }
+    // B's RENAME; it can only wait on `t` (see the module docs).
+    let rename = format!("RENAME TABLE {t} TO {old_t}, {shadow_t} TO {t}, {trip} TO {sentry}");
+    b.query_drop("SET SESSION lock_wait_timeout = 60")
+        .await
+        .map_err(|source| CutoverError::BeforeRename {
+            table: table.to_string(),
+            step: "preparing the rename connection",
+            source,
+        })?;
+    let rename_fut = b.query_drop(rename);
+    tokio::pin!(rename_fut);
+    // Wait until B is queued on the metadata lock of `t`, or finished (with an error).
+    let queued_deadline = Instant::now() + config.lock_wait;
+    loop {
+        tokio::select! {
+            biased;
+            res = &mut rename_fut => {
+                return match res {
+                    Ok(()) => Err(CutoverError::Ambiguous {
+                        table: table.to_string(),
+                        detail: "the rename finished while the table was still locked".into(),
+                    }),
+                    Err(source) => Err(CutoverError::RenameFailed { table: table.to_string(), source }),
+                };
+            }
+            waiting = rename_waiting(a, b_id) => {
+                match waiting {
+                    Ok(true) => break,
+                    Ok(false) if Instant::now() < queued_deadline => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Ok(false) => {
+                        let _ = a.query_drop(format!("KILL QUERY {b_id}")).await;
+                        return Err(CutoverError::DrainTimeout {
+                            table: table.to_string(),
+                            position: position.to_string(),
+                            waited: config.lock_wait,
+                            reason: "the rename never queued on the table lock".into(),
+                        });
+                    }
+                    Err(source) => {
+                        let _ = a.query_drop(format!("KILL QUERY {b_id}")).await;
+                        return Err(CutoverError::BeforeRename { table: table.to_string(), step: "watching the rename", source });
+                    }
+                }
+            }
+        }
+    }
+    // Release: drop the sentry (B would fail without this) and unlock; B goes first.
+    let release = async {
+        a.query_drop(format!("DROP TABLE {sentry}")).await?;
+        a.query_drop("UNLOCK TABLES").await
+    };
+    if let Err(e) = release.await {
+        // If the DROP failed the sentry still exists and B's RENAME fails: nothing renamed.
+        let outcome = (&mut rename_fut).await;
+        return match outcome {
+            Err(source) => Err(CutoverError::RenameFailed {
+                table: table.to_string(),
+                source,
+            }),
+            Ok(()) => Err(CutoverError::Ambiguous {
+                table: table.to_string(),
+                detail: format!("unlock failed ({e}) but the rename reported success"),
+            }),
+        };
+    }
+    let lock_time = locked_at.elapsed();
+    match rename_fut.await {
+        Ok(()) => {
+            // The trip table now carries the sentry's name; it is ours and empty.
+            let _ = a.query_drop(format!("DROP TABLE IF EXISTS {sentry}")).await;
+            Ok(CutoverReport {
+                lock_time,
+                position,
+                attempts: 0,
+                old_table: old(table),
+            })
+        }
+        Err(source) => Err(CutoverError::Ambiguous {
+            table: table.to_string(),
+            detail: format!("the rename failed after the unlock: {source}"),
+        }),
+    }
+}
+
+/// A token unlikely to repeat between attempts and runs.
+pub fn drain_token() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
+        .unwrap_or(1);
+    (nanos & 0x7fff_ffff).max(1)
+}
+
+async fn rename_waiting(a: &mut Conn, b_id: u32) -> Result<bool, mysql_async::Error> {
+    let state: Option<Option<String>> = a
+        .exec_first(
+            "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
+            (b_id,),
+        )
+        .await?;
+    Ok(matches!(state, Some(Some(s)) if s.contains("metadata lock")))
+}
+
+/// The server's current binlog coordinates (MySQL 8.2+ `SHOW BINARY LOG STATUS`, else
+/// `SHOW MASTER STATUS`).
+pub async fn server_position(conn: &mut Conn) -> Result<Position, mysql_async::Error> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
+        Ok(row) => row,
+        Err(_) => conn.query_first("SHOW MASTER STATUS").await?,
+    };
+    let Some(row) = row else {
+        return Err(mysql_async::Error::Other(
+            "binary logging is off (SHOW MASTER STATUS is empty)".into(),
+        ));
+    };
+    let file: Option<String> = row.get(0);
+    let offset: Option<u64> = row.get(1);
+    Ok(Position::at(file.unwrap_or_default(), offset.unwrap_or(0)))
+}
