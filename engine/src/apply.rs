@@ -66,6 +66,11 @@ pub fn is_transient(e: &mysql_async::Error) -> bool {
     }
 }
 
+/// Deadlock or lock wait timeout: the same connection can simply run the batch again.
+fn is_retryable_in_place(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1205 | 1213))
+}
+
 /// What one change does to the target.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -126,7 +131,7 @@ pub struct ApplyStats {
 pub struct ApplierSet<K> {
     senders: Vec<mpsc::Sender<ApplyMsg<K>>>,
     acks: Vec<watch::Receiver<u64>>,
-    tasks: Vec<tokio::task::JoinHandle<Result<(), ApplyError>>>,
+    tasks: Vec<Option<tokio::task::JoinHandle<Result<(), ApplyError>>>>,
     next_barrier: u64,
     /// Shared counters.
     pub stats: Arc<ApplyStats>,
@@ -155,11 +160,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
                 stats: stats.clone(),
                 sql: String::new(),
             };
-            tasks.push(tokio::spawn(
+            tasks.push(Some(tokio::spawn(
                 worker
                     .run(rx, ack_tx)
                     .instrument(info_span!("applier", id = i)),
-            ));
+            )));
             senders.push(tx);
             acks.push(ack_rx);
         }
@@ -183,23 +188,42 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
     }
 
     /// Send a change to applier `index` (waits while its channel is full: backpressure).
-    pub async fn send(&self, index: usize, key: K, op: Op) -> Result<(), ApplyError> {
+    pub async fn send(&mut self, index: usize, key: K, op: Op) -> Result<(), ApplyError> {
         let i = index % self.senders.len();
-        self.senders[i]
+        if self.senders[i]
             .send(ApplyMsg::Change(key, op))
             .await
-            .map_err(|_| ApplyError::Stopped(i))
+            .is_err()
+        {
+            return Err(self.failure(i).await);
+        }
+        Ok(())
     }
 
     /// Send a barrier to every applier; returns its number for [`ApplierSet::wait_applied`].
     pub async fn barrier(&mut self) -> Result<u64, ApplyError> {
         self.next_barrier += 1;
-        for (i, s) in self.senders.iter().enumerate() {
-            s.send(ApplyMsg::Barrier(self.next_barrier))
+        for i in 0..self.senders.len() {
+            if self.senders[i]
+                .send(ApplyMsg::Barrier(self.next_barrier))
                 .await
-                .map_err(|_| ApplyError::Stopped(i))?;
+                .is_err()
+            {
+                return Err(self.failure(i).await);
+            }
         }
         Ok(self.next_barrier)
+    }
+
+    /// The error that stopped applier `i`.
+    async fn failure(&mut self, i: usize) -> ApplyError {
+        match self.tasks.get_mut(i).and_then(Option::take) {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                _ => ApplyError::Stopped(i),
+            },
+            None => ApplyError::Stopped(i),
+        }
     }
 
     /// The highest barrier every applier has acknowledged.
@@ -223,6 +247,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
     pub async fn finish(self) -> Result<(), ApplyError> {
         drop(self.senders);
         for (i, t) in self.tasks.into_iter().enumerate() {
+            let Some(t) = t else { continue };
             match t.await {
                 Ok(r) => r?,
                 Err(_) => return Err(ApplyError::Stopped(i)),
@@ -383,25 +408,39 @@ impl Applier {
                 }
             }
         }
-        let result = async {
-            self.conn.query_drop("BEGIN").await?;
-            self.conn.query_drop(&delete).await?;
-            if upserts > 0 {
-                self.conn.query_drop(&insert).await?;
+        // Deadlocks with the copy and lock timeouts are retried; the batch is idempotent.
+        let mut attempt = 0u32;
+        loop {
+            let result = async {
+                self.conn.query_drop("BEGIN").await?;
+                self.conn.query_drop(&delete).await?;
+                if upserts > 0 {
+                    self.conn.query_drop(&insert).await?;
+                }
+                self.conn.query_drop("COMMIT").await
             }
-            self.conn.query_drop("COMMIT").await
+            .await;
+            match result {
+                Ok(()) => break,
+                Err(source) => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    attempt += 1;
+                    if attempt < 30 && is_retryable_in_place(&source) {
+                        debug!(attempt, error = %source, "batch retried");
+                        tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt))).await;
+                        continue;
+                    }
+                    self.sql = delete;
+                    return Err(ApplyError::Batch {
+                        applier: self.id,
+                        table: t.table.clone(),
+                        rows,
+                        source,
+                    });
+                }
+            }
         }
-        .await;
         self.sql = delete;
-        if let Err(source) = result {
-            let _ = self.conn.query_drop("ROLLBACK").await;
-            return Err(ApplyError::Batch {
-                applier: self.id,
-                table: t.table.clone(),
-                rows,
-                source,
-            });
-        }
         debug!(rows, upserts, "batch applied");
         self.stats
             .rows_written

@@ -98,6 +98,24 @@ impl Endpoint {
         })
     }
 
+    /// The URL with the password filled in, for components that take a URL. Never display it.
+    pub fn url_with_password(&self) -> String {
+        match (&self.password, Opts::from_url(&self.url)) {
+            (Some(pass), Ok(opts)) => {
+                let user = opts.user().unwrap_or("root");
+                let host = opts.ip_or_hostname();
+                let port = opts.tcp_port();
+                let db = opts.db_name().map(|d| format!("/{d}")).unwrap_or_default();
+                format!(
+                    "mysql://{}:{}@{host}:{port}{db}",
+                    percent(user),
+                    percent(pass)
+                )
+            }
+            _ => self.url.clone(),
+        }
+    }
+
     /// Set the password (from an environment variable, a file or a prompt).
     pub fn with_password(mut self, password: Option<String>) -> Endpoint {
         if password.is_some() {
@@ -214,6 +232,18 @@ pub const DATA_SESSION: &[&str] = &[
     "SET NAMES binary",
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
 ];
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
 
 fn is_tls_unsupported(e: &mysql_async::Error) -> bool {
     let text = e.to_string().to_ascii_lowercase();

@@ -265,7 +265,7 @@ pub async fn copy_table(
 }
 
 /// `key > lower` as SQL (expanded for composite keys so both servers use a range scan).
-fn after(key: &[KeyColumn], lower: &[String]) -> String {
+pub fn after(key: &[KeyColumn], lower: &[String]) -> String {
     let mut ors = Vec::new();
     for i in 0..key.len() {
         let mut ands: Vec<String> = (0..i)
@@ -278,7 +278,7 @@ fn after(key: &[KeyColumn], lower: &[String]) -> String {
 }
 
 /// `key <= upper` as SQL.
-fn upto(key: &[KeyColumn], upper: &[String]) -> String {
+pub fn upto(key: &[KeyColumn], upper: &[String]) -> String {
     let mut ors = Vec::new();
     for i in 0..key.len() {
         let mut ands: Vec<String> = (0..i)

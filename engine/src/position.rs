@@ -235,11 +235,14 @@ impl fmt::Display for Gtid {
     }
 }
 
+/// `(uuid, tag)`: the key of one GTID set entry.
+type SidKey = (Uuid, Option<GtidTag>);
+
 /// A MySQL GTID set: for each `(uuid, tag)`, sorted disjoint intervals of transaction numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GtidSet {
     /// `(uuid, tag)` → sorted, merged, half-open intervals `[start, end)`.
-    sids: BTreeMap<(Uuid, Option<GtidTag>), Vec<(u64, u64)>>,
+    sids: BTreeMap<SidKey, Vec<(u64, u64)>>,
 }
 
 impl GtidSet {

@@ -549,10 +549,43 @@ pub fn rowshift_bin() -> PathBuf {
         .and_then(Path::parent)
         .map(|p| p.join("rowshift"))
         .unwrap_or_else(|| PathBuf::from("rowshift"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
-        bin.display()
-    );
+    if !bin.exists() {
+        // `cargo test -p rowshift-testkit` alone does not build the CLI: build it once.
+        static BUILD: OnceLock<bool> = OnceLock::new();
+        let built = BUILD.get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let release = bin.components().any(|c| c.as_os_str() == "release");
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "rowshift-cli", "--bin", "rowshift"]);
+            if release {
+                cmd.arg("--release");
+            }
+            cmd
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+        assert!(
+            *built && bin.exists(),
+            "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
+            bin.display()
+        );
+    }
     bin
+}
+
+/// Run `rowshift` with `args`; returns (exit code, stdout, stderr).
+pub async fn run_rowshift(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(rowshift_bin())
+        .args(args)
+        .env("ROWSHIFT_LOG", "rowshift=info,warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run rowshift: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,93 @@
+//! Options shared by every subcommand that connects to a server.
+
+use anyhow::{bail, Context, Result};
+use rowshift_engine::conn::{Endpoint, SslMode};
+use std::path::PathBuf;
+
+/// Connection options of one server. The password never comes from argv: it is read from the
+/// environment variable named by `--password-env` (default `ROWSHIFT_PASSWORD`) or from
+/// `--password-file`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnArgs {
+    /// Server URL without password, e.g. mysql://admin@db.example.com:3306
+    #[arg(long, env = "ROWSHIFT_SOURCE")]
+    pub source: String,
+    /// Environment variable holding the password.
+    #[arg(long, default_value = "ROWSHIFT_PASSWORD")]
+    pub password_env: String,
+    /// File holding the password (first line).
+    #[arg(long, env = "ROWSHIFT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// TLS: disabled, preferred, required, verify-ca, verify-identity.
+    #[arg(long, default_value = "preferred", env = "ROWSHIFT_SSL_MODE")]
+    pub ssl_mode: String,
+    /// CA certificate (PEM) for verify-ca / verify-identity.
+    #[arg(long, env = "ROWSHIFT_SSL_CA")]
+    pub ssl_ca: Option<PathBuf>,
+}
+
+impl ConnArgs {
+    /// The endpoint, with the password from the environment or the file.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        let password = match &self.password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the password file {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            None => std::env::var(&self.password_env).ok(),
+        };
+        let mode: SslMode = self.ssl_mode.parse()?;
+        Ok(Endpoint::new(&self.source)?
+            .with_password(password)
+            .with_ssl(mode, self.ssl_ca.clone())?)
+    }
+}
+
+/// Split `db.table` (either part may be backquoted).
+pub fn split_table(s: &str) -> Result<(String, String)> {
+    let parts: Vec<String> = split_ident_path(s);
+    if parts.len() != 2 || parts.iter().any(String::is_empty) {
+        bail!("--table must be db.table (got {s:?})");
+    }
+    Ok((parts[0].clone(), parts[1].clone()))
+}
+
+fn split_ident_path(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if quoted && chars.peek() == Some(&'`') => {
+                chars.next();
+                if let Some(last) = out.last_mut() {
+                    last.push('`');
+                }
+            }
+            '`' => quoted = !quoted,
+            '.' if !quoted => out.push(String::new()),
+            c => {
+                if let Some(last) = out.last_mut() {
+                    last.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_split_with_quotes() {
+        assert_eq!(split_table("shop.orders").unwrap(), ("shop".into(), "orders".into()));
+        assert_eq!(split_table("`a.b`.`c``d`").unwrap(), ("a.b".into(), "c`d".into()));
+        assert!(split_table("orders").is_err());
+    }
+}

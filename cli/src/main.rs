@@ -1,0 +1,85 @@
+//! `rowshift`: the command-line tool for zero-downtime schema changes on MySQL and MariaDB.
+//!
+//! Thin by design: it parses flags and config, sets up logging, shows progress and reports
+//! errors; the work is done by `rowshift-engine`. It must not contain pipeline logic, and it
+//! never prints passwords or takes them from argv.
+
+mod binlog_dump;
+mod common;
+mod migrate;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Zero-downtime schema changes for MySQL, RDS/Aurora MySQL and MariaDB.
+#[derive(Debug, Parser)]
+#[command(name = "rowshift", version, about)]
+struct Cli {
+    /// Log format on stderr: text or json (filter with ROWSHIFT_LOG, e.g. rowshift=info).
+    #[arg(long, global = true, default_value = "text", env = "ROWSHIFT_LOG_FORMAT")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Online ALTER of a live table (a dry run unless --execute).
+    Migrate(migrate::MigrateArgs),
+    /// Binary log tools.
+    Binlog {
+        #[command(subcommand)]
+        command: BinlogCommand,
+    },
+}
+
+/// `rowshift binlog ...`
+#[derive(Debug, Subcommand)]
+enum BinlogCommand {
+    /// Print row changes, commits and DDL of a binlog file or a live server as JSON lines
+    /// (format: docs/binlog-dump.md).
+    Dump(binlog_dump::DumpArgs),
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROWSHIFT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Run an async subcommand on a fresh runtime.
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let result = match cli.command {
+        Command::Migrate(args) => block_on(migrate::run(args)),
+        Command::Binlog {
+            command: BinlogCommand::Dump(args),
+        } => binlog_dump::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rowshift: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

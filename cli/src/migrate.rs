@@ -1,0 +1,161 @@
+//! `rowshift migrate`: the online ALTER, with a progress line and a final summary.
+
+use crate::common::{split_table, ConnArgs};
+use anyhow::Result;
+use rowshift_engine::copy::CopyConfig;
+use rowshift_engine::cutover::CutoverConfig;
+use rowshift_engine::migrate::{self, MigrateConfig, Progress};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Online ALTER of a live table.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// The table, as db.table.
+    #[arg(long)]
+    table: String,
+    /// What follows ALTER TABLE, e.g. "ADD COLUMN order_status VARCHAR(16), ADD INDEX (order_status)".
+    #[arg(long)]
+    alter: String,
+    /// Fill a new or changed column with an expression of the old columns: "col = expression".
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// Really migrate; without it, a dry run that changes nothing.
+    #[arg(long)]
+    execute: bool,
+    /// Drop helper tables left by an earlier run (including its old table).
+    #[arg(long)]
+    drop_leftovers: bool,
+    /// Parallel appliers of binlog changes.
+    #[arg(long, default_value_t = 4)]
+    appliers: usize,
+    /// Chunks copied at once.
+    #[arg(long, default_value_t = 2)]
+    copy_workers: usize,
+    /// Wished duration of one copy chunk, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    chunk_time_ms: u64,
+    /// Hold the cut-over until the flag file (printed at start) is deleted.
+    #[arg(long)]
+    postpone_cut_over: bool,
+    /// Flag file for --postpone-cut-over.
+    #[arg(long)]
+    postpone_flag_file: Option<PathBuf>,
+    /// How long the cut-over may wait for the table lock, in seconds.
+    #[arg(long, default_value_t = 2)]
+    cut_over_lock_wait: u64,
+    /// Server id of rowshift's binlog connection (unique among replicas).
+    #[arg(long)]
+    server_id: Option<u32>,
+}
+
+/// Run the subcommand.
+pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
+    let endpoint = args.conn.endpoint()?;
+    let (db, table) = split_table(&args.table)?;
+    let postpone_flag = if args.postpone_cut_over || args.postpone_flag_file.is_some() {
+        let flag = args
+            .postpone_flag_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("rowshift-{db}.{table}.postpone")));
+        std::fs::write(&flag, b"delete this file to let rowshift cut over\n")?;
+        eprintln!("cut-over postponed: delete {} to let it happen", flag.display());
+        Some(flag)
+    } else {
+        None
+    };
+    let config = MigrateConfig {
+        endpoint,
+        db,
+        table,
+        alter: args.alter,
+        sets: args.sets,
+        execute: args.execute,
+        drop_leftovers: args.drop_leftovers,
+        appliers: args.appliers,
+        copy: CopyConfig {
+            workers: args.copy_workers,
+            target_chunk_time: Duration::from_millis(args.chunk_time_ms),
+            ..CopyConfig::default()
+        },
+        cutover: CutoverConfig {
+            lock_wait: Duration::from_secs(args.cut_over_lock_wait),
+            ..CutoverConfig::default()
+        },
+        postpone_flag,
+        server_id: args.server_id.unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),
+    };
+    let execute = config.execute;
+    let (tx, rx) = tokio::sync::watch::channel(Progress::default());
+    let printer = tokio::spawn(print_progress(rx));
+    let result = migrate::run(config, tx).await;
+    printer.abort();
+    let report = result?;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    println!("{}", report.plan);
+    if !execute {
+        println!("dry run: the shadow table was created, checked and dropped; nothing of yours changed. Add --execute to migrate.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rate = report.rows_copied as f64 / report.copy_time.as_secs_f64().max(1e-3);
+    println!(
+        "migrated: {} rows copied in {:.1} s ({:.0} rows/s), {} binlog changes applied, total {:.1} s",
+        report.rows_copied,
+        report.copy_time.as_secs_f64(),
+        rate,
+        report.events,
+        report.total_time.as_secs_f64()
+    );
+    if let Some(c) = &report.cutover {
+        println!(
+            "cut-over: table locked {:.1} ms (attempt {}); the original table is kept as `{}`: drop it when you no longer need a rollback",
+            c.lock_time.as_secs_f64() * 1000.0,
+            c.attempts,
+            c.old_table
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_progress(mut rx: tokio::sync::watch::Receiver<Progress>) {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
+    let mut last_rows = 0u64;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if rx.has_changed().is_err() {
+            return;
+        }
+        let p = rx.borrow_and_update().clone();
+        let rate = (p.rows_copied.saturating_sub(last_rows)) as f64 / every.as_secs_f64();
+        last_rows = p.rows_copied;
+        let pct = if p.rows_estimate > 0 {
+            (p.rows_copied as f64 * 100.0 / p.rows_estimate as f64).min(100.0)
+        } else {
+            0.0
+        };
+        let eta = if rate > 0.0 && p.rows_estimate > p.rows_copied {
+            format!("{:.0}s", (p.rows_estimate - p.rows_copied) as f64 / rate)
+        } else {
+            "-".into()
+        };
+        let line = format!(
+            "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s",
+            p.phase, p.rows_copied, p.events, p.skipped, p.lag_secs, p.elapsed.as_secs_f64()
+        );
+        let mut err = std::io::stderr();
+        if tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+}

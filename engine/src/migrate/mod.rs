@@ -1,0 +1,532 @@
+//! `migrate`: online ALTER of one table on one server (design.md sections 2 and 4).
+//!
+//! 1. Preflight ([`preflight`]): binlog settings, privileges, key, foreign keys, triggers,
+//!    leftovers. Nothing is changed when it fails.
+//! 2. Shadow `_t_new`: `CREATE TABLE … LIKE`, then the user's ALTER, run by the server; the
+//!    mapping comes from diffing the two definitions (renames parsed from the ALTER).
+//! 3. The binlog stream starts at the current position, before the copy.
+//! 4. The copy ([`crate::copy`]) and the router/appliers ([`router`], [`crate::apply`]) run
+//!    together; changes above the copy's high-water mark are skipped.
+//! 5. Catch-up: a marker row in the sentry table proves everything before it is applied.
+//! 6. Cut-over ([`crate::cutover`]); the original table stays as `_t_old`.
+
+pub mod preflight;
+pub mod router;
+
+use crate::apply::{ApplierSet, ApplyTarget};
+use crate::catalog::{self, CatalogError};
+use crate::conn::{ConnError, Endpoint};
+use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
+use crate::cutover::{self, names, CutoverConfig, CutoverReport};
+use crate::position::Position;
+use crate::sqlvalue::LiteralKind;
+use mysql_async::prelude::Queryable;
+use preflight::PreflightError;
+use router::{Router, RouterCmd, RouterStats};
+use rowshift_transform::mapping::Mapping;
+use rowshift_transform::schema::{quote_ident, ColumnType, Flavor, TableSchema};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, info_span, warn, Instrument};
+
+/// Errors of a migration.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// A preflight check failed (nothing changed).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// Reading a definition failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The server refused the ALTER on the shadow table (nothing changed).
+    #[error("the server rejected the ALTER: {detail}; nothing was changed (the shadow table was dropped)")]
+    AlterRejected {
+        /// The server's message.
+        detail: String,
+    },
+    /// The ALTER cannot be followed by the mapping (nothing changed).
+    #[error("{0}; nothing was changed")]
+    Mapping(String),
+    /// The copy failed.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// The router or an applier failed.
+    #[error(transparent)]
+    Router(#[from] router::RouterError),
+    /// Applier setup failed.
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    /// The binlog source failed.
+    #[error("binlog source: {0}")]
+    Source(String),
+    /// The cut-over failed.
+    #[error(transparent)]
+    Cutover(#[from] cutover::CutoverError),
+    /// A statement failed.
+    #[error("{step}: {source}")]
+    Sql {
+        /// What was being done.
+        step: &'static str,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// Catch-up did not finish.
+    #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
+    CatchUpTimeout(Duration),
+}
+
+/// What to migrate and how.
+#[derive(Debug, Clone)]
+pub struct MigrateConfig {
+    /// The server.
+    pub endpoint: Endpoint,
+    /// Database of the table.
+    pub db: String,
+    /// The table.
+    pub table: String,
+    /// The ALTER specification (what follows `ALTER TABLE t`).
+    pub alter: String,
+    /// `col = expression` assignments for new or changed columns.
+    pub sets: Vec<String>,
+    /// False for a dry run.
+    pub execute: bool,
+    /// Drop helper tables of an earlier run.
+    pub drop_leftovers: bool,
+    /// Number of appliers.
+    pub appliers: usize,
+    /// Copy tuning.
+    pub copy: CopyConfig,
+    /// Cut-over tuning.
+    pub cutover: CutoverConfig,
+    /// While this file exists, the cut-over waits (operator's hold).
+    pub postpone_flag: Option<PathBuf>,
+    /// Replica server id for the binlog connection.
+    pub server_id: u32,
+}
+
+/// Live progress, published while the migration runs.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Current phase.
+    pub phase: &'static str,
+    /// Rows copied so far.
+    pub rows_copied: u64,
+    /// Estimated rows of the table.
+    pub rows_estimate: u64,
+    /// Row events of the table read from the binlog.
+    pub events: u64,
+    /// Events skipped because the copy reads them.
+    pub skipped: u64,
+    /// Seconds behind the source's newest event.
+    pub lag_secs: u64,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+/// What a migration did.
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    /// The plan (printed by dry runs too).
+    pub plan: String,
+    /// Rows copied.
+    pub rows_copied: u64,
+    /// Row events applied.
+    pub events: u64,
+    /// Copy time.
+    pub copy_time: Duration,
+    /// Whole run.
+    pub total_time: Duration,
+    /// The cut-over, when executed.
+    pub cutover: Option<CutoverReport>,
+}
+
+fn q2(db: &str, t: &str) -> String {
+    format!("{}.{}", quote_ident(db), quote_ident(t))
+}
+
+/// Run a migration (or a dry run), publishing progress on `progress`.
+pub async fn run(
+    config: MigrateConfig,
+    progress: watch::Sender<Progress>,
+) -> Result<MigrateReport, MigrateError> {
+    let span = info_span!("migrate", db = %config.db, table = %config.table);
+    run_inner(config, progress).instrument(span).await
+}
+
+async fn run_inner(
+    config: MigrateConfig,
+    progress: watch::Sender<Progress>,
+) -> Result<MigrateReport, MigrateError> {
+    let started = Instant::now();
+    let mut conn = config.endpoint.connect_raw().await?;
+    let (flavor, version) = catalog::flavor(&mut conn)
+        .await
+        .map_err(|source| MigrateError::Sql { step: "reading the server version", source })?;
+    info!(%version, "connected");
+    let set_phase = |phase: &'static str| {
+        progress.send_modify(|p| p.phase = phase);
+    };
+    set_phase("preflight");
+    let old = catalog::load_table(&mut conn, flavor, &config.db, &config.table).await?;
+    preflight::table_shape(&mut conn, &old).await?;
+    preflight::binlog_settings(&mut conn).await?;
+    preflight::replication_privileges(&mut conn).await?;
+    let renames = rowshift_transform::mapping::parse_renames(&config.alter)
+        .map_err(|e| MigrateError::Mapping(e.to_string()))?;
+    preflight::leftovers(&mut conn, &config.db, &config.table, config.drop_leftovers).await?;
+
+    // Shadow table with the user's ALTER, run by the server.
+    let t = q2(&config.db, &config.table);
+    let shadow_name = names::shadow(&config.table);
+    let shadow = q2(&config.db, &shadow_name);
+    conn.query_drop(format!("CREATE TABLE {shadow} LIKE {t}"))
+        .await
+        .map_err(|e| privilege_or(e, "creating the shadow table", "CREATE, ALTER, DROP, INSERT, SELECT, LOCK TABLES"))?;
+    if let Err(e) = conn.query_drop(format!("ALTER TABLE {shadow} {}", config.alter)).await {
+        let _ = conn.query_drop(format!("DROP TABLE {shadow}")).await;
+        return Err(MigrateError::AlterRejected { detail: server_message(&e) });
+    }
+    let prepared = async {
+        let new = catalog::load_table(&mut conn, flavor, &config.db, &shadow_name).await?;
+        let mapping = Mapping::new(&old, &new, &renames, &config.sets)
+            .map_err(|e| MigrateError::Mapping(e.to_string()))?;
+        Ok::<_, MigrateError>((new, mapping))
+    }
+    .await;
+    let (new, mapping) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = conn.query_drop(format!("DROP TABLE {shadow}")).await;
+            return Err(e);
+        }
+    };
+    let rows_estimate = estimate_rows(&mut conn, &config.db, &config.table).await;
+    let plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
+    progress.send_modify(|p| p.rows_estimate = rows_estimate);
+    if !config.execute {
+        conn.query_drop(format!("DROP TABLE {shadow}"))
+            .await
+            .map_err(|source| MigrateError::Sql { step: "dropping the dry-run shadow table", source })?;
+        return Ok(MigrateReport {
+            plan,
+            rows_copied: 0,
+            events: 0,
+            copy_time: Duration::ZERO,
+            total_time: started.elapsed(),
+            cutover: None,
+        });
+    }
+    info!("{plan}");
+
+    // Sentry for drain markers, then the stream, then the copy.
+    let sentry = q2(&config.db, &names::sentry(&config.table));
+    conn.query_drop(format!("CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"))
+        .await
+        .map_err(|source| MigrateError::Sql { step: "creating the sentry table", source })?;
+    let start = cutover::server_position(&mut conn)
+        .await
+        .map_err(|source| MigrateError::Sql { step: "reading the binlog position", source })?;
+    let events = open_stream(&config, &start).await?;
+
+    let mapping = Arc::new(mapping);
+    let target = apply_target(&config, flavor, &new, &mapping);
+    let key_positions = target.key_positions.clone();
+    let unique_secondary = !new.unique_keys.is_empty();
+    // Unique secondary keys: one applier keeps cross-row order (two rows swapping a value).
+    let n_appliers = if unique_secondary { 1 } else { config.appliers.max(1) };
+    let appliers = ApplierSet::start(target, n_appliers, 2_048).await?;
+    let apply_stats = appliers.stats.clone();
+    let (hw_tx, hw_rx) = watch::channel(HighWater::Start);
+    let int_key = (old.primary_key.len() == 1
+        && matches!(old.columns[old.primary_key[0]].data_type, ColumnType::Integer { .. }))
+    .then(|| old.primary_key[0]);
+    let router_stats = Arc::new(RouterStats::default());
+    let router = Router {
+        db: config.db.clone(),
+        table: config.table.clone(),
+        sentry: names::sentry(&config.table),
+        mapping: mapping.clone(),
+        key_positions,
+        key_codec: rowshift_transform::key::KeyCodec::for_primary_key(&new)
+            .map_err(|e| MigrateError::Mapping(e.to_string()))?,
+        old_key: old.primary_key.clone(),
+        int_key,
+        high_water: hw_rx,
+        stats: router_stats.clone(),
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let (applied_tx, _applied_rx) = watch::channel::<Option<Position>>(None);
+    let router_task = tokio::spawn(
+        router
+            .run(events, appliers, cmd_rx, applied_tx)
+            .instrument(info_span!("router")),
+    );
+
+    // Progress publisher.
+    let copy_stats = Arc::new(CopyStats::default());
+    let ticker = {
+        let (copy_stats, router_stats, progress) = (copy_stats.clone(), router_stats.clone(), progress.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let last = router_stats.last_event_ts.load(Ordering::Relaxed);
+                progress.send_modify(|p| {
+                    p.rows_copied = copy_stats.rows_copied.load(Ordering::Relaxed);
+                    p.events = router_stats.events.load(Ordering::Relaxed);
+                    p.skipped = router_stats.skipped.load(Ordering::Relaxed);
+                    p.lag_secs = if last == 0 { 0 } else { now.saturating_sub(last) };
+                    p.elapsed = started.elapsed();
+                });
+            }
+        })
+    };
+
+    let result = async {
+        set_phase("copy");
+        let copy_started = Instant::now();
+        let plan_copy = CopyPlan {
+            endpoint: config.endpoint.clone(),
+            source: t.clone(),
+            target: shadow.clone(),
+            insert_columns: mapping.insert_columns().iter().map(|c| quote_ident(c)).collect(),
+            select_exprs: mapping.select_exprs(),
+            key: key_columns(&old),
+        };
+        copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx).await?;
+        let copy_time = copy_started.elapsed();
+
+        set_phase("catch-up");
+        let mut marker_conn = config.endpoint.connect_raw().await?;
+        let caught_up = Duration::from_secs(600);
+        tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx))
+            .await
+            .map_err(|_| MigrateError::CatchUpTimeout(caught_up))??;
+
+        set_phase("verify");
+        warn!("verification before cut-over is not built yet (issue 5): cutting over on the copy and binlog apply alone");
+
+        if let Some(flag) = &config.postpone_flag {
+            set_phase("postponed");
+            while flag.exists() {
+                info!(flag = %flag.display(), "cut-over postponed while the flag file exists");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+            }
+        }
+
+        set_phase("cut-over");
+        let cmd = cmd_tx.clone();
+        let report = cutover::cut_over(&config.endpoint, &config.db, &config.table, &config.cutover, move |token| {
+            let cmd = cmd.clone();
+            async move {
+                let (tx, rx) = oneshot::channel();
+                cmd.send(RouterCmd::WaitMarker(token, tx)).await.map_err(|_| "router stopped".to_string())?;
+                rx.await.map_err(|_| "router stopped".to_string())
+            }
+        })
+        .await?;
+        let _ = marker_conn.disconnect().await;
+        Ok::<_, MigrateError>((copy_time, report))
+    }
+    .await;
+    ticker.abort();
+    router_task.abort();
+    let (copy_time, report) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            if let Ok(Ok(Err(router_err))) = tokio::time::timeout(Duration::from_millis(10), router_task).await.map(|r| r.map_err(|_| ())) {
+                return Err(router_err.into());
+            }
+            return Err(e);
+        }
+    };
+    let _ = conn.query_drop(format!("DROP TABLE IF EXISTS {sentry}")).await;
+    set_phase("done");
+    Ok(MigrateReport {
+        plan,
+        rows_copied: copy_stats.rows_copied.load(Ordering::Relaxed),
+        events: apply_stats.changes.load(Ordering::Relaxed),
+        copy_time,
+        total_time: started.elapsed(),
+        cutover: Some(report),
+    })
+}
+
+/// The binlog stream from `start`, as a `Stream` of events.
+async fn open_stream(
+    config: &MigrateConfig,
+    start: &Position,
+) -> Result<
+    impl futures_util::Stream<Item = Result<crate::event::SourceEvent, crate::source::stream::SourceError>> + Unpin,
+    MigrateError,
+> {
+    use crate::source::stream::{BinlogSource, SourceConfig};
+    let mut cfg = SourceConfig::new(config.endpoint.url_with_password());
+    cfg.server_id = config.server_id;
+    cfg.start = crate::position::StartPosition::File {
+        file: start.file.clone(),
+        offset: start.offset,
+    };
+    cfg.ssl_mode = match config.endpoint.ssl_mode {
+        crate::conn::SslMode::Disabled => crate::source::stream::SslMode::Disabled,
+        crate::conn::SslMode::Preferred => crate::source::stream::SslMode::Preferred,
+        crate::conn::SslMode::Required => crate::source::stream::SslMode::Required,
+        crate::conn::SslMode::VerifyCa => crate::source::stream::SslMode::VerifyCa,
+        crate::conn::SslMode::VerifyIdentity => crate::source::stream::SslMode::VerifyIdentity,
+    };
+    cfg.ssl_ca = config.endpoint.ssl_ca.clone();
+    cfg.heartbeat = Duration::from_millis(500);
+    let source = BinlogSource::connect(cfg)
+        .await
+        .map_err(|e| MigrateError::Source(e.to_string()))?;
+    Ok(Box::pin(futures_util::stream::unfold(Some(source), |state| async move {
+        let mut source = state?;
+        match source.next().await {
+            Ok(Some(ev)) => Some((Ok(ev), Some(source))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })))
+}
+
+/// Insert a fresh token into the sentry and wait until the router has applied up to it.
+async fn wait_marker(
+    conn: &mut mysql_async::Conn,
+    sentry: &str,
+    cmds: &mpsc::Sender<RouterCmd>,
+) -> Result<(), MigrateError> {
+    let token = cutover::drain_token();
+    let (tx, rx) = oneshot::channel();
+    cmds.send(RouterCmd::WaitMarker(token, tx))
+        .await
+        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
+    conn.query_drop(format!("INSERT INTO {sentry} (id) VALUES ({token})"))
+        .await
+        .map_err(|source| MigrateError::Sql { step: "writing a drain marker", source })?;
+    rx.await
+        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
+    conn.query_drop(format!("DELETE FROM {sentry} WHERE id = {token}"))
+        .await
+        .map_err(|source| MigrateError::Sql { step: "clearing a drain marker", source })?;
+    Ok(())
+}
+
+fn key_columns(old: &TableSchema) -> Vec<KeyColumn> {
+    old.primary_key
+        .iter()
+        .map(|&i| {
+            let c = &old.columns[i];
+            let literal = match &c.data_type {
+                ColumnType::Integer { .. } | ColumnType::Decimal { .. } | ColumnType::Float { .. } | ColumnType::Double { .. } | ColumnType::Year => KeyLiteral::Number,
+                ColumnType::Date | ColumnType::Time { .. } | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } => KeyLiteral::Temporal,
+                t if t.is_text() => match (t.charset(), t.collation()) {
+                    (Some(cs), Some(co)) => KeyLiteral::Text { charset: cs.to_string(), collation: co.to_string() },
+                    _ => KeyLiteral::Bytes,
+                },
+                _ => KeyLiteral::Bytes,
+            };
+            KeyColumn { name: quote_ident(&c.name), literal }
+        })
+        .collect()
+}
+
+fn apply_target(config: &MigrateConfig, flavor: Flavor, new: &TableSchema, mapping: &Mapping) -> ApplyTarget {
+    let cols = mapping.insert_columns();
+    let kinds = cols
+        .iter()
+        .map(|c| match new.column(c).map(|c| &c.data_type) {
+            Some(ColumnType::Json) if flavor == Flavor::MySql => LiteralKind::Json,
+            _ => LiteralKind::Plain,
+        })
+        .collect();
+    let key_positions = new
+        .primary_key
+        .iter()
+        .filter_map(|&i| cols.iter().position(|c| *c == new.columns[i].name))
+        .collect();
+    ApplyTarget {
+        endpoint: config.endpoint.clone(),
+        table: q2(&config.db, &names::shadow(&config.table)),
+        columns: cols.iter().map(|c| quote_ident(c)).collect(),
+        kinds,
+        key_positions,
+        max_batch: 500,
+    }
+}
+
+async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str) -> u64 {
+    conn.exec_first::<Option<u64>, _, _>(
+        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (db, table),
+    )
+    .await
+    .ok()
+    .flatten()
+    .flatten()
+    .unwrap_or(0)
+}
+
+fn describe_plan(old: &TableSchema, new: &TableSchema, mapping: &Mapping, rows: u64, config: &MigrateConfig) -> String {
+    let mut s = format!(
+        "plan for {} ({} rows estimated):\n  shadow {} ← ALTER {}\n  columns:\n",
+        old.qualified_name(),
+        rows,
+        q2(&config.db, &names::shadow(&config.table)),
+        config.alter
+    );
+    for (col, expr) in mapping.insert_columns().iter().zip(mapping.select_exprs()) {
+        s.push_str(&format!("    {} ← {}\n", quote_ident(col), expr));
+    }
+    let dropped: Vec<&str> = old
+        .columns
+        .iter()
+        .filter(|c| new.column(&c.name).is_none() && !mapping.select_exprs().iter().any(|e| e.contains(&quote_ident(&c.name))))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !dropped.is_empty() {
+        s.push_str(&format!("  dropped columns: {}\n", dropped.join(", ")));
+    }
+    s.push_str(&format!(
+        "  copy: {} parallel chunks of ~{} ms; {} appliers; cut-over lock wait {:?}; old table kept as {}\n",
+        config.copy.workers,
+        config.copy.target_chunk_time.as_millis(),
+        if new.unique_keys.is_empty() { config.appliers } else { 1 },
+        config.cutover.lock_wait,
+        q2(&config.db, &names::old(&config.table)),
+    ));
+    // A rough estimate: 100k rows/s copy on a small server.
+    s.push_str(&format!("  estimated copy time: ~{} s\n", rows / 100_000 + 1));
+    s
+}
+
+fn server_message(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("{} (error {})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+fn privilege_or(e: mysql_async::Error, step: &'static str, grants: &str) -> MigrateError {
+    if let mysql_async::Error::Server(s) = &e {
+        if matches!(s.code, 1142 | 1044 | 1227) {
+            return MigrateError::Preflight(PreflightError::MissingPrivilege {
+                what: step,
+                grant: format!("GRANT {grants} ON <db>.* TO <user>"),
+                detail: s.message.clone(),
+            });
+        }
+    }
+    MigrateError::Sql { step, source: e }
+}

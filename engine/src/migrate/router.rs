@@ -1,0 +1,274 @@
+//! The router: reads the source's events in binlog order, keeps the changes of the migrated
+//! table, transforms them to the new shape, skips keys the copy has not reached yet, and sends
+//! each change to the applier owning its key. It also watches the sentry table for drain
+//! markers, which prove that everything logged before a marker has been applied.
+
+use crate::apply::{ApplierSet, ApplyError, Op};
+use crate::copy::HighWater;
+use crate::event::{RowKind, SourceEvent};
+use crate::position::Position;
+use rowshift_transform::key::{KeyCodec, RowKey};
+use rowshift_transform::mapping::Mapping;
+use rowshift_transform::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Errors that stop the router.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The source failed.
+    #[error("binlog source: {0}")]
+    Source(String),
+    /// A change could not be transformed.
+    #[error("transforming a change of {table} at {pos}: {detail}")]
+    Transform {
+        /// The table.
+        table: String,
+        /// Where in the binlog.
+        pos: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An applier failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A DDL changed the table during the migration.
+    #[error("the table {table} was altered during the migration ({query}); rowshift stops because the shadow no longer matches: run again")]
+    TableChanged {
+        /// The table.
+        table: String,
+        /// The statement.
+        query: String,
+    },
+}
+
+/// Requests to the router.
+#[derive(Debug)]
+pub enum RouterCmd {
+    /// Reply once the sentry row with this token was read and everything before it applied.
+    WaitMarker(u32, oneshot::Sender<()>),
+}
+
+/// Live counters of the router, for progress.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Row changes of the migrated table read.
+    pub events: AtomicU64,
+    /// Changes skipped because the copy will read them.
+    pub skipped: AtomicU64,
+    /// Timestamp (epoch seconds) of the last event read.
+    pub last_event_ts: AtomicU64,
+}
+
+/// What the router needs to know.
+pub struct Router {
+    /// Database of the migrated table.
+    pub db: String,
+    /// The migrated table.
+    pub table: String,
+    /// The sentry table (drain markers).
+    pub sentry: String,
+    /// Old → new transform.
+    pub mapping: Arc<Mapping>,
+    /// Positions of the new primary key columns within the mapping's output row.
+    pub key_positions: Vec<usize>,
+    /// Makes collation-aware keys of the new primary key values (routing and collapsing).
+    pub key_codec: KeyCodec,
+    /// Positions of the old primary key columns in the old row.
+    pub old_key: Vec<usize>,
+    /// Index of the old table's single integer key column, when the copy reports a high-water
+    /// mark for it.
+    pub int_key: Option<usize>,
+    /// The copy's progress.
+    pub high_water: watch::Receiver<HighWater>,
+    /// Counters.
+    pub stats: Arc<RouterStats>,
+}
+
+fn int_of(v: &Value) -> Option<i128> {
+    match v {
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::UInt(u) => Some(i128::from(*u)),
+        _ => None,
+    }
+}
+
+impl Router {
+    fn covers(&self, old_row: &[Value]) -> bool {
+        match self.int_key {
+            None => true,
+            Some(i) => match old_row.get(i).and_then(int_of) {
+                Some(k) => self.high_water.borrow().covers(k),
+                None => true,
+            },
+        }
+    }
+
+    fn transform(&self, row: &[Value], ev_pos: &str) -> Result<(RowKey, Vec<Value>), RouterError> {
+        let err = |detail: String| RouterError::Transform {
+            table: self.table.clone(),
+            pos: ev_pos.to_string(),
+            detail,
+        };
+        let new_row = self.mapping.apply(row).map_err(|e| err(e.to_string()))?;
+        let key = self
+            .key_codec
+            .key_of_values(&self.key_values(&new_row))
+            .map_err(|e| err(e.to_string()))?;
+        Ok((key, new_row))
+    }
+
+    fn key_values(&self, new_row: &[Value]) -> Vec<Value> {
+        self.key_positions.iter().map(|&i| new_row[i].clone()).collect()
+    }
+
+    /// Run until the event stream ends or an error. `applied_pos` receives the position applied
+    /// everywhere (at barriers).
+    pub async fn run<S, E>(
+        self,
+        mut events: S,
+        mut appliers: ApplierSet<RowKey>,
+        mut cmds: mpsc::Receiver<RouterCmd>,
+        applied_pos: watch::Sender<Option<Position>>,
+    ) -> Result<(), RouterError>
+    where
+        S: futures_util::Stream<Item = Result<SourceEvent, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        let n = appliers.len();
+        let mut waiting: HashMap<u32, oneshot::Sender<()>> = HashMap::new();
+        let mut seen_markers: Vec<u32> = Vec::new();
+        let mut since_barrier = 0u64;
+        let mut last_commit: Option<Position> = None;
+        let watcher = appliers.watcher();
+        loop {
+            let ev = tokio::select! {
+                biased;
+                cmd = cmds.recv() => {
+                    match cmd {
+                        Some(RouterCmd::WaitMarker(token, reply)) => {
+                            if seen_markers.contains(&token) {
+                                let seq = appliers.barrier().await?;
+                                let w = watcher.clone();
+                                tokio::spawn(async move { if w.wait(seq).await.is_ok() { let _ = reply.send(()); } });
+                            } else {
+                                waiting.insert(token, reply);
+                            }
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+                ev = events.next() => ev,
+            };
+            let Some(ev) = ev else { break };
+            let ev = ev.map_err(|e| RouterError::Source(e.to_string()))?;
+            match ev {
+                SourceEvent::Rows(change) => {
+                    let ours = &*change.table.schema == self.db.as_str();
+                    if ours && &*change.table.name == self.sentry.as_str() {
+                        if let Some(Value::Int(token)) = change.after.as_ref().and_then(|r| r.first()) {
+                            let token = *token as u32;
+                            seen_markers.push(token);
+                            if seen_markers.len() > 64 {
+                                seen_markers.remove(0);
+                            }
+                            if let Some(reply) = waiting.remove(&token) {
+                                let seq = appliers.barrier().await?;
+                                let w = watcher.clone();
+                                tokio::spawn(async move { if w.wait(seq).await.is_ok() { let _ = reply.send(()); } });
+                            }
+                        }
+                        continue;
+                    }
+                    if !ours || &*change.table.name != self.table.as_str() {
+                        continue;
+                    }
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    let pos = change.pos.to_string();
+                    if let Some(before) = &change.before {
+                        if change.kind == RowKind::Delete
+                            || change.after.as_ref().is_some_and(|a| self.key_changed(before, a))
+                        {
+                            if self.covers(before) {
+                                let (key, new_row) = self.transform(before, &pos)?;
+                                let kv = self.key_values(&new_row);
+                                appliers.send(key.route(n), key, Op::Delete(kv)).await?;
+                            } else {
+                                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    if let Some(after) = &change.after {
+                        if self.covers(after) {
+                            let (key, new_row) = self.transform(after, &pos)?;
+                            appliers.send(key.route(n), key, Op::Upsert(new_row)).await?;
+                        } else {
+                            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                SourceEvent::Commit { pos, timestamp, .. } => {
+                    self.stats.last_event_ts.store(u64::from(timestamp), Ordering::Relaxed);
+                    last_commit = Some(pos);
+                    since_barrier += 1;
+                    if since_barrier >= 1000 {
+                        since_barrier = 0;
+                        self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos).await?;
+                    }
+                }
+                SourceEvent::Ddl { schema, query, pos, timestamp, .. } => {
+                    self.stats.last_event_ts.store(u64::from(timestamp), Ordering::Relaxed);
+                    if self.ddl_touches_table(&schema, &query) {
+                        return Err(RouterError::TableChanged {
+                            table: format!("`{}`.`{}`", self.db, self.table),
+                            query,
+                        });
+                    }
+                    last_commit = Some(pos);
+                }
+                _ => {}
+            }
+        }
+        appliers.finish().await?;
+        if let Some(pos) = last_commit {
+            let _ = applied_pos.send(Some(pos));
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        appliers: &mut ApplierSet<RowKey>,
+        watcher: &crate::apply::AppliedWatcher,
+        pos: Option<Position>,
+        applied_pos: &watch::Sender<Option<Position>>,
+    ) -> Result<(), RouterError> {
+        let seq = appliers.barrier().await?;
+        let w = watcher.clone();
+        let tx = applied_pos.clone();
+        tokio::spawn(async move {
+            if w.wait(seq).await.is_ok() {
+                let _ = tx.send(pos);
+            }
+        });
+        Ok(())
+    }
+
+    fn key_changed(&self, before: &[Value], after: &[Value]) -> bool {
+        self.old_key.iter().any(|&i| before.get(i) != after.get(i))
+    }
+
+    fn ddl_touches_table(&self, schema: &str, query: &str) -> bool {
+        let q = query.to_ascii_lowercase();
+        let t = self.table.to_ascii_lowercase();
+        let mentions = q.contains(&format!("`{t}`")) || q.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '$').any(|w| w == t);
+        let ddl = q.trim_start().starts_with("alter") || q.trim_start().starts_with("drop") || q.trim_start().starts_with("rename") || q.trim_start().starts_with("truncate");
+        // Our own cut-over renames t; the router is stopped before that.
+        let _ = schema;
+        ddl && mentions && !q.contains("_rs_sentry") && !q.contains(&format!("_{t}_new")) && !q.contains(&format!("_{t}_old"))
+    }
+}

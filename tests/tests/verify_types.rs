@@ -1,0 +1,200 @@
+//! The verifier finds every injected difference, by exact key and column, for every column type
+//! on both engines; equal tables (including a JSON document whose members were reordered) are GO.
+
+mod verify_support;
+
+use mysql_async::prelude::Queryable;
+use rowshift_engine::verify::{DiffKind, Verdict};
+use rowshift_testkit::{Engine, TestServer};
+use verify_support::*;
+
+const ROWS: u32 = 60;
+
+/// Row id → (statement on the new table, the column(s) that must be reported).
+fn injections() -> Vec<(u32, &'static str, Vec<&'static str>)> {
+    vec![
+        (1, "ti = ti + 1", vec!["ti"]),
+        (2, "si = si + 1", vec!["si"]),
+        (3, "i = i + 1", vec!["i"]),
+        (4, "bi = bi + 1", vec!["bi"]),
+        (5, "ub = ub - 1", vec!["ub"]),
+        (6, "dec1 = dec1 + 0.0001", vec!["dec1"]),
+        // 7.5 -> 7.50000048: FLOAT prints both as 7.5; only a widened value shows it.
+        (7, "f = 7.5000005", vec!["f"]),
+        (8, "d = d + 1e-12", vec!["d"]),
+        (9, "b = b'111111111111'", vec!["b"]),
+        (10, "e = 'red'", vec!["e"]),
+        (11, "st = 'a,b,c'", vec!["st"]),
+        (12, "y = 1999", vec!["y"]),
+        (13, "dt = dt + INTERVAL 1 DAY", vec!["dt"]),
+        (14, "tm = '12:34:56.123457'", vec!["tm"]),
+        (15, "dtm = dtm + INTERVAL 1 MICROSECOND", vec!["dtm"]),
+        (16, "ts = ts + INTERVAL 1 MICROSECOND", vec!["ts"]),
+        (17, "ch = 'x17'", vec!["ch"]),
+        (18, "vc = 'v18x'", vec!["vc"]),
+        (19, "tx = 'text 19!'", vec!["tx"]),
+        (20, "bn = X'01020305'", vec!["bn"]),
+        (21, "vb = X'00'", vec!["vb"]),
+        (22, "bl = CONCAT(bl, X'00')", vec!["bl"]),
+        (23, "j = '{\"k\": 23, \"name\": \"m\", \"list\": [1, 2.5, \"x\"]}'", vec!["j"]),
+        // Old side holds NULL here (set before the copy).
+        (26, "vc = ''", vec!["vc"]),
+        (27, "vc = 'v27 '", vec!["vc"]),
+        (28, "ci = 'ABC'", vec!["ci"]),
+        // Old side holds ('a#', 'b'): the '#' moves between two strings.
+        (30, "vc = 'a', tx = '#b'", vec!["vc", "tx"]),
+        // The same shift on two rows of equal length: invisible to BIT_XOR(CRC32(..)).
+        (40, "dtm = dtm + INTERVAL 1 HOUR", vec!["dtm"]),
+        (41, "dtm = dtm + INTERVAL 1 HOUR", vec!["dtm"]),
+    ]
+}
+
+async fn every_difference_is_found(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("verify_types_{}", engine.name()))
+        .await
+        .unwrap();
+    let mut c = connect(&server.url_for_db(&db)).await;
+    create_all_types(&mut c, "t").await;
+    fill_all_types(&mut c, "t", ROWS).await;
+    c.query_drop("UPDATE t SET vc = NULL WHERE id = 26").await.unwrap();
+    c.query_drop("UPDATE t SET vc = 'a#', tx = 'b' WHERE id = 30").await.unwrap();
+    c.query_drop("CREATE TABLE _t_new LIKE t").await.unwrap();
+    c.query_drop("INSERT INTO _t_new SELECT * FROM t").await.unwrap();
+
+    let report = verify_shadow(&server.url(), &db, "t", "_t_new").await;
+    assert_eq!(report.verdict, Verdict::Go, "{}", report.summary());
+    assert_eq!(report.rows_old, u64::from(ROWS));
+    assert_eq!(report.rows_new, u64::from(ROWS));
+    assert!(report.chunks_checked >= 5, "{}", report.summary());
+
+    for (id, set, _) in injections() {
+        c.query_drop(format!("UPDATE _t_new SET {set} WHERE id = {id}"))
+            .await
+            .unwrap();
+    }
+    // Semantically equal JSON with its members in another order: not a difference.
+    c.query_drop(
+        "UPDATE _t_new SET j = '{\"list\": [1, 2.5, \"x\"], \"name\": \"n\", \"k\": 29}' WHERE id = 29",
+    )
+    .await
+    .unwrap();
+    c.query_drop("DELETE FROM _t_new WHERE id = 24").await.unwrap();
+    c.query_drop(format!("INSERT INTO _t_new VALUES {}", row_values(1000)))
+        .await
+        .unwrap();
+
+    let report = verify_shadow(&server.url(), &db, "t", "_t_new").await;
+    println!("{}", report.summary());
+    assert_eq!(report.verdict, Verdict::NoGo);
+    let rows = by_key(&report);
+    let mut expected: Vec<String> = injections().iter().map(|(id, _, _)| id.to_string()).collect();
+    expected.push("24".into());
+    expected.push("1000".into());
+    expected.sort();
+    let mut found: Vec<String> = rows.keys().cloned().collect();
+    found.sort();
+    assert_eq!(found, expected, "{}", report.summary());
+    assert_eq!(report.differences.total, expected.len() as u64);
+    for (id, _, columns) in injections() {
+        let row = rows[&id.to_string()];
+        assert_eq!(row.kind, DiffKind::Changed, "row {id}");
+        assert_eq!(row.differing_columns, columns, "row {id}: {row:?}");
+    }
+    assert_eq!(rows["24"].kind, DiffKind::MissingInNew);
+    assert!(rows["24"].new.is_none() && rows["24"].old.is_some());
+    assert_eq!(rows["1000"].kind, DiffKind::ExtraInNew);
+    assert!(rows["1000"].old.is_none() && rows["1000"].new.is_some());
+
+    // Both sides' values are in the report, exactly.
+    let show = |id: &str, col: &str| {
+        let r = rows[id];
+        (
+            r.old.as_ref().unwrap().get(col).unwrap().clone(),
+            r.new.as_ref().unwrap().get(col).unwrap().clone(),
+        )
+    };
+    assert_eq!(
+        show("15", "dtm"),
+        (
+            Some("2024-05-06 07:08:09.123456".into()),
+            Some("2024-05-06 07:08:09.123457".into())
+        )
+    );
+    assert_eq!(show("26", "vc"), (None, Some(String::new())));
+    assert_eq!(show("27", "vc"), (Some("v27".into()), Some("v27 ".into())));
+    assert_eq!(show("28", "ci"), (Some("abc".into()), Some("ABC".into())));
+    assert_eq!(
+        show("20", "bn"),
+        (Some("0x01020304".into()), Some("0x01020305".into()))
+    );
+    assert_eq!(show("1000", "ti").1, Some("0".into()));
+    assert_eq!(report.rows_old, u64::from(ROWS));
+    assert_eq!(report.rows_new, u64::from(ROWS));
+
+    // The JSON document and the HTML page carry the same verdict and keys.
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["verdict"], "NO-GO");
+    assert_eq!(json["differences"]["total"], expected.len() as u64);
+    let html = report.to_html();
+    assert!(html.contains("NO-GO") && html.contains("id=15"));
+    c.disconnect().await.unwrap();
+}
+
+async fn json_member_order_is_go(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("verify_json_{}", engine.name()))
+        .await
+        .unwrap();
+    let mut c = connect(&server.url_for_db(&db)).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, j JSON NULL)").await.unwrap();
+    c.query_drop(
+        "INSERT INTO t VALUES (1, '{\"a\": 1, \"bb\": {\"x\": [1, 2.0], \"y\": null}}'), \
+         (2, '[1, 1.0, \"s\"]'), (3, NULL), (4, '\"a\\\\u00e9\"')",
+    )
+    .await
+    .unwrap();
+    c.query_drop("CREATE TABLE t2 LIKE t").await.unwrap();
+    c.query_drop(
+        "INSERT INTO t2 VALUES (1, '{\"bb\": {\"y\": null, \"x\": [1, 2.0]}, \"a\": 1}'), \
+         (2, '[1,1.0,\"s\"]'), (3, NULL), (4, '\"aé\"')",
+    )
+    .await
+    .unwrap();
+    let report = verify_shadow(&server.url(), &db, "t", "t2").await;
+    assert_eq!(report.verdict, Verdict::Go, "{}", report.summary());
+
+    // A changed value, and a number whose type changed (1.0 is not 1), are differences.
+    c.query_drop("UPDATE t2 SET j = '{\"bb\": {\"y\": null, \"x\": [1, 2.5]}, \"a\": 1}' WHERE id = 1")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t2 SET j = '[1, 1, \"s\"]' WHERE id = 2").await.unwrap();
+    let report = verify_shadow(&server.url(), &db, "t", "t2").await;
+    assert_eq!(report.verdict, Verdict::NoGo);
+    let rows = by_key(&report);
+    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), vec!["1", "2"]);
+    assert_eq!(rows["1"].differing_columns, vec!["j"]);
+    c.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_difference_is_found_on_mysql() {
+    every_difference_is_found(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_difference_is_found_on_mariadb() {
+    every_difference_is_found(Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_member_order_is_go_on_mysql() {
+    json_member_order_is_go(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_member_order_is_go_on_mariadb() {
+    json_member_order_is_go(Engine::MariaDb).await;
+}
