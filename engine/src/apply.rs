@@ -15,9 +15,9 @@
 use crate::conn::{ConnError, Endpoint};
 use crate::sqlvalue::{push_literal, LiteralKind};
 use mysql_async::prelude::Queryable;
+use rowshift_transform::key::RowKey;
 use rowshift_transform::Value;
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info_span, Instrument};
@@ -66,6 +66,68 @@ pub fn is_transient(e: &mysql_async::Error) -> bool {
     }
 }
 
+/// `DELETE FROM t WHERE pk IN (…)` for `keys`.
+fn write_delete(sql: &mut String, t: &ApplyTarget, keys: &[Vec<&Value>]) {
+    let single = t.key_positions.len() == 1;
+    sql.push_str("DELETE FROM ");
+    sql.push_str(&t.table);
+    sql.push_str(" WHERE ");
+    let cols = t.key_columns().join(",");
+    if single {
+        sql.push_str(&cols);
+        sql.push_str(" IN (");
+    } else {
+        sql.push('(');
+        sql.push_str(&cols);
+        sql.push_str(") IN (");
+    }
+    for (n, key) in keys.iter().enumerate() {
+        if n > 0 {
+            sql.push(',');
+        }
+        if !single {
+            sql.push('(');
+        }
+        for (i, v) in key.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            push_literal(sql, v, LiteralKind::Plain);
+        }
+        if !single {
+            sql.push(')');
+        }
+    }
+    sql.push(')');
+}
+
+/// `INSERT|REPLACE INTO t (cols) VALUES (…), (…)` for `rows`.
+fn write_upsert<'a>(
+    sql: &mut String,
+    t: &ApplyTarget,
+    verb: &str,
+    rows: impl Iterator<Item = &'a [Value]>,
+) {
+    sql.push_str(verb);
+    sql.push_str(&t.table);
+    sql.push_str(" (");
+    sql.push_str(&t.columns.join(","));
+    sql.push_str(") VALUES ");
+    for (n, row) in rows.enumerate() {
+        if n > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            push_literal(sql, v, t.kinds.get(i).copied().unwrap_or_default());
+        }
+        sql.push(')');
+    }
+}
+
 /// Deadlock or lock wait timeout: the same connection can simply run the batch again.
 fn is_retryable_in_place(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1205 | 1213))
@@ -95,6 +157,9 @@ pub struct ApplyTarget {
     pub key_positions: Vec<usize>,
     /// Most changes per transaction.
     pub max_batch: usize,
+    /// True when the target has no unique key besides the primary key: upserts may use
+    /// `REPLACE`, which never removes another row then.
+    pub replace: bool,
 }
 
 impl ApplyTarget {
@@ -109,9 +174,9 @@ impl ApplyTarget {
 
 /// A message to an applier.
 #[derive(Debug)]
-pub enum ApplyMsg<K> {
-    /// A change of the row with key `K`.
-    Change(K, Op),
+pub enum ApplyMsg {
+    /// A change of the row with this key.
+    Change(RowKey, Op),
     /// Flush, then acknowledge barrier `seq`.
     Barrier(u64),
 }
@@ -128,8 +193,8 @@ pub struct ApplyStats {
 }
 
 /// The running appliers.
-pub struct ApplierSet<K> {
-    senders: Vec<mpsc::Sender<ApplyMsg<K>>>,
+pub struct ApplierSet {
+    senders: Vec<mpsc::Sender<ApplyMsg>>,
     acks: Vec<watch::Receiver<u64>>,
     tasks: Vec<Option<tokio::task::JoinHandle<Result<(), ApplyError>>>>,
     next_barrier: u64,
@@ -137,13 +202,13 @@ pub struct ApplierSet<K> {
     pub stats: Arc<ApplyStats>,
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
+impl ApplierSet {
     /// Start `n` appliers writing to `target`; each channel holds at most `capacity` messages.
     pub async fn start(
         target: ApplyTarget,
         n: usize,
         capacity: usize,
-    ) -> Result<ApplierSet<K>, ApplyError> {
+    ) -> Result<ApplierSet, ApplyError> {
         let stats = Arc::new(ApplyStats::default());
         let target = Arc::new(target);
         let mut senders = Vec::new();
@@ -188,7 +253,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> ApplierSet<K> {
     }
 
     /// Send a change to applier `index` (waits while its channel is full: backpressure).
-    pub async fn send(&mut self, index: usize, key: K, op: Op) -> Result<(), ApplyError> {
+    pub async fn send(&mut self, index: usize, key: RowKey, op: Op) -> Result<(), ApplyError> {
         let i = index % self.senders.len();
         if self.senders[i]
             .send(ApplyMsg::Change(key, op))
@@ -285,13 +350,13 @@ struct Applier {
 }
 
 impl Applier {
-    async fn run<K: Hash + Eq + Clone>(
+    async fn run(
         mut self,
-        mut rx: mpsc::Receiver<ApplyMsg<K>>,
+        mut rx: mpsc::Receiver<ApplyMsg>,
         ack: watch::Sender<u64>,
     ) -> Result<(), ApplyError> {
-        let mut batch: HashMap<K, Op> = HashMap::new();
-        let mut order: Vec<K> = Vec::new();
+        let mut batch: HashMap<RowKey, Op> = HashMap::new();
+        let mut order: Vec<RowKey> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut msg = Some(first);
             let mut barrier = None;
@@ -300,6 +365,11 @@ impl Applier {
                 match m {
                     ApplyMsg::Change(key, op) => {
                         received += 1;
+                        // A key folded by an approximate collation may stand for two rows the
+                        // server tells apart: never collapse it, flush what came before.
+                        if !key.is_exact() && batch.contains_key(&key) {
+                            self.flush(&mut batch, &mut order).await?;
+                        }
                         if batch.insert(key.clone(), op).is_none() {
                             order.push(key);
                         }
@@ -328,92 +398,49 @@ impl Applier {
         Ok(())
     }
 
-    async fn flush<K: Hash + Eq>(
+    async fn flush(
         &mut self,
-        batch: &mut HashMap<K, Op>,
-        order: &mut Vec<K>,
+        batch: &mut HashMap<RowKey, Op>,
+        order: &mut Vec<RowKey>,
     ) -> Result<(), ApplyError> {
         let t = &self.target;
         let rows = batch.len();
-        // DELETE every key of the batch.
-        let sql = &mut self.sql;
-        sql.clear();
-        sql.push_str("DELETE FROM ");
-        sql.push_str(&t.table);
-        let single = t.key_positions.len() == 1;
-        sql.push_str(" WHERE ");
-        if single {
-            sql.push_str(&t.key_columns().join(","));
-            sql.push_str(" IN (");
-        } else {
-            sql.push('(');
-            sql.push_str(&t.key_columns().join(","));
-            sql.push_str(") IN (");
-        }
-        let mut upserts = 0usize;
-        for (n, key) in order.iter().enumerate() {
-            let Some(op) = batch.get(key) else { continue };
-            if n > 0 {
-                sql.push(',');
-            }
-            if !single {
-                sql.push('(');
-            }
-            let mut first = true;
-            let mut push = |v: &Value, sql: &mut String| {
-                if !first {
-                    sql.push(',');
+        let ops: Vec<&Op> = order.iter().filter_map(|k| batch.get(k)).collect();
+        let upserts = ops.iter().filter(|op| matches!(op, Op::Upsert(_))).count();
+        // Without unique secondary keys REPLACE only ever replaces the same primary key, so
+        // only deletes need a DELETE; otherwise every key of the batch is deleted first and
+        // the rows inserted, so no other row is ever deleted by a unique-key collision.
+        let delete_keys: Vec<Vec<&Value>> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete(key) => Some(key.iter().collect()),
+                Op::Upsert(row) if !t.replace => {
+                    Some(t.key_positions.iter().map(|&i| &row[i]).collect())
                 }
-                first = false;
-                push_literal(sql, v, LiteralKind::Plain);
-            };
-            match op {
-                Op::Upsert(row) => {
-                    upserts += 1;
-                    for &i in &t.key_positions {
-                        push(&row[i], sql);
-                    }
-                }
-                Op::Delete(key) => key.iter().for_each(|v| push(v, sql)),
-            }
-            if !single {
-                sql.push(')');
-            }
+                Op::Upsert(_) => None,
+            })
+            .collect();
+        let mut delete = std::mem::take(&mut self.sql);
+        delete.clear();
+        if !delete_keys.is_empty() {
+            write_delete(&mut delete, t, &delete_keys);
         }
-        sql.push(')');
-        let delete = std::mem::take(sql);
         let mut insert = String::new();
         if upserts > 0 {
-            insert.reserve(delete.len() * 2);
-            insert.push_str("INSERT INTO ");
-            insert.push_str(&t.table);
-            insert.push_str(" (");
-            insert.push_str(&t.columns.join(","));
-            insert.push_str(") VALUES ");
-            let mut first_row = true;
-            for key in order.iter() {
-                if let Some(Op::Upsert(row)) = batch.get(key) {
-                    if !first_row {
-                        insert.push(',');
-                    }
-                    first_row = false;
-                    insert.push('(');
-                    for (i, v) in row.iter().enumerate() {
-                        if i > 0 {
-                            insert.push(',');
-                        }
-                        push_literal(&mut insert, v, t.kinds.get(i).copied().unwrap_or_default());
-                    }
-                    insert.push(')');
-                }
-            }
+            let verb = if t.replace { "REPLACE INTO " } else { "INSERT INTO " };
+            write_upsert(&mut insert, t, verb, ops.iter().filter_map(|op| match op {
+                Op::Upsert(row) => Some(row.as_slice()),
+                Op::Delete(_) => None,
+            }));
         }
         // Deadlocks with the copy and lock timeouts are retried; the batch is idempotent.
         let mut attempt = 0u32;
         loop {
             let result = async {
                 self.conn.query_drop("BEGIN").await?;
-                self.conn.query_drop(&delete).await?;
+                if !delete.is_empty() {
+                    self.conn.query_drop(&delete).await?;
+                }
                 if upserts > 0 {
                     self.conn.query_drop(&insert).await?;
                 }

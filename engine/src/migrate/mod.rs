@@ -238,9 +238,9 @@ async fn run_inner(
     let mapping = Arc::new(mapping);
     let target = apply_target(&config, flavor, &new, &mapping);
     let key_positions = target.key_positions.clone();
-    let unique_secondary = !new.unique_keys.is_empty();
-    // Unique secondary keys: one applier keeps cross-row order (two rows swapping a value).
-    let n_appliers = if unique_secondary { 1 } else { config.appliers.max(1) };
+    let key_codec = rowshift_transform::key::KeyCodec::for_primary_key(&new)
+        .map_err(|e| MigrateError::Mapping(e.to_string()))?;
+    let n_appliers = applier_count(&new, &key_codec, config.appliers);
     let appliers = ApplierSet::start(target, n_appliers, 2_048).await?;
     let apply_stats = appliers.stats.clone();
     let (hw_tx, hw_rx) = watch::channel(HighWater::Start);
@@ -254,8 +254,7 @@ async fn run_inner(
         sentry: names::sentry(&config.table),
         mapping: mapping.clone(),
         key_positions,
-        key_codec: rowshift_transform::key::KeyCodec::for_primary_key(&new)
-            .map_err(|e| MigrateError::Mapping(e.to_string()))?,
+        key_codec,
         old_key: old.primary_key.clone(),
         int_key,
         high_water: hw_rx,
@@ -423,6 +422,20 @@ async fn wait_marker(
     Ok(())
 }
 
+/// How many appliers may run in parallel without breaking an order the server cares about:
+/// - unique secondary keys: two rows swapping a value must apply in one batch, in order;
+/// - a primary key under a collation rowshift folds only approximately: two keys the server
+///   sees as one row must stay in one applier.
+///
+/// In both cases one applier keeps binlog order; otherwise `wanted`.
+fn applier_count(new: &TableSchema, codec: &rowshift_transform::key::KeyCodec, wanted: usize) -> usize {
+    if new.unique_keys.iter().any(|k| k.name != "PRIMARY") || !codec.is_always_exact() {
+        1
+    } else {
+        wanted.max(1)
+    }
+}
+
 fn key_columns(old: &TableSchema) -> Vec<KeyColumn> {
     old.primary_key
         .iter()
@@ -463,6 +476,7 @@ fn apply_target(config: &MigrateConfig, flavor: Flavor, new: &TableSchema, mappi
         kinds,
         key_positions,
         max_batch: 500,
+        replace: new.unique_keys.is_empty(),
     }
 }
 
@@ -502,7 +516,10 @@ fn describe_plan(old: &TableSchema, new: &TableSchema, mapping: &Mapping, rows: 
         "  copy: {} parallel chunks of ~{} ms; {} appliers; cut-over lock wait {:?}; old table kept as {}\n",
         config.copy.workers,
         config.copy.target_chunk_time.as_millis(),
-        if new.unique_keys.is_empty() { config.appliers } else { 1 },
+        match rowshift_transform::key::KeyCodec::for_primary_key(new) {
+            Ok(codec) => applier_count(new, &codec, config.appliers),
+            Err(_) => 1,
+        },
         config.cutover.lock_wait,
         q2(&config.db, &names::old(&config.table)),
     ));

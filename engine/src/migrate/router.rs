@@ -129,7 +129,7 @@ impl Router {
     pub async fn run<S, E>(
         self,
         mut events: S,
-        mut appliers: ApplierSet<RowKey>,
+        mut appliers: ApplierSet,
         mut cmds: mpsc::Receiver<RouterCmd>,
         applied_pos: watch::Sender<Option<Position>>,
     ) -> Result<(), RouterError>
@@ -242,7 +242,7 @@ impl Router {
 
     async fn publish(
         &self,
-        appliers: &mut ApplierSet<RowKey>,
+        appliers: &mut ApplierSet,
         watcher: &crate::apply::AppliedWatcher,
         pos: Option<Position>,
         applied_pos: &watch::Sender<Option<Position>>,
