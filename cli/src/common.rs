@@ -86,8 +86,14 @@ mod tests {
 
     #[test]
     fn tables_split_with_quotes() {
-        assert_eq!(split_table("shop.orders").unwrap(), ("shop".into(), "orders".into()));
-        assert_eq!(split_table("`a.b`.`c``d`").unwrap(), ("a.b".into(), "c`d".into()));
+        assert_eq!(
+            split_table("shop.orders").unwrap(),
+            ("shop".into(), "orders".into())
+        );
+        assert_eq!(
+            split_table("`a.b`.`c``d`").unwrap(),
+            ("a.b".into(), "c`d".into())
+        );
         assert!(split_table("orders").is_err());
     }
 }

@@ -7,6 +7,7 @@
 mod binlog_dump;
 mod common;
 mod migrate;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,7 +17,12 @@ use std::process::ExitCode;
 #[command(name = "rowshift", version, about)]
 struct Cli {
     /// Log format on stderr: text or json (filter with ROWSHIFT_LOG, e.g. rowshift=info).
-    #[arg(long, global = true, default_value = "text", env = "ROWSHIFT_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "ROWSHIFT_LOG_FORMAT"
+    )]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -32,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         command: BinlogCommand,
     },
+    /// Compare a table with its shadow or a table on another server (exit 0 GO, 1 NO-GO, 2
+    /// cannot verify).
+    Verify(verify::VerifyArgs),
 }
 
 /// `rowshift binlog ...`
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
         Command::Binlog {
             command: BinlogCommand::Dump(args),
         } => binlog_dump::run(args),
+        Command::Verify(args) => block_on(verify::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -63,7 +63,10 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("rowshift-{db}.{table}.postpone")));
         std::fs::write(&flag, b"delete this file to let rowshift cut over\n")?;
-        eprintln!("cut-over postponed: delete {} to let it happen", flag.display());
+        eprintln!(
+            "cut-over postponed: delete {} to let it happen",
+            flag.display()
+        );
         Some(flag)
     } else {
         None
@@ -87,7 +90,9 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
             ..CutoverConfig::default()
         },
         postpone_flag,
-        server_id: args.server_id.unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),
+        server_id: args
+            .server_id
+            .unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),
     };
     let execute = config.execute;
     let (tx, rx) = tokio::sync::watch::channel(Progress::default());
@@ -125,7 +130,11 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
 
 async fn print_progress(mut rx: tokio::sync::watch::Receiver<Progress>) {
     let tty = std::io::stderr().is_terminal();
-    let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(5) };
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
     let mut last_rows = 0u64;
     let mut tick = tokio::time::interval(every);
     loop {

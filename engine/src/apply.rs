@@ -157,8 +157,10 @@ pub struct ApplyTarget {
     pub key_positions: Vec<usize>,
     /// Most changes per transaction.
     pub max_batch: usize,
-    /// True when the target has no unique key besides the primary key: upserts may use
-    /// `REPLACE`, which never removes another row then.
+    /// True when upserts may use `REPLACE`: the target has no unique key besides the primary
+    /// key, or only unique keys the source table enforces too (then a row `REPLACE` displaces
+    /// is one the copy wrote ahead of its own later event, which restores it; the router must
+    /// apply every event then, and one applier keeps the order).
     pub replace: bool,
 }
 

@@ -42,7 +42,7 @@ pub enum CopyError {
         source: mysql_async::Error,
     },
     /// A row could not be copied exactly.
-    #[error("copying {table} rows {range}: the server reported a lossy or conflicting row ({warning}); the original table is untouched. Fix the data or the ALTER/--set and run again")]
+    #[error("copying {table} rows {range}: the server reported a lossy or conflicting row ({warning}){keys}; the original table is untouched. Fix the data or the ALTER/--set and run again")]
     Lossy {
         /// Source table.
         table: String,
@@ -50,6 +50,8 @@ pub enum CopyError {
         range: String,
         /// The server's warning text.
         warning: String,
+        /// `; offending keys: `id`=7, ...` when the warnings name rows, else empty.
+        keys: String,
     },
     /// A copy worker stopped.
     #[error("a copy worker stopped unexpectedly")]
@@ -98,6 +100,23 @@ pub struct CopyPlan {
     pub select_exprs: Vec<String>,
     /// The source's primary key, in key order.
     pub key: Vec<KeyColumn>,
+    /// Target keys (`PRIMARY`, unique key names) whose duplicate-key warnings are benign: the
+    /// row is skipped and the appliers bring its newest image. A duplicate in any other key
+    /// stops the copy.
+    pub benign_duplicates: Vec<String>,
+    /// Resume after this key (a checkpoint's watermark); `None` copies from the start.
+    pub start_after: Option<Vec<String>>,
+}
+
+/// How far the copy is done, for checkpoints: every chunk up to the bound has finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watermark {
+    /// No chunk finished yet (or resumed at [`CopyPlan::start_after`]).
+    Start(Option<Vec<String>>),
+    /// Every key up to this bound is copied.
+    Upto(Vec<String>),
+    /// The whole table is copied.
+    Finished,
 }
 
 /// Tuning of the copy.
@@ -158,7 +177,44 @@ impl HighWater {
     }
 }
 
+/// Follows chunks finishing out of order and publishes the bound of the longest finished
+/// prefix.
+#[derive(Default)]
+struct WatermarkTracker {
+    /// Upper bounds of dispatched chunks not yet confirmed, by sequence number.
+    pending: std::collections::BTreeMap<u64, (Option<Vec<String>>, bool)>,
+}
+
+impl WatermarkTracker {
+    fn dispatched(&mut self, seq: u64, upper: Option<Vec<String>>) {
+        self.pending.insert(seq, (upper, false));
+    }
+
+    fn finished(&mut self, seq: u64, out: &watch::Sender<Watermark>) {
+        if let Some(entry) = self.pending.get_mut(&seq) {
+            entry.1 = true;
+        }
+        let mut last = None;
+        while let Some(entry) = self.pending.first_entry() {
+            if !entry.get().1 {
+                break;
+            }
+            last = Some(entry.remove().0);
+        }
+        match last {
+            Some(Some(bound)) => {
+                let _ = out.send(Watermark::Upto(bound));
+            }
+            Some(None) => {
+                let _ = out.send(Watermark::Finished);
+            }
+            None => {}
+        }
+    }
+}
+
 struct Chunk {
+    seq: u64,
     lower: Option<Vec<String>>,
     upper: Option<Vec<String>>,
 }
@@ -178,21 +234,31 @@ impl Chunk {
 
 /// Copy the whole table. `high_water` receives the bound of each dispatched range (integer
 /// single-column keys only; otherwise it stays at [`HighWater::Start`] until the end and the
-/// router must apply everything).
+/// router must apply everything). `watermark` receives the bound below which every chunk
+/// has finished (chunks finish out of order).
 pub async fn copy_table(
     plan: CopyPlan,
     config: CopyConfig,
     stats: Arc<CopyStats>,
     high_water: watch::Sender<HighWater>,
+    watermark: watch::Sender<Watermark>,
 ) -> Result<(), CopyError> {
     let span = info_span!("copy", table = %plan.source);
     async move {
         let plan = Arc::new(plan);
         let started = Instant::now();
         let mut finder = plan.endpoint.connect().await?;
+        let mut config = config;
+        // Every warning of a chunk must be seen. A user without SESSION_VARIABLES_ADMIN (MySQL
+        // 8+, e.g. on RDS) cannot raise max_error_count: then chunks are capped at the number
+        // of warnings the server lists, so benign duplicates alone can never fill the list.
+        if let Some(listed) = raise_max_error_count(&mut finder, &plan.source).await? {
+            config.max_chunk_rows = config.max_chunk_rows.min(listed.max(1));
+            config.initial_chunk_rows = config.initial_chunk_rows.min(config.max_chunk_rows);
+        }
         let (tx, rx) = mpsc::channel::<Chunk>(config.workers.max(1));
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let (done_tx, mut done_rx) = mpsc::channel::<(u64, Duration)>(64);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Duration)>();
         let mut workers = Vec::new();
         for i in 0..config.workers.max(1) {
             let conn = plan.endpoint.connect().await?;
@@ -210,14 +276,22 @@ pub async fn copy_table(
         drop(done_tx);
         let int_key = plan.key.len() == 1 && plan.key[0].literal == KeyLiteral::Number;
         let mut chunk_rows = config.initial_chunk_rows.max(1);
-        let mut lower: Option<Vec<String>> = None;
+        let mut lower: Option<Vec<String>> = plan.start_after.clone();
+        if int_key {
+            if let Some(k) = lower.as_ref().and_then(|l| l[0].parse::<i128>().ok()) {
+                let _ = high_water.send(HighWater::Upto(k));
+            }
+        }
+        let mut tracker = WatermarkTracker::default();
+        let mut seq = 0u64;
         loop {
             // Adapt the chunk size to the measured speed of finished chunks.
-            while let Ok((rows, took)) = done_rx.try_recv() {
+            while let Ok((done_seq, rows, took)) = done_rx.try_recv() {
+                tracker.finished(done_seq, &watermark);
                 if rows > 0 && took > Duration::ZERO {
                     let rate = rows as f64 / took.as_secs_f64();
                     let wished = (rate * config.target_chunk_time.as_secs_f64()) as u64;
-                    chunk_rows = wished.clamp(100, config.max_chunk_rows);
+                    chunk_rows = wished.clamp(100.min(config.max_chunk_rows), config.max_chunk_rows);
                 }
             }
             let upper = next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await?;
@@ -232,7 +306,10 @@ pub async fn copy_table(
                 };
                 let _ = high_water.send(hw);
             }
+            seq += 1;
+            tracker.dispatched(seq, upper.clone());
             let chunk = Chunk {
+                seq,
                 lower: lower.clone(),
                 upper: upper.clone(),
             };
@@ -251,7 +328,11 @@ pub async fn copy_table(
                 Err(_) => return Err(CopyError::WorkerStopped),
             }
         }
+        while let Ok((done_seq, _, _)) = done_rx.try_recv() {
+            tracker.finished(done_seq, &watermark);
+        }
         let _ = high_water.send(HighWater::Done);
+        let _ = watermark.send(Watermark::Finished);
         let _ = finder.disconnect().await;
         info!(
             rows = stats.rows_copied.load(Ordering::Relaxed),
@@ -381,6 +462,164 @@ pub fn key_literal(v: mysql_async::Value, kind: &KeyLiteral) -> String {
     out
 }
 
+/// Raise the session's `max_error_count` so `SHOW WARNINGS` lists every warning of a chunk.
+/// Returns `Some(limit)` when the server refused (the limit that stays), `None` when raised.
+async fn raise_max_error_count(
+    conn: &mut mysql_async::Conn,
+    table: &str,
+) -> Result<Option<u64>, CopyError> {
+    if conn
+        .query_drop("SET SESSION max_error_count = 65535")
+        .await
+        .is_ok()
+    {
+        return Ok(None);
+    }
+    let limit: Option<u64> = conn
+        .query_first("SELECT @@max_error_count")
+        .await
+        .map_err(|source| CopyError::Sql {
+            table: table.to_string(),
+            step: "reading max_error_count",
+            source,
+        })?;
+    info!(
+        limit,
+        "cannot raise max_error_count: copy chunks are capped at that many rows"
+    );
+    Ok(Some(limit.unwrap_or(64)))
+}
+
+/// The warning is a duplicate in one of the `benign` keys (see [`CopyPlan::benign_duplicates`]).
+/// The key is named `'name'` (MariaDB) or `'table.name'` (MySQL 8+).
+fn is_benign(code: u32, text: &str, benign: &[String]) -> bool {
+    if code != 1062 {
+        return false;
+    }
+    let Some(key) = text
+        .rfind("for key '")
+        .and_then(|i| text[i + 9..].strip_suffix('\''))
+    else {
+        return false;
+    };
+    benign.iter().any(|b| {
+        key == b
+            || key
+                .strip_suffix(b.as_str())
+                .is_some_and(|prefix| prefix.ends_with('.'))
+    })
+}
+
+/// The row numbers (1-based, within the chunk) that warnings name with `at row N`.
+fn warned_rows<'a>(warnings: impl Iterator<Item = &'a str>) -> Vec<u64> {
+    let mut rows: Vec<u64> = warnings
+        .filter_map(|text| {
+            let at = text.rfind(" at row ")?;
+            text[at + 8..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
+/// A key value read with the text protocol, for messages: numbers bare, text quoted, other
+/// bytes in hex.
+fn show_key_value(v: &mysql_async::Value) -> String {
+    match v {
+        mysql_async::Value::NULL => "NULL".into(),
+        mysql_async::Value::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || b"-.".contains(&c)) => s.to_string(),
+            Ok(s) if !s.chars().any(char::is_control) => format!("'{}'", s.replace('\'', "''")),
+            _ => {
+                let mut out = String::new();
+                push_hex(&mut out, b);
+                out
+            }
+        },
+        other => other.as_sql(true),
+    }
+}
+
+/// The column of a `Column 'x' cannot be null` warning (it names no row).
+fn null_column(text: &str) -> Option<&str> {
+    text.strip_prefix("Column '")?.strip_suffix("' cannot be null")
+}
+
+/// `; offending keys: ...` for the rows the warnings name, read inside the chunk's
+/// transaction (its share locks keep them as the INSERT saw them); empty when none is named.
+/// Rows are named by number (`at row N`, counted in key order within the chunk) or, for a
+/// NULL into a NOT NULL column, found by the column's expression being NULL.
+async fn offending_keys(
+    conn: &mut mysql_async::Conn,
+    plan: &CopyPlan,
+    chunk: &Chunk,
+    warnings: &[&str],
+) -> String {
+    const SHOWN: usize = 5;
+    let cols: Vec<&str> = plan.key.iter().map(|k| k.name.as_str()).collect();
+    let list = cols.join(",");
+    let range = range_sql(&plan.key, chunk);
+    let select = |filter: &str, limit: String| {
+        format!(
+            "SELECT {list} FROM {} FORCE INDEX (PRIMARY) WHERE ({range}){filter} ORDER BY {list} LIMIT {limit}",
+            plan.source
+        )
+    };
+    let mut queries: Vec<String> = warned_rows(warnings.iter().copied())
+        .into_iter()
+        .map(|n| select("", format!("1 OFFSET {}", n.saturating_sub(1))))
+        .collect();
+    for text in warnings {
+        let Some(column) = null_column(text) else { continue };
+        let quoted = rowshift_quote(column);
+        if let Some(i) = plan.insert_columns.iter().position(|c| *c == quoted) {
+            let filter = format!(" AND ({}) IS NULL", plan.select_exprs[i]);
+            queries.push(select(&filter, (SHOWN + 1).to_string()));
+        }
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut more = false;
+    for sql in queries {
+        let Ok(rows) = conn.query::<mysql_async::Row, _>(sql).await else {
+            continue;
+        };
+        for row in rows {
+            let values: Vec<String> = row.unwrap().iter().map(show_key_value).collect();
+            let key = if cols.len() == 1 {
+                format!("{}={}", cols[0], values[0])
+            } else {
+                format!("({list})=({})", values.join(","))
+            };
+            if keys.contains(&key) {
+                continue;
+            }
+            if keys.len() == SHOWN {
+                more = true;
+                break;
+            }
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; offending keys: {}{}",
+        keys.join(", "),
+        if more { ", ..." } else { "" }
+    )
+}
+
+/// `` `name` `` with backticks doubled, as the plan's column names are quoted.
+fn rowshift_quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
 fn is_plain_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
@@ -389,7 +628,7 @@ struct Worker {
     plan: Arc<CopyPlan>,
     conn: mysql_async::Conn,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
-    done: mpsc::Sender<(u64, Duration)>,
+    done: mpsc::UnboundedSender<(u64, u64, Duration)>,
     stats: Arc<CopyStats>,
 }
 
@@ -404,10 +643,11 @@ impl Worker {
                 source,
             }
         };
-        self.conn
+        // Refused for users without SESSION_VARIABLES_ADMIN: copy_table then caps the chunks.
+        let _ = self
+            .conn
             .query_drop("SET SESSION max_error_count = 65535")
-            .await
-            .map_err(sql_err("setting max_error_count"))?;
+            .await;
         loop {
             let chunk = { self.rx.lock().await.recv().await };
             let Some(chunk) = chunk else { break };
@@ -429,20 +669,36 @@ impl Worker {
                 .await
                 .map_err(sql_err("copying a chunk"))?;
             let rows = self.conn.affected_rows();
-            if self.conn.get_warnings() > 0 {
+            let total = self.conn.get_warnings();
+            if total > 0 {
                 let warnings: Vec<(String, u32, String)> = self
                     .conn
                     .query("SHOW WARNINGS")
                     .await
                     .map_err(sql_err("reading warnings"))?;
-                if let Some((_, _, text)) = warnings.into_iter().find(|(_, code, text)| {
-                    !(*code == 1062 && (text.contains("PRIMARY'") || text.contains(".PRIMARY'")))
-                }) {
+                let bad: Vec<&str> = warnings
+                    .iter()
+                    .filter(|(_, code, text)| !is_benign(*code, text, &plan.benign_duplicates))
+                    .map(|(_, _, text)| text.as_str())
+                    .collect();
+                // More warnings than listed: the unlisted ones may be anything.
+                let unlisted = usize::from(total) > warnings.len();
+                if !bad.is_empty() || unlisted {
+                    let warning = match bad.first() {
+                        Some(text) if bad.len() > 1 => format!("{text}; and {} more", bad.len() - 1),
+                        Some(text) => text.to_string(),
+                        None => format!(
+                            "{total} warnings, of which the server listed only {}",
+                            warnings.len()
+                        ),
+                    };
+                    let keys = offending_keys(&mut self.conn, &plan, &chunk, &bad).await;
                     let _ = self.conn.query_drop("ROLLBACK").await;
                     return Err(CopyError::Lossy {
                         table: plan.source.clone(),
                         range: chunk.describe(),
-                        warning: text,
+                        warning,
+                        keys,
                     });
                 }
             }
@@ -457,7 +713,7 @@ impl Worker {
                 .last_chunk_micros
                 .store(took.as_micros() as u64, Ordering::Relaxed);
             debug!(rows, ms = took.as_millis() as u64, range = %chunk.describe(), "chunk copied");
-            let _ = self.done.try_send((rows, took));
+            let _ = self.done.send((chunk.seq, rows, took));
         }
         let _ = self.conn.disconnect().await;
         Ok(())
@@ -487,10 +743,43 @@ mod tests {
             "(`a` < 3) OR (`a` = 3 AND `b` <= 4)"
         );
         let chunk = Chunk {
+            seq: 1,
             lower: None,
             upper: None,
         };
         assert_eq!(range_sql(&key, &chunk), "1=1");
+    }
+
+    #[test]
+    fn warnings_name_rows() {
+        let w = [
+            "Data truncated for column 's' at row 3",
+            "Out of range value for column 'a' at row 17",
+            "Duplicate entry 'x' for key '_t_new.uk'",
+            "Data truncated for column 'b' at row 3",
+        ];
+        assert_eq!(warned_rows(w.iter().copied()), vec![3, 17]);
+        assert_eq!(null_column("Column 'a b' cannot be null"), Some("a b"));
+        assert_eq!(null_column("Data truncated for column 's' at row 3"), None);
+        let benign = ["PRIMARY".to_string(), "uk_old".to_string()];
+        assert!(is_benign(1062, "Duplicate entry '5' for key '_t_new.PRIMARY'", &benign));
+        assert!(is_benign(1062, "Duplicate entry '5' for key 'PRIMARY'", &benign));
+        assert!(is_benign(1062, "Duplicate entry 'x' for key 'uk_old'", &benign));
+        assert!(!is_benign(1062, "Duplicate entry '5' for key '_t_new.uk_a'", &benign));
+        assert!(!is_benign(1062, "Duplicate entry '5' for key '_t_new.xuk_old'", &benign));
+        assert!(!is_benign(1265, "Data truncated for key 'PRIMARY'", &benign));
+        assert_eq!(
+            show_key_value(&mysql_async::Value::Bytes(b"-1.50".to_vec())),
+            "-1.50"
+        );
+        assert_eq!(
+            show_key_value(&mysql_async::Value::Bytes(b"it's".to_vec())),
+            "'it''s'"
+        );
+        assert_eq!(
+            show_key_value(&mysql_async::Value::Bytes(vec![1, 0])),
+            "X'0100'"
+        );
     }
 
     #[test]

@@ -274,3 +274,23 @@ pub enum SourceEvent {
         pos: EventPos,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_sizes_stay_small() {
+        // Moved several times per row on the hot path.
+        let row = std::mem::size_of::<RowChange>();
+        let ev = std::mem::size_of::<SourceEvent>();
+        assert!(
+            row <= 208 && ev <= 208,
+            "RowChange {row} B, SourceEvent {ev} B"
+        );
+        eprintln!(
+            "RowChange {row} B, SourceEvent {ev} B, Value {} B",
+            std::mem::size_of::<Value>()
+        );
+    }
+}

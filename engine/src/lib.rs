@@ -38,6 +38,7 @@
 
 pub mod apply;
 pub mod catalog;
+pub mod checkpoint;
 pub mod conn;
 pub mod copy;
 pub mod cutover;
@@ -46,3 +47,4 @@ pub mod migrate;
 pub mod position;
 pub mod source;
 pub mod sqlvalue;
+pub mod verify;

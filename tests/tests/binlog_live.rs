@@ -237,7 +237,8 @@ fn all_types_ddl(engine: Engine) -> String {
             vc VARCHAR(300) CHARACTER SET utf8mb4 NULL, l1 VARCHAR(20) CHARACTER SET latin1 NULL,
             tx TEXT CHARACTER SET utf8mb4 NULL, lt LONGTEXT CHARACTER SET utf8mb4 NULL,
             bn BINARY(8) NULL, vb VARBINARY(100) NULL, bl BLOB NULL, mb MEDIUMBLOB NULL,
-            j {json} NULL, g GEOMETRY NULL
+            j {json} NULL, g GEOMETRY NULL,
+            tm1 TIME(1) NULL, tm2 TIME(2) NULL
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     )
 }
@@ -254,7 +255,7 @@ const INSERTS: &[&str] = &[
         'a', '', '1000-01-01', '-838:59:59', '-838:59:59.000000', '-00:00:00.001',
         '1000-01-01 00:00:00', '1000-01-01 00:00:00.000000', '1000-01-01 00:00:00.01',
         '1970-01-01 00:00:01', '1970-01-01 00:00:01.000001',
-        '', '', '', '', '', '', x'00', x'', x'', x'', '[]', ST_GeomFromText('POINT(0 0)'))",
+        '', '', '', '', '', '', x'00', x'', x'', x'', '[]', ST_GeomFromText('POINT(0 0)'), '-838:59:59.0', '-00:00:00.01')",
     // maximum values
     "INSERT INTO t VALUES (3, 2155, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647,
         4294967295, 9223372036854775807, 18446744073709551615,
@@ -268,12 +269,13 @@ const INSERTS: &[&str] = &[
         REPEAT('t', 60000), REPEAT('L', 100000), x'0102030405060708', REPEAT(x'ff', 100),
         REPEAT(x'00ff', 30000), REPEAT(x'ab', 70000),
         '{\"a\": 1.0, \"b\": 1, \"c\": [true, false, null, \"x\"], \"d\": {\"e\": 1.5e300, \"f\": -7}, \"u\": 18446744073709551615}',
-        ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))'))",
+        ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0))'), '838:59:59.9', '-00:00:01.50')",
     // special: 4-byte UTF-8, zero dates, trailing zero bytes in BINARY, negative small TIME
-    "INSERT INTO t (id, dt, dtm, ts, tm, tm6, c, vc, tx, l1, bn, e, s, j, y, d10, f, dbl, b13)
+    "INSERT INTO t (id, dt, dtm, ts, tm, tm6, c, vc, tx, l1, bn, e, s, j, y, d10, f, dbl, b13, tm1, tm2)
         VALUES (4, '0000-00-00', '0000-00-00 00:00:00', '0000-00-00 00:00:00', '-00:00:01',
         '-12:34:56.789012', '😀', 'a😀b', '𝄞 music', 'café', x'61', '', 'x,z',
-        '{\"k\": \"😀\", \"n\": null, \"big\": 12345678901234567890}', 0, 0.5, 0.1, 0.1, b'1010')",
+        '{\"k\": \"😀\", \"n\": null, \"big\": 12345678901234567890}', 0, 0.5, 0.1, 0.1, b'1010',
+        '-00:00:00.5', '-12:00:00.99')",
 ];
 
 const UPDATES: &[&str] = &[
@@ -727,4 +729,95 @@ async fn tls_modes_mysql() {
         BinlogSource::connect(cfg).await.is_err(),
         "a self-signed certificate must not pass verify-identity"
     );
+}
+
+/// An idle `--stop-never` stream receives heartbeats (the source's liveness check depends on
+/// them) and reports the server's coordinate.
+async fn heartbeats(server: &TestServer) {
+    let mut cfg = SourceConfig::new(server.url());
+    cfg.ssl_mode = SslMode::Disabled;
+    cfg.until_end = false;
+    cfg.heartbeat = Duration::from_millis(500);
+    cfg.server_id = 930_000 + rand_id();
+    let mut src = BinlogSource::connect(cfg).await.unwrap();
+    let mut seen = 0;
+    while seen < 2 {
+        match src.next().await.unwrap() {
+            Some(SourceEvent::Heartbeat { pos }) => {
+                assert!(pos.offset >= 4, "{pos}");
+                seen += 1;
+            }
+            Some(_) => {}
+            None => panic!("stream ended"),
+        }
+    }
+    src.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_mysql() {
+    heartbeats(&TestServer::shared(Engine::MySql)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_mariadb() {
+    heartbeats(&TestServer::shared(Engine::MariaDb)).await;
+}
+
+/// MySQL `binlog_row_value_options=PARTIAL_JSON`: JSON_SET/REPLACE/REMOVE/ARRAY_INSERT updates
+/// logged as diffs are applied to the before image and equal what SELECT returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_json_updates_mysql() {
+    let server = TestServer::shared(Engine::MySql);
+    let db = "binlog_pjson_mysql";
+    server.fresh_db(db).await.unwrap();
+    let mut c = conn(&server).await;
+    c.query_drop(format!(
+        "CREATE TABLE `{db}`.p (id INT PRIMARY KEY, j JSON, k INT)"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{db}`.p VALUES (1, '{{\"a\": 1, \"b\": [1, 2, 3], \"c\": {{\"d\": \"x\"}}, \"long\": \"{}\"}}', 0)",
+        "y".repeat(200)
+    ))
+    .await
+    .unwrap();
+    let start = current_position(&mut c, Flavor::MySql).await.unwrap();
+    c.query_drop("SET SESSION binlog_row_value_options = 'PARTIAL_JSON'")
+        .await
+        .unwrap();
+    let updates = [
+        "UPDATE p SET j = JSON_SET(j, '$.a', 5) WHERE id = 1",
+        "UPDATE p SET j = JSON_REPLACE(j, '$.c.d', 'zz') WHERE id = 1",
+        "UPDATE p SET j = JSON_REMOVE(j, '$.b[1]') WHERE id = 1",
+        "UPDATE p SET j = JSON_ARRAY_INSERT(j, '$.b[0]', 0) WHERE id = 1",
+        "UPDATE p SET j = JSON_SET(j, '$.new', 1.5), k = k + 1 WHERE id = 1",
+    ];
+    let mut snaps = Vec::new();
+    c.query_drop(format!("USE `{db}`")).await.unwrap();
+    for q in updates {
+        c.query_drop(q).await.unwrap();
+        snaps.push(snapshot(&mut c, db, "p").await[&1].clone());
+    }
+    let events = read_from(
+        &server,
+        StartPosition::File {
+            file: start.file,
+            offset: start.offset,
+        },
+    )
+    .await;
+    let rows = rows_of(&events, db, "p");
+    assert_eq!(rows.len(), updates.len());
+    for (r, snap) in rows.iter().zip(&snaps) {
+        let names = column_names(r);
+        assert_image(
+            "partial JSON update",
+            r.after.as_ref().unwrap(),
+            snap,
+            &r.columns.columns,
+            &names,
+        );
+    }
 }

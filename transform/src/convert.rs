@@ -1119,35 +1119,123 @@ fn shorten(s: &str) -> String {
     out
 }
 
-/// Formats shortest-round-trip digits `d` (no point) with decimal exponent `exp` (value is
-/// `0.d × 10^exp`... expressed as scientific `d[0].d[1..] × 10^e`) the way MySQL prints doubles:
-/// plain notation for exponents in -5..15, otherwise `1.5e20` / `1e-7`.
-fn layout(negative: bool, digits: &str, e: i32) -> String {
+/// Field width of a double printed by an expression on MySQL (`CONCAT(x)` of a DOUBLE):
+/// `MAX_DOUBLE_STR_LENGTH`; observed on MySQL 9.7 (15 digits for `-3.3333333333333334e-301`).
+pub const MYSQL_EXPR_DOUBLE_WIDTH: usize = 22;
+/// A width so large that only MySQL's exponent rule decides the format (MariaDB's expressions,
+/// and text columns of MySQL and MariaDB, wide enough for any double).
+pub const WIDE_DOUBLE_WIDTH: usize = 330;
+/// `MAX_DECPT_FOR_F_FORMAT` of `my_gcvt`: plain notation for exponents up to this.
+const MAX_DECPT_FOR_F_FORMAT: i32 = 15;
+
+/// Significant digits of `x` (> 0) as the `dtoa` mode 4 of MySQL gives them for `ndigits`:
+/// the shortest round-trip digits when they are at most `ndigits`, else `x` rounded to
+/// `ndigits` digits; trailing zeros removed. Returns the digits and `decpt` (the value is
+/// `0.digits × 10^decpt`).
+fn dtoa_digits(x: f64, ndigits: usize) -> (String, i32) {
+    let split = |sci: String| -> (String, i32) {
+        let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+        let digits = digits.trim_end_matches('0').to_string();
+        (digits, exp.parse::<i32>().unwrap_or(0) + 1)
+    };
+    let (digits, decpt) = split(format!("{x:e}"));
+    if digits.len() <= ndigits.max(1) {
+        return (digits, decpt);
+    }
+    split(format!("{:.*e}", ndigits.max(1) - 1, x))
+}
+
+/// MySQL's and MariaDB's `my_gcvt`: `x` as text in at most `width` characters, choosing
+/// between plain (`0.000001`, `123.5`) and exponent (`1e-15`, `1.5e20`) notation exactly as
+/// the server does. `float` is `MY_GCVT_ARG_FLOAT`: a FLOAT value (passed widened), printed
+/// with at most 6 significant digits.
+pub fn gcvt(x: f64, width: usize, float: bool) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let negative = x.is_sign_negative() && x != 0.0;
+    let mut width = width as i32 - i32::from(negative);
+    let ndigits = if float { width.min(6) } else { width }.max(1) as usize;
+    let a = x.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    let (mut digits, mut decpt) = dtoa_digits(a, ndigits);
+    let len = digits.len() as i32;
+    let exp_len = 1
+        + i32::from(decpt >= 101 || decpt <= -99)
+        + i32::from(decpt >= 11 || decpt <= -9);
+    let f_len = if decpt <= 0 {
+        len - decpt + 2
+    } else if decpt < len {
+        len + 1
+    } else {
+        decpt
+    };
+    let have_space = f_len <= width;
+    let force_e = decpt <= 0 && width <= 2 - decpt && width >= 3 + exp_len;
+    let f_format = (have_space
+        || (decpt <= width
+            && (decpt >= -1 || (decpt == -2 && (len > 1 || !force_e)))
+            && !force_e))
+        && (!have_space
+            || (decpt > -MAX_DECPT_FOR_F_FORMAT
+                && (decpt <= MAX_DECPT_FOR_F_FORMAT || len > decpt)));
     let mut out = String::new();
     if negative {
         out.push('-');
     }
-    if (-5..15).contains(&e) {
-        if e < 0 {
+    if f_format {
+        width -= i32::from(decpt < len) + if decpt <= 0 { 1 - decpt } else { 0 };
+        if width < len {
+            // Keep `width - decpt` digits after the point.
+            let places = (width.max(decpt) - decpt).max(0) as usize;
+            let text = format!("{a:.places$}");
+            let all: String = text.chars().filter(char::is_ascii_digit).collect();
+            let int_len = text.find('.').unwrap_or(text.len()) as i32;
+            let trimmed = all.trim_start_matches('0');
+            let lead = all.len() - trimmed.len();
+            decpt = int_len - lead as i32;
+            digits = trimmed.trim_end_matches('0').to_string();
+            if digits.is_empty() {
+                return "0".into();
+            }
+        }
+        let len = digits.len() as i32;
+        if decpt <= 0 {
             out.push_str("0.");
-            for _ in 0..(-e - 1) {
+            for _ in 0..-decpt {
                 out.push('0');
             }
-            out.push_str(digits);
+            out.push_str(&digits);
+        } else if decpt < len {
+            out.push_str(&digits[..decpt as usize]);
+            out.push('.');
+            out.push_str(&digits[decpt as usize..]);
         } else {
-            let int_len = e as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(digits);
-                for _ in digits.len()..int_len {
-                    out.push('0');
-                }
-            } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
+            out.push_str(&digits);
+            for _ in len..decpt {
+                out.push('0');
             }
         }
     } else {
+        let mut e = decpt - 1;
+        if e < 0 {
+            width -= 1;
+        }
+        width -= 1 + exp_len;
+        if len > 1 {
+            width -= 1;
+        }
+        if width < len {
+            let (d, p) = dtoa_digits(a, width.max(1) as usize);
+            digits = d;
+            e = p - 1;
+        }
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
@@ -1159,36 +1247,15 @@ fn layout(negative: bool, digits: &str, e: i32) -> String {
     out
 }
 
-fn format_sci(sci: &str) -> String {
-    // `sci` is Rust's shortest `{:e}` form: `-1.5e20`, `1e-7`, `0e0`.
-    let (mant, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let negative = mant.starts_with('-');
-    let mant = mant.trim_start_matches('-');
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    let e: i32 = exp.parse().unwrap_or(0);
-    if digits.chars().all(|c| c == '0') {
-        return "0".into();
-    }
-    layout(negative, &digits, e)
-}
-
-/// A DOUBLE as MySQL prints it (`0.1`, `100`, `1e20`, `1.5e-7`; approximate at the edges).
+/// A DOUBLE as MySQL and MariaDB print it into a wide text column (`0.1`, `100`, `1e20`,
+/// `0.00000015`, `1e-15`).
 pub fn format_double(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    format_sci(&format!("{f:e}"))
+    gcvt(f, WIDE_DOUBLE_WIDTH, false)
 }
 
-/// A FLOAT as MySQL prints it (shortest digits of the 4-byte value).
+/// A FLOAT as MySQL and MariaDB print it (at most 6 significant digits: `1.23457`).
 pub fn format_float(f: f32) -> String {
-    if !f.is_finite() {
-        return format_double(f as f64);
-    }
-    format_sci(&format!("{f:e}"))
+    gcvt(f64::from(f), WIDE_DOUBLE_WIDTH, true)
 }
 
 fn compile_target(kind: &Kind, from_name: &str, to: &Column) -> Result<Target, ConvertError> {
@@ -1973,7 +2040,29 @@ mod tests {
         assert_eq!(format_double(100.0), "100");
         assert_eq!(format_double(-1.5), "-1.5");
         assert_eq!(format_double(1e20), "1e20");
-        assert_eq!(format_double(1.5e-7), "1.5e-7");
+        assert_eq!(format_double(1.5e-7), "0.00000015");
+        assert_eq!(format_double(1e-15), "0.000000000000001");
+        assert_eq!(format_double(1e-16), "1e-16");
+        assert_eq!(format_double(1e-14), "0.00000000000001");
+        assert_eq!(format_double(1e15), "1e15");
+        assert_eq!(format_double(1234567890123456.7), "1234567890123456.8");
+        assert_eq!(format_double(-0.000001), "-0.000001");
+        assert_eq!(format_double(-0.0), "0");
+        assert_eq!(
+            gcvt(-1e-300 / 3.0, MYSQL_EXPR_DOUBLE_WIDTH, false),
+            "-3.33333333333333e-301"
+        );
+        assert_eq!(
+            gcvt(1.2345678901234567e-14, MYSQL_EXPR_DOUBLE_WIDTH, false),
+            "1.2345678901234567e-14"
+        );
+        assert_eq!(
+            gcvt(1.2345678901234567e-14, WIDE_DOUBLE_WIDTH, false),
+            "0.000000000000012345678901234567"
+        );
+        assert_eq!(gcvt(0.1 + 0.2, MYSQL_EXPR_DOUBLE_WIDTH, false), "0.30000000000000004");
+        assert_eq!(format_float(1.234_567_8), "1.23457");
+        assert_eq!(format_float(3.25), "3.25");
         assert_eq!(format_double(0.00001), "0.00001");
         assert_eq!(format_double(0.0), "0");
         assert_eq!(format_double(123456789012345.0), "123456789012345");

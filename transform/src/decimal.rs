@@ -159,6 +159,34 @@ pub fn div(a: &BigDecimal, b: &BigDecimal, scale: i64) -> Option<BigDecimal> {
     Some(BigDecimal::new(q, scale))
 }
 
+/// `a / b` truncated toward zero to `scale` digits; `None` when `b` is zero.
+pub fn div_truncated(a: &BigDecimal, b: &BigDecimal, scale: i64) -> Option<BigDecimal> {
+    if b.is_zero() {
+        return None;
+    }
+    let (ia, sa) = a.as_bigint_and_exponent();
+    let (ib, sb) = b.as_bigint_and_exponent();
+    let k = sb - sa + scale;
+    let ten = BigInt::from(10u8);
+    let (num, den) = if k >= 0 {
+        (ia * num_pow(&ten, k as u64), ib)
+    } else {
+        (ia, ib * num_pow(&ten, (-k) as u64))
+    };
+    // BigInt division truncates toward zero.
+    Some(BigDecimal::new(num / den, scale))
+}
+
+/// The digits after the point of MariaDB's `a / b` (its `decimal_div` with
+/// `div_precision_increment = 4`, not rounded afterwards): both operands' scales rounded up to
+/// whole 9-digit words, plus what remains of the increment, rounded up to a word.
+pub fn mariadb_quotient_scale(scale_a: i64, scale_b: i64) -> i64 {
+    let word = |s: i64| (s.max(0) + 8) / 9 * 9;
+    let (fa, fb) = (word(scale_a), word(scale_b));
+    let incr = (4 - (fa - scale_a.max(0)) - (fb - scale_b.max(0))).max(0);
+    word(fa + fb + incr)
+}
+
 fn num_pow(base: &BigInt, exp: u64) -> BigInt {
     let mut out = BigInt::from(1u8);
     for _ in 0..exp {
@@ -198,6 +226,17 @@ mod tests {
 
     fn d(s: &str) -> BigDecimal {
         parse(s).unwrap()
+    }
+
+    #[test]
+    fn mariadb_division_keeps_whole_words() {
+        assert_eq!(mariadb_quotient_scale(0, 0), 9);
+        assert_eq!(mariadb_quotient_scale(3, 0), 9);
+        assert_eq!(mariadb_quotient_scale(9, 0), 18);
+        assert_eq!(mariadb_quotient_scale(7, 2), 18);
+        assert_eq!(format(&div_truncated(&d("1"), &d("3"), 9).unwrap()), "0.333333333");
+        assert_eq!(format(&div_truncated(&d("-2"), &d("3"), 2).unwrap()), "-0.66");
+        assert!(div_truncated(&d("1"), &d("0"), 2).is_none());
     }
 
     #[test]

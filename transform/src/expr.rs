@@ -91,10 +91,10 @@ use thiserror::Error;
 
 use crate::charset::{Charset, CharsetError};
 use crate::collation::{simple_lower, simple_upper, Collation};
-use crate::convert::{format_double, SourceType};
+use crate::convert::{format_double, gcvt, SourceType, MYSQL_EXPR_DOUBLE_WIDTH, WIDE_DOUBLE_WIDTH};
 use crate::decimal;
 use crate::jsontext;
-use crate::schema::{quote_ident, ColumnType, TableSchema};
+use crate::schema::{quote_ident, ColumnType, Flavor, TableSchema};
 use crate::temporal::{self, DateTimeParts};
 use crate::value::Value;
 
@@ -309,6 +309,25 @@ pub struct CompiledExpr {
     sql: String,
     root: Node,
     columns: Vec<usize>,
+    flavor: Flavor,
+}
+
+/// What evaluation needs to know besides the row: the server whose SQL semantics it follows
+/// where MySQL and MariaDB differ (decimal division precision, CASE result scale, double text
+/// width, TIME literal rounding).
+#[derive(Debug, Clone, Copy)]
+struct Cx {
+    flavor: Flavor,
+}
+
+impl Cx {
+    /// The field width of a double turned into text by an expression.
+    fn double_width(self) -> usize {
+        match self.flavor {
+            Flavor::MySql => MYSQL_EXPR_DOUBLE_WIDTH,
+            Flavor::MariaDb => WIDE_DOUBLE_WIDTH,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -531,6 +550,7 @@ impl CompiledExpr {
             sql,
             root,
             columns: ctx.columns,
+            flavor: old.flavor,
         })
     }
 
@@ -566,8 +586,19 @@ impl CompiledExpr {
     /// results are UTF-8 ([`Value::Bytes`]), binary strings bytes, DECIMAL results text with
     /// the result type's scale.
     pub fn eval(&self, row: &[Value]) -> Result<Value, EvalError> {
-        let v = eval(&self.root, row)?;
-        let v = coerce(v, &self.root.ty, &self.root.ty)?;
+        let cx = Cx {
+            flavor: self.flavor,
+        };
+        let v = eval(&self.root, row, cx)?;
+        // MySQL's CASE keeps each branch's own DECIMAL scale (`CASE .. THEN 1.5 ELSE 2 END`
+        // gives `2`, not `2.0`); the stored value is the same, its text differs.
+        if cx.flavor == Flavor::MySql
+            && matches!(self.root.kind, Kind::Case { .. })
+            && matches!(self.root.ty, ExprType::Decimal { .. })
+        {
+            return Ok(into_value(v));
+        }
+        let v = coerce(v, &self.root.ty, &self.root.ty, cx)?;
         Ok(into_value(v))
     }
 }
@@ -951,11 +982,11 @@ impl Ctx<'_> {
             (T::Date | T::DateTime { .. }, T::Date | T::DateTime { .. }) => CmpMode::DateTime,
             (T::Time { .. }, T::Time { .. }) => CmpMode::Time,
             (t, T::Text(_)) if t.is_temporal() => {
-                let (r, mode) = temporal_literal(t, r)?;
+                let (r, mode) = temporal_literal(t, r, self.schema.flavor)?;
                 return Ok((l, r, mode));
             }
             (T::Text(_), t) if t.is_temporal() => {
-                let (l, mode) = temporal_literal(t, l)?;
+                let (l, mode) = temporal_literal(t, l, self.schema.flavor)?;
                 return Ok((l, r, mode));
             }
             _ => return Err(err(&l, &r)),
@@ -1136,13 +1167,26 @@ impl Ctx<'_> {
     }
 }
 
-/// The collation of a text comparison: binary wins, then the non-literal side's.
+/// The collation of a text comparison: binary wins, then the non-literal side's, then (two
+/// columns of different character sets) the Unicode one, which the other is converted to.
 fn text_collation(a: &TextType, b: &TextType) -> Collation {
     if a.binary || b.binary {
         return Collation::binary();
     }
     if a.coercible && !b.coercible {
         return b.collation.clone();
+    }
+    if b.coercible && !a.coercible {
+        return a.collation.clone();
+    }
+    let charset = |c: &Collation| c.name.split('_').next().unwrap_or("").to_string();
+    let unicode = |c: &Collation| charset(c).starts_with("utf8");
+    if charset(&a.collation) != charset(&b.collation) && unicode(&a.collation) != unicode(&b.collation) {
+        return if unicode(&a.collation) {
+            a.collation.clone()
+        } else {
+            b.collation.clone()
+        };
     }
     if a.collation.binary || b.collation.binary {
         // Same coercibility, one `_bin`: MySQL uses the `_bin` collation.
@@ -1156,7 +1200,7 @@ fn text_collation(a: &TextType, b: &TextType) -> Collation {
 }
 
 /// Turns a string literal compared with a temporal into a temporal literal.
-fn temporal_literal(t: &ExprType, node: Node) -> Result<(Node, CmpMode), ExprError> {
+fn temporal_literal(t: &ExprType, node: Node, flavor: Flavor) -> Result<(Node, CmpMode), ExprError> {
     let Kind::Lit {
         value: Lit::Str(bytes),
         sql,
@@ -1177,6 +1221,12 @@ fn temporal_literal(t: &ExprType, node: Node) -> Result<(Node, CmpMode), ExprErr
     };
     if let ExprType::Time { .. } = t {
         let v = temporal::parse_time(&text).ok_or_else(|| bad("not a time (hh:mm:ss[.ffffff])"))?;
+        // MySQL stores the literal as a value of the TIME operand's precision first (rounding
+        // the fraction): '00:00:00.5' equals a TIME(0) '00:00:01' there, not on MariaDB.
+        let v = match (flavor, t) {
+            (Flavor::MySql, ExprType::Time { fsp }) => round_time(v, *fsp),
+            _ => v,
+        };
         return Ok((
             Node {
                 kind: Kind::Lit {
@@ -1200,6 +1250,31 @@ fn temporal_literal(t: &ExprType, node: Node) -> Result<(Node, CmpMode), ExprErr
         },
         CmpMode::DateTime,
     ))
+}
+
+/// A TIME value rounded (half away from zero) to `fsp` fractional digits.
+fn round_time(v: Value, fsp: u8) -> Value {
+    let Value::Time {
+        negative,
+        hours,
+        minutes,
+        seconds,
+        micros,
+    } = v
+    else {
+        return v;
+    };
+    let unit = 10i64.pow(6 - u32::from(fsp.min(6)));
+    let total = temporal::time_micros(false, hours, minutes, seconds, micros);
+    let total = (total + unit / 2) / unit * unit;
+    let secs = total / 1_000_000;
+    Value::Time {
+        negative: negative && total != 0,
+        hours: (secs / 3600) as u16,
+        minutes: (secs / 60 % 60) as u8,
+        seconds: (secs % 60) as u8,
+        micros: (total % 1_000_000) as u32,
+    }
 }
 
 fn check_condition(construct: &str, n: &Node) -> Result<(), ExprError> {
@@ -1568,7 +1643,7 @@ fn lit_ev(l: &Lit) -> Ev<'_> {
     }
 }
 
-fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
+fn eval<'a>(n: &'a Node, row: &'a [Value], cx: Cx) -> Result<Ev<'a>, EvalError> {
     match &n.kind {
         Kind::Col {
             index,
@@ -1584,18 +1659,18 @@ fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
         }
         Kind::Lit { value, .. } => Ok(lit_ev(value)),
         Kind::Arith { op, l, r } => {
-            let a = eval(l, row)?;
+            let a = eval(l, row, cx)?;
             if a.is_null() {
                 return Ok(Ev::Null);
             }
-            let b = eval(r, row)?;
+            let b = eval(r, row, cx)?;
             if b.is_null() {
                 return Ok(Ev::Null);
             }
-            arith(*op, a, b, &n.ty)
+            arith(*op, a, b, &n.ty, cx)
         }
         Kind::Neg(x) => {
-            let v = eval(x, row)?;
+            let v = eval(x, row, cx)?;
             Ok(match v {
                 Ev::Null => Ev::Null,
                 Ev::Int(i) => Ev::Int(
@@ -1612,19 +1687,19 @@ fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
             })
         }
         Kind::Cmp { op, l, r, mode } => {
-            let a = eval(l, row)?;
-            let b = eval(r, row)?;
+            let a = observe(eval(l, row, cx)?, &l.ty, cx);
+            let b = observe(eval(r, row, cx)?, &r.ty, cx);
             Ok(match compare(mode, &a, &b) {
                 None => Ev::Null,
                 Some(o) => Ev::Int(op.test(o) as i64),
             })
         }
         Kind::And(l, r) => {
-            let a = truth(&eval(l, row)?);
+            let a = truth(&eval(l, row, cx)?);
             if a == Some(false) {
                 return Ok(Ev::Int(0));
             }
-            let b = truth(&eval(r, row)?);
+            let b = truth(&eval(r, row, cx)?);
             Ok(match (a, b) {
                 (_, Some(false)) => Ev::Int(0),
                 (Some(true), Some(true)) => Ev::Int(1),
@@ -1632,23 +1707,23 @@ fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
             })
         }
         Kind::Or(l, r) => {
-            let a = truth(&eval(l, row)?);
+            let a = truth(&eval(l, row, cx)?);
             if a == Some(true) {
                 return Ok(Ev::Int(1));
             }
-            let b = truth(&eval(r, row)?);
+            let b = truth(&eval(r, row, cx)?);
             Ok(match (a, b) {
                 (_, Some(true)) => Ev::Int(1),
                 (Some(false), Some(false)) => Ev::Int(0),
                 _ => Ev::Null,
             })
         }
-        Kind::Not(x) => Ok(match truth(&eval(x, row)?) {
+        Kind::Not(x) => Ok(match truth(&eval(x, row, cx)?) {
             None => Ev::Null,
             Some(t) => Ev::Int((!t) as i64),
         }),
         Kind::IsNull { x, negated } => {
-            let v = eval(x, row)?;
+            let v = eval(x, row, cx)?;
             Ok(Ev::Int((v.is_null() != *negated) as i64))
         }
         Kind::Case {
@@ -1657,29 +1732,29 @@ fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
             otherwise,
         } => {
             let x = match operand {
-                Some(o) => Some(eval(o, row)?),
+                Some(o) => Some(observe(eval(o, row, cx)?, &o.ty, cx)),
                 None => None,
             };
             for w in whens {
-                let c = eval(&w.cond, row)?;
+                let c = observe(eval(&w.cond, row, cx)?, &w.cond.ty, cx);
                 let hit = match &x {
                     Some(x) => compare(&w.mode, x, &c) == Some(Ordering::Equal),
                     None => truth(&c) == Some(true),
                 };
                 if hit {
-                    return coerce(eval(&w.result, row)?, &w.result.ty, &n.ty);
+                    return case_result(eval(&w.result, row, cx)?, &w.result.ty, &n.ty, cx);
                 }
             }
             match otherwise {
-                Some(e) => coerce(eval(e, row)?, &e.ty, &n.ty),
+                Some(e) => case_result(eval(e, row, cx)?, &e.ty, &n.ty, cx),
                 None => Ok(Ev::Null),
             }
         }
         Kind::Coalesce { args, .. } => {
             for a in args {
-                let v = eval(a, row)?;
+                let v = eval(a, row, cx)?;
                 if !v.is_null() {
-                    return coerce(v, &a.ty, &n.ty);
+                    return coerce(v, &a.ty, &n.ty, cx);
                 }
             }
             Ok(Ev::Null)
@@ -1687,32 +1762,33 @@ fn eval<'a>(n: &'a Node, row: &'a [Value]) -> Result<Ev<'a>, EvalError> {
         Kind::Concat(args) => {
             let mut out = Vec::new();
             for a in args {
-                let v = eval(a, row)?;
+                let v = eval(a, row, cx)?;
                 if v.is_null() {
                     return Ok(Ev::Null);
                 }
-                out.extend_from_slice(&text_bytes(&v, &a.ty));
+                out.extend_from_slice(&arg_text(&v, a, cx));
             }
             Ok(Ev::Str(Cow::Owned(out)))
         }
         Kind::ChangeCase { x, upper } => {
-            let v = eval(x, row)?;
+            let v = eval(x, row, cx)?;
             if v.is_null() {
                 return Ok(Ev::Null);
             }
-            let bytes = text_bytes(&v, &x.ty);
+            let bytes = arg_text(&v, x, cx);
             if matches!(&n.ty, ExprType::Text(t) if t.binary) {
                 return Ok(Ev::Str(Cow::Owned(bytes.into_owned())));
             }
             let text = String::from_utf8_lossy(&bytes);
+            // latin1's case tables know only ISO 8859-1 letters: 'ÿ', 'Œ', 'Š' stay as they are.
+            let latin1 = matches!(&x.ty, ExprType::Text(t) if t.collation.name.starts_with("latin1_"));
             let mapped: String = text
                 .chars()
-                .map(|c| {
-                    if *upper {
-                        simple_upper(c)
-                    } else {
-                        simple_lower(c)
-                    }
+                .map(|c| match (*upper, latin1) {
+                    (true, true) => latin1_upper(c),
+                    (false, true) => latin1_lower(c),
+                    (true, false) => simple_upper(c),
+                    (false, false) => simple_lower(c),
                 })
                 .collect();
             Ok(Ev::Str(Cow::Owned(mapped.into_bytes())))
@@ -1787,7 +1863,13 @@ fn text_to_f64(s: &[u8]) -> f64 {
     }
 }
 
-fn arith<'a>(op: ArithOp, a: Ev<'a>, b: Ev<'a>, ty: &ExprType) -> Result<Ev<'a>, EvalError> {
+fn arith<'a>(
+    op: ArithOp,
+    a: Ev<'a>,
+    b: Ev<'a>,
+    ty: &ExprType,
+    cx: Cx,
+) -> Result<Ev<'a>, EvalError> {
     let what = || format!("{:?} {} {:?}", DisplayEv(&a), op.sql(), DisplayEv(&b));
     match ty {
         ExprType::Double => {
@@ -1810,16 +1892,32 @@ fn arith<'a>(op: ArithOp, a: Ev<'a>, b: Ev<'a>, ty: &ExprType) -> Result<Ev<'a>,
         }
         ExprType::Decimal { scale } => {
             let (x, y) = (to_dec(&a), to_dec(&b));
+            // MySQL rounds every result to its type's scale. MariaDB keeps the exact result
+            // (a quotient truncated at whole 9-digit words) and rounds only where the value is
+            // observed: compared, printed, stored (see `observe`).
+            let mariadb = cx.flavor == Flavor::MariaDb;
             let r = match op {
                 ArithOp::Add => x.as_ref() + y.as_ref(),
                 ArithOp::Sub => x.as_ref() - y.as_ref(),
                 ArithOp::Mul => x.as_ref() * y.as_ref(),
+                ArithOp::Div if mariadb => {
+                    let places =
+                        decimal::mariadb_quotient_scale(decimal::scale_of(&x), decimal::scale_of(&y));
+                    match decimal::div_truncated(&x, &y, places) {
+                        Some(q) if q.is_zero() => BigDecimal::zero(),
+                        Some(q) => q,
+                        None => return Ok(Ev::Null),
+                    }
+                }
                 ArithOp::Div => match decimal::div(&x, &y, *scale as i64) {
                     Some(q) => q,
                     None => return Ok(Ev::Null),
                 },
             };
             let r = decimal::normalize_result(r).ok_or_else(|| overflow("DECIMAL", what()))?;
+            if mariadb {
+                return Ok(Ev::Dec(Cow::Owned(r)));
+            }
             Ok(Ev::Dec(Cow::Owned(decimal::round(&r, *scale as i64))))
         }
         ExprType::Int { unsigned } => {
@@ -1924,13 +2022,72 @@ fn trim_spaces(b: &[u8]) -> &[u8] {
 }
 
 /// A value as text bytes (UTF-8, or the bytes of a binary string), as MySQL converts it.
-fn text_bytes<'a>(v: &'a Ev<'a>, ty: &ExprType) -> Cow<'a, [u8]> {
+/// `UPPER` of one character in latin1 (ISO 8859-1 letters only, as the server's tables).
+fn latin1_upper(c: char) -> char {
+    match c {
+        'a'..='z' => c.to_ascii_uppercase(),
+        '\u{E0}'..='\u{FE}' if c != '\u{F7}' => char::from_u32(c as u32 - 0x20).unwrap_or(c),
+        _ => c,
+    }
+}
+
+/// `LOWER` of one character in latin1 (ISO 8859-1 letters only, as the server's tables).
+fn latin1_lower(c: char) -> char {
+    match c {
+        'A'..='Z' => c.to_ascii_lowercase(),
+        '\u{C0}'..='\u{DE}' if c != '\u{D7}' => char::from_u32(c as u32 + 0x20).unwrap_or(c),
+        _ => c,
+    }
+}
+
+/// A decimal as the server sees it where the value is observed (compared, printed, stored):
+/// MariaDB rounds its exact intermediate results to the expression's scale there; MySQL's
+/// values already have it.
+fn observe<'a>(v: Ev<'a>, ty: &ExprType, cx: Cx) -> Ev<'a> {
+    match (&v, ty) {
+        (Ev::Dec(d), ExprType::Decimal { scale })
+            if cx.flavor == Flavor::MariaDb && decimal::scale_of(d) > i64::from(*scale) =>
+        {
+            Ev::Dec(Cow::Owned(decimal::round(d, i64::from(*scale))))
+        }
+        _ => v,
+    }
+}
+
+/// A CASE branch's value as the CASE's result: MySQL keeps a DECIMAL branch's own scale
+/// (an INT branch stays without decimals); otherwise as [`coerce`].
+fn case_result<'a>(v: Ev<'a>, from: &ExprType, to: &ExprType, cx: Cx) -> Result<Ev<'a>, EvalError> {
+    if cx.flavor == Flavor::MySql && matches!(to, ExprType::Decimal { .. }) {
+        return Ok(match v {
+            Ev::Null => Ev::Null,
+            Ev::Dec(d) => Ev::Dec(d),
+            other => Ev::Dec(Cow::Owned(to_dec(&other).into_owned())),
+        });
+    }
+    coerce(v, from, to, cx)
+}
+
+/// The text of an argument of CONCAT/UPPER/LOWER: a FLOAT column prints as a FLOAT (6
+/// significant digits), not as the DOUBLE it is widened to.
+fn arg_text<'a>(v: &'a Ev<'a>, arg: &Node, cx: Cx) -> Cow<'a, [u8]> {
+    if let (Ev::Dbl(f), Kind::Col { type_name, .. }) = (v, &arg.kind) {
+        if type_name == "FLOAT" {
+            return Cow::Owned(gcvt(*f, cx.double_width(), true).into_bytes());
+        }
+    }
+    text_bytes(v, &arg.ty, cx)
+}
+
+fn text_bytes<'a>(v: &'a Ev<'a>, ty: &ExprType, cx: Cx) -> Cow<'a, [u8]> {
     match v {
         Ev::Null => Cow::Borrowed(b""),
         Ev::Int(i) => Cow::Owned(i.to_string().into_bytes()),
         Ev::UInt(u) => Cow::Owned(u.to_string().into_bytes()),
-        Ev::Dec(d) => Cow::Owned(decimal::format(d).into_bytes()),
-        Ev::Dbl(f) => Cow::Owned(format_double(*f).into_bytes()),
+        Ev::Dec(d) => match observe(Ev::Dec(Cow::Borrowed(d.as_ref())), ty, cx) {
+            Ev::Dec(d) => Cow::Owned(decimal::format(&d).into_bytes()),
+            _ => Cow::Owned(decimal::format(d).into_bytes()),
+        },
+        Ev::Dbl(f) => Cow::Owned(gcvt(*f, cx.double_width(), false).into_bytes()),
         Ev::Str(s) => Cow::Borrowed(s.as_ref()),
         Ev::Val(v) => {
             let fsp = match ty {
@@ -1959,7 +2116,7 @@ fn text_bytes<'a>(v: &'a Ev<'a>, ty: &ExprType) -> Cow<'a, [u8]> {
 }
 
 /// Converts a branch value to the aggregated result type.
-fn coerce<'a>(v: Ev<'a>, from: &ExprType, to: &ExprType) -> Result<Ev<'a>, EvalError> {
+fn coerce<'a>(v: Ev<'a>, from: &ExprType, to: &ExprType, cx: Cx) -> Result<Ev<'a>, EvalError> {
     if v.is_null() {
         return Ok(Ev::Null);
     }
@@ -1974,7 +2131,7 @@ fn coerce<'a>(v: Ev<'a>, from: &ExprType, to: &ExprType) -> Result<Ev<'a>, EvalE
         ExprType::Double => Ev::Dbl(to_f64(&v)),
         ExprType::Text(_) => match v {
             Ev::Str(s) => Ev::Str(s),
-            other => Ev::Str(Cow::Owned(text_bytes(&other, from).into_owned())),
+            other => Ev::Str(Cow::Owned(text_bytes(&other, from, cx).into_owned())),
         },
         ExprType::DateTime { .. } => match v {
             Ev::Val(val) if matches!(val.as_ref(), Value::Date { .. }) => {

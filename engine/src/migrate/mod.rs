@@ -195,8 +195,15 @@ async fn run_inner(
     }
     let prepared = async {
         let new = catalog::load_table(&mut conn, flavor, &config.db, &shadow_name).await?;
+        if new.primary_key.is_empty() {
+            return Err(MigrateError::Mapping(format!(
+                "the ALTER leaves {} without a primary key: rowshift needs one to apply changes by key",
+                old.qualified_name()
+            )));
+        }
         let mapping = Mapping::new(&old, &new, &renames, &config.sets)
             .map_err(|e| MigrateError::Mapping(e.to_string()))?;
+        check_new_primary_key(&new, &mapping)?;
         Ok::<_, MigrateError>((new, mapping))
     }
     .await;
@@ -227,24 +234,42 @@ async fn run_inner(
 
     // Sentry for drain markers, then the stream, then the copy.
     let sentry = q2(&config.db, &names::sentry(&config.table));
-    conn.query_drop(format!("CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"))
+    // From here on a failure drops the shadow and the sentry: the original is untouched.
+    macro_rules! or_clean {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    let e: MigrateError = e.into();
+                    drop_helpers(&mut conn, &config, &[&shadow, &sentry]).await;
+                    return Err(e);
+                }
+            }
+        };
+    }
+    or_clean!(conn
+        .query_drop(format!("CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"))
         .await
-        .map_err(|source| MigrateError::Sql { step: "creating the sentry table", source })?;
-    let start = cutover::server_position(&mut conn)
+        .map_err(|source| MigrateError::Sql { step: "creating the sentry table", source }));
+    let start = or_clean!(cutover::server_position(&mut conn)
         .await
-        .map_err(|source| MigrateError::Sql { step: "reading the binlog position", source })?;
-    let events = open_stream(&config, &start).await?;
+        .map_err(|source| MigrateError::Sql { step: "reading the binlog position", source }));
+    let events = or_clean!(open_stream(&config, &start).await);
 
     let mapping = Arc::new(mapping);
     let target = apply_target(&config, flavor, &new, &mapping);
     let key_positions = target.key_positions.clone();
-    let key_codec = rowshift_transform::key::KeyCodec::for_primary_key(&new)
-        .map_err(|e| MigrateError::Mapping(e.to_string()))?;
+    let key_codec = or_clean!(rowshift_transform::key::KeyCodec::for_primary_key(&new)
+        .map_err(|e| MigrateError::Mapping(e.to_string())));
     let n_appliers = applier_count(&new, &key_codec, config.appliers);
-    let appliers = ApplierSet::start(target, n_appliers, 2_048).await?;
+    let appliers = or_clean!(ApplierSet::start(target, n_appliers, 2_048).await);
     let apply_stats = appliers.stats.clone();
     let (hw_tx, hw_rx) = watch::channel(HighWater::Start);
+    // With a unique secondary key the shadow must never mix the copy's newer rows with
+    // skipped events (design.md section 8): every event is applied, so a row that a unique-key
+    // collision displaces always has a later event that restores it.
     let int_key = (old.primary_key.len() == 1
+        && new.unique_keys.is_empty()
         && matches!(old.columns[old.primary_key[0]].data_type, ColumnType::Integer { .. }))
     .then(|| old.primary_key[0]);
     let router_stats = Arc::new(RouterStats::default());
@@ -302,8 +327,11 @@ async fn run_inner(
             insert_columns: mapping.insert_columns().iter().map(|c| quote_ident(c)).collect(),
             select_exprs: mapping.select_exprs(),
             key: key_columns(&old),
+            benign_duplicates: benign_duplicate_keys(&new, &mapping),
+            start_after: None,
         };
-        copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx).await?;
+        let (wm_tx, _wm_rx) = watch::channel(copy::Watermark::Start(None));
+        copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx).await?;
         let copy_time = copy_started.elapsed();
 
         set_phase("catch-up");
@@ -345,8 +373,14 @@ async fn run_inner(
     let (copy_time, report) = match result {
         Ok(v) => v,
         Err(e) => {
-            if let Ok(Ok(Err(router_err))) = tokio::time::timeout(Duration::from_millis(10), router_task).await.map(|r| r.map_err(|_| ())) {
-                return Err(router_err.into());
+            let e = match tokio::time::timeout(Duration::from_millis(10), router_task).await {
+                Ok(Ok(Err(router_err))) => router_err.into(),
+                _ => e,
+            };
+            // The original table is untouched: leave nothing of this run behind, unless the
+            // cut-over's outcome is unknown (then every table must stay for inspection).
+            if !matches!(e, MigrateError::Cutover(cutover::CutoverError::Ambiguous { .. })) {
+                drop_helpers(&mut conn, &config, &[&shadow, &sentry]).await;
             }
             return Err(e);
         }
@@ -361,6 +395,73 @@ async fn run_inner(
         total_time: started.elapsed(),
         cutover: Some(report),
     })
+}
+
+/// A new primary key that no old unique key guarantees unique would merge rows: the copy's
+/// `INSERT IGNORE` skips a second row with an equal key as if the applier had written it, and
+/// the appliers replace one row by the other. Refused before anything moves.
+fn check_new_primary_key(new: &TableSchema, mapping: &Mapping) -> Result<(), MigrateError> {
+    if !mapping.added_unique_keys().iter().any(|k| k.name == "PRIMARY") {
+        return Ok(());
+    }
+    let cols: Vec<String> = new
+        .primary_key
+        .iter()
+        .map(|&i| quote_ident(&new.columns[i].name))
+        .collect();
+    Err(MigrateError::Mapping(format!(
+        "the new primary key ({}) is not guaranteed unique by the old table (no old primary or unique key covers its columns with the same collation): rows with equal keys would merge silently. Add a UNIQUE key on those columns first, or keep the old key columns in the new primary key",
+        cols.join(", ")
+    )))
+}
+
+/// Unique secondary keys of the new table that no old key guarantees: duplicates in them are
+/// real and must stop the migration.
+fn added_unique_secondary(mapping: &Mapping) -> Vec<String> {
+    mapping
+        .added_unique_keys()
+        .into_iter()
+        .filter(|k| k.name != "PRIMARY")
+        .map(|k| k.name)
+        .collect()
+}
+
+/// The keys of the new table whose duplicate-key warnings during the copy are benign: the
+/// primary key (the applier wrote the row first) and unique keys that were unique in the old
+/// table too. Such a collision is with a row whose newer image the appliers have not written
+/// yet (every event is applied when the table has unique secondary keys): the applier's
+/// `REPLACE` of the skipped row's own, later event brings it.
+fn benign_duplicate_keys(new: &TableSchema, mapping: &Mapping) -> Vec<String> {
+    let added = added_unique_secondary(mapping);
+    std::iter::once("PRIMARY".to_string())
+        .chain(
+            new.unique_keys
+                .iter()
+                .map(|k| k.name.clone())
+                .filter(|n| !added.contains(n)),
+        )
+        .collect()
+}
+
+/// Drop this run's helper tables after a failure (best effort; a fresh connection when the
+/// main one is gone). The trip table of an interrupted cut-over is dropped too.
+async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tables: &[&str]) {
+    let trip = q2(&config.db, &names::trip(&config.table));
+    let mut fresh = None;
+    for t in tables.iter().copied().chain([trip.as_str()]) {
+        let sql = format!("DROP TABLE IF EXISTS {t}");
+        if conn.query_drop(&sql).await.is_ok() {
+            continue;
+        }
+        if fresh.is_none() {
+            fresh = config.endpoint.connect_raw().await.ok();
+        }
+        if let Some(c) = fresh.as_mut() {
+            if let Err(e) = c.query_drop(&sql).await {
+                warn!(table = %t, error = %e, "could not drop a helper table");
+            }
+        }
+    }
 }
 
 /// The binlog stream from `start`, as a `Stream` of events.
@@ -476,7 +577,7 @@ fn apply_target(config: &MigrateConfig, flavor: Flavor, new: &TableSchema, mappi
         kinds,
         key_positions,
         max_batch: 500,
-        replace: new.unique_keys.is_empty(),
+        replace: added_unique_secondary(mapping).is_empty(),
     }
 }
 

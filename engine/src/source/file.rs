@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventFlags, EventType};
@@ -163,12 +163,13 @@ impl<R: BufRead> Framer<R> {
         let body_len = (size - BinlogEventHeader::LEN as u64) as usize;
         self.buf.clear();
         self.buf.extend_from_slice(&hdr);
-        self.buf.resize(size as usize, 0);
-        let got = {
-            let mut tmp = std::mem::take(&mut self.buf);
-            let r = self.read_up_to(&mut tmp[BinlogEventHeader::LEN..]);
-            self.buf = tmp;
-            r?
+        // Grow with the data actually present: a corrupt size never allocates up front.
+        let got = match (&mut self.input)
+            .take(body_len as u64)
+            .read_to_end(&mut self.buf)
+        {
+            Ok(n) => n,
+            Err(e) => return Err(self.io_err(e)),
         };
         if got < body_len {
             return Err(self.truncated("event body", body_len as u64, got as u64));
@@ -278,10 +279,16 @@ pub fn decode_bytes(
     mut sink: impl FnMut(SourceEvent),
 ) -> Result<(), DecodeError> {
     let mut reader = BinlogReader::new(bytes, file, opts)?;
-    while let Some(ev) = reader.next_event()? {
-        sink(ev);
+    let mut batch = Vec::new();
+    loop {
+        batch.clear();
+        if !reader.next_batch(&mut batch)? {
+            return Ok(());
+        }
+        for ev in batch.drain(..) {
+            sink(ev);
+        }
     }
-    Ok(())
 }
 
 /// Reads and decodes a binlog file event by event.
@@ -293,22 +300,34 @@ pub struct BinlogReader<R> {
     done: bool,
 }
 
-impl BinlogReader<BufReader<File>> {
-    /// Opens `path`.
+impl BinlogReader<Box<dyn BufRead + Send>> {
+    /// Opens `path`; gzip-compressed files (`binlog.000042.gz`) are decompressed on the fly.
     pub fn open(path: &Path, opts: DecodeOptions) -> Result<Self, FileError> {
-        let f = File::open(path).map_err(|source| FileError::Io {
+        let io = |source| FileError::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        let name = path
+        };
+        let f = File::open(path).map_err(io)?;
+        let mut r = BufReader::with_capacity(256 * 1024, f);
+        let gz = r.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+        let input: Box<dyn BufRead + Send> = if gz {
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                flate2::read::GzDecoder::new(r),
+            ))
+        } else {
+            Box::new(r)
+        };
+        let mut name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        Ok(BinlogReader::new(
-            BufReader::with_capacity(256 * 1024, f),
-            &name,
-            opts,
-        )?)
+        if gz {
+            if let Some(stem) = name.strip_suffix(".gz") {
+                name = stem.to_owned();
+            }
+        }
+        Ok(BinlogReader::new(input, &name, opts)?)
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) fn uncompress(block: &[u8], limit: usize) -> Result<Vec<u8>, String> 
             "compressed block claims {len} bytes (limit {limit})"
         ));
     }
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::with_capacity(len.min(1 << 20));
     flate2::read::ZlibDecoder::new(&block[1 + n..])
         .take(len as u64 + 1)
         .read_to_end(&mut out)

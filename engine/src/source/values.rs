@@ -11,9 +11,7 @@
 use mysql_common::binlog::decimal::Decimal;
 use mysql_common::binlog::jsonb;
 use mysql_common::binlog::jsondiff::JsonDiff;
-use mysql_common::binlog::misc::{
-    my_datetime_packed_from_binary, my_time_packed_from_binary, my_timestamp_from_binary,
-};
+use mysql_common::binlog::misc::{my_datetime_packed_from_binary, my_timestamp_from_binary};
 use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 use rowshift_transform::Value;
@@ -169,9 +167,7 @@ pub(crate) fn decode_value<'a>(
         ColPlan::Time2 { fsp } => {
             let n = 3 + (fsp as usize).div_ceil(2);
             let bytes = c.take(n)?;
-            let packed = my_time_packed_from_binary(bytes, fsp as u32)
-                .map_err(|e| ValueError::Invalid(e.to_string()))?;
-            time_from_packed(packed)
+            time_from_packed(time2_packed(bytes, fsp))
         }
         ColPlan::DateTime => {
             let v = u64::from_le_bytes(c.array::<8>()?);
@@ -339,12 +335,63 @@ fn decimal_fast(bytes: &[u8], precision: usize, scale: usize) -> Option<String> 
     if negative && !zero {
         s.push('-');
     }
-    use std::fmt::Write;
-    let _ = write!(s, "{int_part}");
+    push_digits(&mut s, int_part, 1);
     if scale > 0 {
-        let _ = write!(s, ".{frac_part:0scale$}");
+        s.push('.');
+        push_digits(&mut s, frac_part, scale);
     }
     Some(s)
+}
+
+/// Appends `v` in decimal, left-padded with zeros to `min_width` digits (no `fmt` machinery:
+/// this is on the per-row hot path).
+fn push_digits(s: &mut String, mut v: u64, min_width: usize) {
+    let mut buf = [b'0'; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = buf.len().saturating_sub(min_width.min(buf.len())).min(i);
+    for &b in &buf[start..] {
+        s.push(b as char);
+    }
+}
+
+/// TIME(fsp) binary → packed `(int_part << 24) + micros`, as MySQL's
+/// `my_time_packed_from_binary`. (mysql_common's version underflows an unsigned fraction for
+/// negative TIME(1)/TIME(2) values with a fraction, so this one is ours.) `bytes` holds
+/// exactly `3 + ceil(fsp / 2)` bytes.
+fn time2_packed(b: &[u8], fsp: u8) -> i64 {
+    const TIMEF_INT_OFS: i64 = 0x80_0000;
+    const TIMEF_OFS: i64 = 0x8000_0000_0000;
+    let be = |s: &[u8]| s.iter().fold(0i64, |a, x| (a << 8) | *x as i64);
+    match fsp {
+        1 | 2 => {
+            let mut intpart = be(&b[..3]) - TIMEF_INT_OFS;
+            let mut frac = b[3] as i64;
+            if intpart < 0 && frac > 0 {
+                intpart += 1;
+                frac -= 0x100;
+            }
+            (intpart << 24) + frac * 10_000
+        }
+        3 | 4 => {
+            let mut intpart = be(&b[..3]) - TIMEF_INT_OFS;
+            let mut frac = be(&b[3..5]);
+            if intpart < 0 && frac > 0 {
+                intpart += 1;
+                frac -= 0x10000;
+            }
+            (intpart << 24) + frac * 100
+        }
+        5 | 6 => be(&b[..6]) - TIMEF_OFS,
+        _ => (be(&b[..3]) - TIMEF_INT_OFS) << 24,
+    }
 }
 
 fn time_from_packed(mut tmp: i64) -> Value {
@@ -548,6 +595,34 @@ mod tests {
             let b = enc(text, p, s);
             assert_eq!(dec(&b, p as u8, s as u8), text);
         }
+    }
+
+    #[test]
+    fn negative_fractional_time() {
+        // TIME(2) '-00:00:01.50': the server stores int part -2 (floor) and fraction -50 as 0xce.
+        // (my_time_packed_to_binary: OFS - 2 = 0x7ffffe, (char)-50 = 0xce.)
+        let v = time_from_packed(time2_packed(&[0x7f, 0xff, 0xfe, 0xce], 2));
+        assert_eq!(
+            v,
+            Value::Time {
+                negative: true,
+                hours: 0,
+                minutes: 0,
+                seconds: 1,
+                micros: 500_000
+            }
+        );
+        let v = time_from_packed(time2_packed(&[0x80, 0x10, 0x83, 0x00, 0x64], 3));
+        assert_eq!(
+            v,
+            Value::Time {
+                negative: false,
+                hours: 1,
+                minutes: 2,
+                seconds: 3,
+                micros: 10_000
+            }
+        );
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub(crate) struct Compiled {
     pub columns: Vec<ColumnPlan>,
     /// Primary key column names (new table).
     pub key_names: Vec<String>,
+    /// Why the table is compared as one chunk, when key ranges cannot be used: a text key
+    /// column whose collation differs between the sides orders keys differently, so ranges
+    /// bounded by the old side's keys would not partition the new side.
+    pub single_chunk: Option<String>,
     /// Old side SQL.
     pub old: SideSql,
     /// New side SQL.
@@ -201,14 +205,15 @@ pub(crate) fn compile(
         } else {
             let o = canon(&new_type, &m.old_expr, wrap);
             let n = canon(&new_type, &new_expr, wrap);
-            let (od, nd) = if new_type.is_text() || matches!(new_type.data_type.as_str(), "enum" | "set") {
-                (
-                    format!("CONVERT({o} USING utf8mb4)"),
-                    format!("CONVERT({n} USING utf8mb4)"),
-                )
-            } else {
-                (o.clone(), n.clone())
-            };
+            let (od, nd) =
+                if new_type.is_text() || matches!(new_type.data_type.as_str(), "enum" | "set") {
+                    (
+                        format!("CONVERT({o} USING utf8mb4)"),
+                        format!("CONVERT({n} USING utf8mb4)"),
+                    )
+                } else {
+                    (o.clone(), n.clone())
+                };
             (o, n, od, nd)
         };
         let stringish = !matches!(
@@ -240,19 +245,23 @@ pub(crate) fn compile(
             .ok_or_else(|| VerifyError::KeyMismatch {
                 reason: format!("primary key column {name} of the new table is not compared"),
             })?;
-        let old_col = plain_column(&plan.old_expr, old).ok_or_else(|| VerifyError::KeyMismatch {
-            reason: format!(
-                "primary key column {name} must map to a plain column of the old table, not {}",
-                plan.old_expr
-            ),
+        let old_col =
+            plain_column(&plan.old_expr, old).ok_or_else(|| VerifyError::KeyMismatch {
+                reason: format!(
+                    "primary key column {name} must map to a plain column of the old table, not {}",
+                    plan.old_expr
+                ),
+            })?;
+        let new_col = new.column(name).ok_or_else(|| VerifyError::UnknownColumn {
+            column: name.clone(),
         })?;
-        let new_col = new
-            .column(name)
-            .ok_or_else(|| VerifyError::UnknownColumn { column: name.clone() })?;
         old_key.push(key_column(old_col)?);
         new_key.push(key_column(new_col)?);
     }
-    let mapped_old: Vec<String> = old_key.iter().map(|k| k.name.to_ascii_lowercase()).collect();
+    let mapped_old: Vec<String> = old_key
+        .iter()
+        .map(|k| k.name.to_ascii_lowercase())
+        .collect();
     let old_pk: Vec<String> = old
         .primary_key
         .iter()
@@ -268,36 +277,61 @@ pub(crate) fn compile(
         });
     }
 
-    let side = |table: &TableRef, key: Vec<KeyColumn>, pick: &dyn Fn(&ColumnPlan) -> (String, String)| {
-        let key_list = key
-            .iter()
-            .map(|k| k.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let exprs: Vec<(String, String)> = columns.iter().map(pick).collect();
-        let server: Vec<(&ColumnPlan, &str)> = columns
-            .iter()
-            .zip(&exprs)
-            .filter(|(c, _)| !c.client_json)
-            .map(|(c, e)| (c, e.0.as_str()))
-            .collect();
-        SideSql {
-            table: table.quoted(),
-            key,
-            key_list,
-            row_hash: row_hash(&server),
-            client_exprs: columns
+    let side =
+        |table: &TableRef, key: Vec<KeyColumn>, pick: &dyn Fn(&ColumnPlan) -> (String, String)| {
+            let key_list = key
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let exprs: Vec<(String, String)> = columns.iter().map(pick).collect();
+            let server: Vec<(&ColumnPlan, &str)> = columns
                 .iter()
                 .zip(&exprs)
-                .filter(|(c, _)| c.client_json)
-                .map(|(_, e)| e.0.clone())
-                .collect(),
-            display_exprs: exprs.iter().map(|e| e.1.clone()).collect(),
-        }
-    };
-    let old_sql = side(old_table, old_key, &|c| (c.old_canon.clone(), c.old_display.clone()));
-    let new_sql = side(new_table, new_key, &|c| (c.new_canon.clone(), c.new_display.clone()));
+                .filter(|(c, _)| !c.client_json)
+                .map(|(c, e)| (c, e.0.as_str()))
+                .collect();
+            SideSql {
+                table: table.quoted(),
+                key,
+                key_list,
+                row_hash: row_hash(&server),
+                client_exprs: columns
+                    .iter()
+                    .zip(&exprs)
+                    .filter(|(c, _)| c.client_json)
+                    .map(|(_, e)| e.0.clone())
+                    .collect(),
+                display_exprs: exprs.iter().map(|e| e.1.clone()).collect(),
+            }
+        };
+    let old_sql = side(old_table, old_key, &|c| {
+        (c.old_canon.clone(), c.old_display.clone())
+    });
+    let new_sql = side(new_table, new_key, &|c| {
+        (c.new_canon.clone(), c.new_display.clone())
+    });
+    let single_chunk = old_sql
+        .key
+        .iter()
+        .zip(&new_sql.key)
+        .find(|(o, n)| {
+            matches!(o.literal, KeyLiteral::Text { .. }) && o.literal != n.literal
+        })
+        .map(|(o, n)| {
+            let describe = |l: &KeyLiteral| match l {
+                KeyLiteral::Text { collation, .. } => collation.clone(),
+                other => format!("{other:?}"),
+            };
+            format!(
+                "key column {} is {} on the old side and {} on the new side: keys order differently, so the table is compared as one chunk",
+                o.name,
+                describe(&o.literal),
+                describe(&n.literal)
+            )
+        });
     Ok(Compiled {
+        single_chunk,
         key_names: new.primary_key.clone(),
         columns,
         old: old_sql,
@@ -387,7 +421,11 @@ fn canon(target: &ColumnInfo, expr: &str, wrap: bool) -> String {
     let fsp = target.fsp.unwrap_or(0).min(6);
     match class(target) {
         Class::Integer if wrap => {
-            let to = if target.unsigned { "UNSIGNED" } else { "SIGNED" };
+            let to = if target.unsigned {
+                "UNSIGNED"
+            } else {
+                "SIGNED"
+            };
             format!("CAST({expr} AS {to})")
         }
         Class::Number => match target.data_type.as_str() {
@@ -437,7 +475,10 @@ fn plain_column<'a>(expr: &str, old: &'a TableInfo) -> Option<&'a ColumnInfo> {
             return None;
         }
         inner.replace("``", "`")
-    } else if !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$') {
+    } else if !e.is_empty()
+        && e.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+    {
         e.to_string()
     } else {
         return None;
@@ -520,7 +561,14 @@ mod tests {
         let old = table(Flavor::MySql, cols.clone());
         let new = table(Flavor::MariaDb, cols);
         let maps = resolve_mapping(&ColumnMapping::Identity, &old, &new).unwrap();
-        let c = compile(&maps, &old, &new, &TableRef::new("d", "t"), &TableRef::new("d", "u")).unwrap();
+        let c = compile(
+            &maps,
+            &old,
+            &new,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
         assert_eq!(c.columns[0].old_canon, "`id`");
         assert_eq!(c.columns[1].new_canon, "CAST(`f` AS DOUBLE)");
         assert_eq!(
@@ -544,10 +592,21 @@ mod tests {
         );
         let new = table(
             Flavor::MySql,
-            vec![col("id", "bigint"), new_amount, text("s", "char", "utf8mb4")],
+            vec![
+                col("id", "bigint"),
+                new_amount,
+                text("s", "char", "utf8mb4"),
+            ],
         );
         let maps = resolve_mapping(&ColumnMapping::Identity, &old, &new).unwrap();
-        let c = compile(&maps, &old, &new, &TableRef::new("d", "t"), &TableRef::new("d", "u")).unwrap();
+        let c = compile(
+            &maps,
+            &old,
+            &new,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
         assert_eq!(c.columns[0].old_canon, "`id`");
         assert_eq!(c.columns[1].old_canon, "CAST(`amount` AS DECIMAL(14,4))");
         assert_eq!(c.columns[1].new_canon, "CAST(`amount` AS DECIMAL(14,4))");
@@ -568,8 +627,18 @@ mod tests {
         let old = table(Flavor::MySql, cols.clone());
         let new = table(Flavor::MariaDb, cols);
         let maps = resolve_mapping(&ColumnMapping::Identity, &old, &new).unwrap();
-        let c = compile(&maps, &old, &new, &TableRef::new("d", "t"), &TableRef::new("d", "u")).unwrap();
-        assert!(c.old.row_hash.contains("COALESCE(LENGTH(`a`),-1),COALESCE(LENGTH(`b`),-1)"));
+        let c = compile(
+            &maps,
+            &old,
+            &new,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
+        assert!(c
+            .old
+            .row_hash
+            .contains("COALESCE(LENGTH(`a`),-1),COALESCE(LENGTH(`b`),-1)"));
         assert!(!c.old.row_hash.contains("doc"));
         assert_eq!(c.old.client_exprs, vec!["CAST(`doc` AS CHAR)".to_string()]);
         assert_eq!(c.new.client_exprs, vec!["`doc`".to_string()]);
@@ -578,7 +647,10 @@ mod tests {
     #[test]
     fn mappings_resolve_and_refuse() {
         let old = table(Flavor::MySql, vec![col("id", "int"), col("code", "int")]);
-        let new = table(Flavor::MySql, vec![col("id", "int"), col("status", "varchar")]);
+        let new = table(
+            Flavor::MySql,
+            vec![col("id", "int"), col("status", "varchar")],
+        );
         assert!(matches!(
             resolve_mapping(&ColumnMapping::Identity, &old, &new),
             Err(VerifyError::ColumnsDiffer { .. })

@@ -115,9 +115,11 @@ pub(crate) async fn check_all(
                     }
                     results.push(r);
                 }
-                let upper =
-                    next_boundary(&mut finder, &compiled.old, lower.as_deref(), chunk_rows)
-                        .await?;
+                let upper = if compiled.single_chunk.is_some() {
+                    None
+                } else {
+                    next_boundary(&mut finder, &compiled.old, lower.as_deref(), chunk_rows).await?
+                };
                 let last = upper.is_none();
                 let chunk = Chunk {
                     index,
@@ -219,10 +221,10 @@ async fn next_boundary(
         k = side.key_list,
         t = side.table,
     );
-    let row: Option<Row> = conn
-        .query_first(sql)
-        .await
-        .map_err(VerifyError::sql(Side::Old, "finding the next chunk boundary"))?;
+    let row: Option<Row> = conn.query_first(sql).await.map_err(VerifyError::sql(
+        Side::Old,
+        "finding the next chunk boundary",
+    ))?;
     Ok(row.map(|r| {
         r.unwrap_raw()
             .into_iter()

@@ -22,9 +22,7 @@ pub fn canonical(bytes: &[u8]) -> Option<String> {
 /// `invalid:` when they do not parse, `None` for SQL NULL.
 pub fn comparable(bytes: Option<&[u8]>) -> Option<String> {
     let bytes = bytes?;
-    Some(canonical(bytes).unwrap_or_else(|| {
-        format!("invalid:{}", String::from_utf8_lossy(bytes))
-    }))
+    Some(canonical(bytes).unwrap_or_else(|| format!("invalid:{}", String::from_utf8_lossy(bytes))))
 }
 
 fn write_value(out: &mut String, v: &Value) {

@@ -22,6 +22,7 @@
 //! collations across servers) shows up as rows missing in one chunk and extra in another; those
 //! are matched by key bytes and hash before reporting.
 
+pub mod alter;
 pub mod canon;
 pub mod checksum;
 pub mod html;
@@ -31,6 +32,7 @@ pub mod point;
 pub mod report;
 pub mod schema;
 
+pub use alter::mapping_for_alter;
 pub use canon::HashedBy;
 pub use point::{ConsistentPoint, DrainError, LockMethod, LockScope, LockStats, Standalone};
 pub use report::{DiffKind, Verdict, VerifyReport};
@@ -162,6 +164,22 @@ pub enum VerifyError {
         what: &'static str,
         /// The value, as text.
         value: String,
+    },
+    /// A table definition could not be read (for an `--alter` mapping).
+    #[error("{side}: {source}")]
+    Catalog {
+        /// Which side.
+        side: Side,
+        /// The catalog's error.
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
+    /// The ALTER/--set mapping could not be compiled.
+    #[error("cannot map the old table's columns to the new one: {source}")]
+    Mapping {
+        /// The transform's error.
+        #[source]
+        source: rowshift_transform::mapping::MappingError,
     },
     /// A checksum worker stopped without a result.
     #[error("a checksum worker stopped unexpectedly")]

@@ -133,8 +133,23 @@ pub(crate) fn reconcile(diffs: Vec<FoundDiff>) -> Vec<FoundDiff> {
         out.push(d);
     }
     out.extend(extras.into_values());
-    out.sort_by(|a, b| a.key_bytes.cmp(&b.key_bytes));
+    out.sort_by(|a, b| key_order(&a.key_bytes, &b.key_bytes));
     out
+}
+
+/// Keys in a readable order: numbers numerically, anything else by bytes.
+fn key_order(a: &KeyBytes, b: &KeyBytes) -> std::cmp::Ordering {
+    let num = |v: &[u8]| std::str::from_utf8(v).ok()?.parse::<i128>().ok();
+    for (x, y) in a.iter().zip(b) {
+        let o = match (num(x), num(y)) {
+            (Some(p), Some(q)) => p.cmp(&q),
+            _ => x.cmp(y),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Fetch a chunk's fingerprints on one side.
@@ -159,7 +174,10 @@ pub(crate) async fn fetch_prints(
     let nkey = side_sql.key.len();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let mut values = row.unwrap_raw().into_iter().map(|v| v.unwrap_or(Value::NULL));
+        let mut values = row
+            .unwrap_raw()
+            .into_iter()
+            .map(|v| v.unwrap_or(Value::NULL));
         let key: Vec<Value> = values.by_ref().take(nkey).collect();
         let hash = parse_u64(values.next().unwrap_or(Value::NULL), side, "row hash")?;
         let client: Vec<Option<String>> = values
@@ -167,7 +185,10 @@ pub(crate) async fn fetch_prints(
             .map(|v| jsoncanon::comparable(value_bytes(&v).as_deref()))
             .collect();
         out.push(RowPrint {
-            key_bytes: key.iter().map(|v| value_bytes(v).unwrap_or_default()).collect(),
+            key_bytes: key
+                .iter()
+                .map(|v| value_bytes(v).unwrap_or_default())
+                .collect(),
             key,
             hash,
             client,

@@ -77,10 +77,13 @@ impl ConsistentPoint for Standalone {}
 pub struct LockStats {
     /// Waiting for the lock (other transactions finishing; writes queue behind it meanwhile).
     pub wait_ms: f64,
-    /// From the lock granted to the unlock done: writes to the locked tables were blocked.
+    /// From the first lock granted to the unlock done: writes to the locked tables were
+    /// blocked.
     pub held_ms: f64,
     /// Time spent in the drain hook (part of `held_ms`).
     pub drain_ms: f64,
+    /// Time spent opening the snapshots (part of `held_ms`).
+    pub snapshot_ms: f64,
     /// Attempts needed (lock wait timeouts are retried).
     pub attempts: u32,
     /// The lock statement's method.
@@ -174,10 +177,10 @@ pub(crate) async fn open(
         let mut attempts = 0u32;
         let mut backoff = Duration::from_millis(200);
         let waited = Instant::now();
-        loop {
+        let locked = loop {
             attempts += 1;
             match lock_all(&mut lockers, &groups, config).await {
-                Ok(()) => break,
+                Ok(first_granted) => break first_granted,
                 Err(e) if attempts < config.lock_attempts && is_lock_timeout(&e) => {
                     warn!(attempt = attempts, "lock wait timeout; retrying");
                     unlock_all(&mut lockers).await;
@@ -197,21 +200,23 @@ pub(crate) async fn open(
                     });
                 }
             }
-        }
-        let locked = Instant::now();
+        };
         let wait = locked.duration_since(waited);
 
+        let drain_start = Instant::now();
         let drained = point.drain().await;
-        let drain_time = locked.elapsed();
+        let drain_time = drain_start.elapsed();
         if let Err(source) = drained {
             unlock_all(&mut lockers).await;
             return Err(VerifyError::Drain { source });
         }
+        let snapshot_start = Instant::now();
         let started = {
             let olds_f = olds.iter_mut().map(|c| begin_snapshot(c, Side::Old));
             let news_f = news.iter_mut().map(|c| begin_snapshot(c, Side::New));
             futures_util::future::join(try_join_all(olds_f), try_join_all(news_f)).await
         };
+        let snapshot_time = snapshot_start.elapsed();
         let mut unlock_err = None;
         for (c, (target, _)) in lockers.iter_mut().zip(&groups) {
             if let Err(e) = c.query_drop("UNLOCK TABLES").await {
@@ -231,6 +236,7 @@ pub(crate) async fn open(
             wait_ms: wait.as_secs_f64() * 1e3,
             held_ms: held.as_secs_f64() * 1e3,
             drain_ms: drain_time.as_secs_f64() * 1e3,
+            snapshot_ms: snapshot_time.as_secs_f64() * 1e3,
             attempts,
             method: config.lock_method,
             scope,
@@ -251,11 +257,13 @@ pub(crate) async fn open(
     .await
 }
 
+/// Lock every group; returns when the first lock was granted (writes blocked from then on).
 async fn lock_all(
     lockers: &mut [Conn],
     groups: &[(LockTarget<'_>, Vec<String>)],
     config: &VerifyConfig,
-) -> Result<(), mysql_async::Error> {
+) -> Result<Instant, mysql_async::Error> {
+    let mut first_granted = None;
     for (c, (_, tables)) in lockers.iter_mut().zip(groups) {
         let sql = match config.lock_method {
             LockMethod::LockTables => format!(
@@ -272,8 +280,9 @@ async fn lock_all(
         };
         debug!(%sql, "locking");
         c.query_drop(sql).await?;
+        first_granted.get_or_insert_with(Instant::now);
     }
-    Ok(())
+    Ok(first_granted.unwrap_or_else(Instant::now))
 }
 
 async fn unlock_all(lockers: &mut [Conn]) {

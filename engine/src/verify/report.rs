@@ -197,6 +197,8 @@ pub struct VerifyReport {
     pub differences: Differences,
     /// Checksum progress, in finishing order.
     pub progress: Vec<ProgressPoint>,
+    /// Remarks on how the comparison was done (e.g. why the table was one chunk).
+    pub notes: Vec<String>,
 }
 
 /// The row hash, as named in reports.
@@ -268,7 +270,11 @@ pub(crate) fn build(i: Inputs<'_>) -> VerifyReport {
     let secs = o.duration.as_secs_f64();
     VerifyReport {
         format: FORMAT,
-        verdict: if total == 0 { Verdict::Go } else { Verdict::NoGo },
+        verdict: if total == 0 {
+            Verdict::Go
+        } else {
+            Verdict::NoGo
+        },
         started_at: rfc3339(i.started_at),
         duration_ms: i.duration.as_secs_f64() * 1e3,
         checksum_ms: secs * 1e3,
@@ -290,6 +296,7 @@ pub(crate) fn build(i: Inputs<'_>) -> VerifyReport {
         lock: i.lock,
         differences,
         progress,
+        notes: c.single_chunk.iter().cloned().collect(),
     }
 }
 
@@ -325,13 +332,13 @@ fn diff_row(c: &Compiled, d: &FoundDiff) -> DiffRow {
     let old = show(&d.old_values);
     let new = show(&d.new_values);
     let differing_columns = match (&old, &new) {
-        (Some(o), Some(n)) => o
-            .0
-            .iter()
-            .zip(&n.0)
-            .filter(|(a, b)| a.1 != b.1)
-            .map(|(a, _)| a.0.clone())
-            .collect(),
+        (Some(o), Some(n)) => {
+            o.0.iter()
+                .zip(&n.0)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0.clone())
+                .collect()
+        }
         _ => Vec::new(),
     };
     DiffRow {
@@ -468,8 +475,15 @@ impl VerifyReport {
                 );
             }
         }
+        for note in &self.notes {
+            let _ = writeln!(s, "  note: {note}");
+        }
         if d.rows.len() > 20 || d.truncated {
-            let _ = writeln!(s, "    ... (all {} listed in the JSON/HTML report)", d.rows.len());
+            let _ = writeln!(
+                s,
+                "    ... (all {} listed in the JSON/HTML report)",
+                d.rows.len()
+            );
         }
         s
     }

@@ -327,7 +327,10 @@ mod tests {
 
     #[test]
     fn table_names_parse_with_and_without_backticks() {
-        assert_eq!(TableRef::parse("shop.orders"), Some(TableRef::new("shop", "orders")));
+        assert_eq!(
+            TableRef::parse("shop.orders"),
+            Some(TableRef::new("shop", "orders"))
+        );
         assert_eq!(
             TableRef::parse("`my.db`.`t``x`"),
             Some(TableRef::new("my.db", "t`x"))

@@ -32,7 +32,7 @@ pub async fn create_all_types(conn: &mut mysql_async::Conn, name: &str) {
 pub fn row_values(k: u32) -> String {
     let label = ["red", "green", "blue"][(k % 3) as usize];
     format!(
-        "({k}, {ti}, {si}, {i}, {bi}, {ub}, {k}.1234, {k}.5, {k}.0 / 3, {k}, '{label}', 'a,c', {y}, \
+        "({k}, {ti}, {si}, {i}, {bi}, {ub}, {k}.1234, {k}.5, {k}e0 / 3, {k}, '{label}', 'a,c', {y}, \
          '2024-01-01' + INTERVAL {k} DAY, '12:34:56.123456', '2024-05-06 07:08:09.123456', \
          '2024-05-06 07:08:09.654321', 'c{k}', 'v{k}', 'text {k}', X'01020304', \
          UNHEX(CONCAT('00FF', HEX({k}))), REPEAT(X'AB', {k}), \

@@ -1,0 +1,286 @@
+//! End-to-end benchmark of `rowshift migrate` under the ledger load, next to
+//! pt-online-schema-change on the same table and load, and the server's own
+//! `INSERT … SELECT` copy of the table without load (the limit). Also the catch-up apply rate:
+//! a backlog of 1,000,000 row events drained through source → router → appliers.
+//!
+//! Run: `cargo bench -p rowshift-benches --bench migrate_e2e` with env
+//! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb` (default mysql), `ROWSHIFT_BENCH_ROWS` (default
+//! 1000000), `ROWSHIFT_BENCH_PEER=0` to skip pt-online-schema-change. Results: benches/README.md.
+
+use mysql_async::prelude::Queryable;
+use rowshift_engine::apply::{ApplierSet, ApplyTarget};
+use rowshift_engine::conn::Endpoint;
+use rowshift_engine::copy::HighWater;
+use rowshift_engine::cutover::server_position;
+use rowshift_engine::migrate::router::{Router, RouterStats};
+use rowshift_engine::position::StartPosition;
+use rowshift_engine::source::stream::{BinlogSource, SourceConfig};
+use rowshift_testkit::ledger::{self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
+use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
+use rowshift_transform::key::KeyCodec;
+use rowshift_transform::mapping::Mapping;
+use rowshift_transform::schema::Flavor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 4;
+const BASELINE: Duration = Duration::from_secs(10);
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct RunNumbers {
+    tool: &'static str,
+    wall: Duration,
+    tps_before: f64,
+    tps_during: f64,
+    p95_before: Duration,
+    p95_during: Duration,
+    worst_stall: Duration,
+    peak_rss_kb: u64,
+    notes: String,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Run `cmd` under `/usr/bin/time -f %M` while the load runs; returns the load windows.
+async fn run_under_load(
+    server: &TestServer,
+    db: &str,
+    rows: u64,
+    program: &std::path::Path,
+    args: &[String],
+    tool: &'static str,
+) -> Res<(RunNumbers, LoadReport, String)> {
+    let load = LedgerLoad::start(&server.url(), db, rows, CLIENTS, 7);
+    tokio::time::sleep(BASELINE).await; // the baseline window of the load, not synchronisation
+    let t0 = load.elapsed();
+    let started = Instant::now();
+    let out = tokio::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("peak_rss_kb=%M")
+        .arg(program)
+        .args(args)
+        .output()
+        .await?;
+    let wall = started.elapsed();
+    let t1 = load.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("{tool} failed:\n{stdout}\n{stderr}").into());
+    }
+    let peak_rss_kb = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak_rss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let n = RunNumbers {
+        tool,
+        wall,
+        tps_before: report.rate(Duration::ZERO, t0),
+        tps_during: report.rate(t0, t1),
+        p95_before: report.quantile(0.95, Duration::ZERO, t0).unwrap_or_default(),
+        p95_during: report.quantile(0.95, t0, t1).unwrap_or_default(),
+        // The cut-over happens at the end of the run: the worst commit around it.
+        worst_stall: report.worst(t1.saturating_sub(Duration::from_secs(3)), t1 + Duration::from_secs(1)),
+        peak_rss_kb,
+        notes: String::new(),
+    };
+    Ok((n, report, format!("{stdout}\n{stderr}")))
+}
+
+async fn fresh(server: &TestServer, db: &str, rows: u64) -> Res<mysql_async::Conn> {
+    server.fresh_db(db).await?;
+    let mut conn = mysql_async::Conn::from_url(server.url()).await?;
+    let t = Instant::now();
+    ledger::create_and_fill(&mut conn, db, rows).await?;
+    eprintln!("filled {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(conn)
+}
+
+/// The server's own copy of the table into the new shape, without load.
+async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Duration, u64)> {
+    conn.query_drop(format!("USE `{db}`")).await?;
+    conn.query_drop("DROP TABLE IF EXISTS limit_copy").await?;
+    conn.query_drop("CREATE TABLE limit_copy LIKE orders").await?;
+    conn.query_drop(format!("ALTER TABLE limit_copy {ORDER_STATUS_ALTER}")).await?;
+    let t = Instant::now();
+    conn.query_drop(format!(
+        "INSERT INTO limit_copy (id, customer_id, status_code, amount, counter, note, created_at, updated_at, order_status)
+         SELECT id, customer_id, status_code, amount, counter, note, created_at, updated_at, {ORDER_STATUS_EXPR} FROM orders"
+    ))
+    .await?;
+    let took = t.elapsed();
+    let n = conn.affected_rows();
+    conn.query_drop("DROP TABLE limit_copy").await?;
+    Ok((took, n))
+}
+
+/// Drain a backlog of `rows` row events (one UPDATE of every row) through the real pipeline.
+async fn catch_up_rate(server: &TestServer, conn: &mut mysql_async::Conn, db: &str) -> Res<(u64, Duration)> {
+    conn.query_drop(format!("USE `{db}`")).await?;
+    // A copy of the table, so the ledger of `orders` stays intact.
+    conn.query_drop("DROP TABLE IF EXISTS catchup, `_catchup_new`").await?;
+    conn.query_drop("CREATE TABLE catchup LIKE orders").await?;
+    conn.query_drop("INSERT INTO catchup SELECT * FROM orders").await?;
+    conn.query_drop("CREATE TABLE `_catchup_new` LIKE orders").await?;
+    conn.query_drop("INSERT INTO `_catchup_new` SELECT * FROM orders").await?;
+    let flavor = match server.engine() {
+        Engine::MySql => Flavor::MySql,
+        Engine::MariaDb => Flavor::MariaDb,
+    };
+    let old = rowshift_engine::catalog::load_table(conn, flavor, db, "catchup").await?;
+    let new = rowshift_engine::catalog::load_table(conn, flavor, db, "_catchup_new").await?;
+    let mapping = Mapping::new::<String>(&old, &new, &[], &[])?;
+    let p0 = server_position(conn).await?;
+    conn.query_drop("UPDATE catchup SET counter = counter + 1").await?;
+    let events = conn.affected_rows();
+
+    let endpoint = Endpoint::new(&server.url())?;
+    let cols: Vec<String> = mapping.insert_columns().iter().map(|c| rowshift_transform::schema::quote_ident(c)).collect();
+    let key_positions = mapping.key_positions_in_insert().to_vec();
+    let target = ApplyTarget {
+        endpoint: endpoint.clone(),
+        table: format!("`{db}`.`_catchup_new`"),
+        kinds: vec![Default::default(); cols.len()],
+        columns: cols,
+        key_positions: key_positions.clone(),
+        max_batch: 500,
+        replace: true,
+    };
+    let started = Instant::now();
+    let mut cfg = SourceConfig::new(server.url());
+    cfg.start = StartPosition::File { file: p0.file.clone(), offset: p0.offset };
+    cfg.until_end = true;
+    let source = BinlogSource::connect(cfg).await?;
+    let stream = Box::pin(futures_util::stream::unfold(Some(source), |s| async move {
+        let mut s = s?;
+        match s.next().await {
+            Ok(Some(ev)) => Some((Ok(ev), Some(s))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    }));
+    let appliers = ApplierSet::start(target, 4, 2048).await?;
+    let (_hw_tx, hw_rx) = tokio::sync::watch::channel(HighWater::Done);
+    let router = Router {
+        db: db.to_string(),
+        table: "catchup".into(),
+        sentry: "catchup_rs_sentry".into(),
+        key_codec: KeyCodec::for_primary_key(&new)?,
+        old_key: old.primary_key.clone(),
+        mapping: Arc::new(mapping),
+        key_positions,
+        int_key: None,
+        high_water: hw_rx,
+        stats: Arc::new(RouterStats::default()),
+    };
+    let (_cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
+    let (applied_tx, _applied_rx) = tokio::sync::watch::channel(None);
+    router.run(stream, appliers, cmd_rx, applied_tx).await?;
+    let took = started.elapsed();
+    let diff: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM catchup o JOIN `_catchup_new` n USING (id) WHERE o.counter <> n.counter")
+        .await?;
+    if diff != Some(0) {
+        return Err(format!("catch-up left {diff:?} rows behind").into());
+    }
+    conn.query_drop("DROP TABLE catchup, `_catchup_new`").await?;
+    Ok((events, took))
+}
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo bench -- --list` and `cargo test --benches` probes
+    }
+    let engine = match std::env::var("ROWSHIFT_BENCH_ENGINE").as_deref() {
+        Ok("mariadb") => Engine::MariaDb,
+        _ => Engine::MySql,
+    };
+    let rows: u64 = env_or("ROWSHIFT_BENCH_ROWS", 1_000_000);
+    let peer = env_or("ROWSHIFT_BENCH_PEER", 1u8) == 1;
+    let server = TestServer::dedicated(engine, ServerOptions::default())?;
+    let version: Option<String> = mysql_async::Conn::from_url(server.url()).await?.query_first("SELECT VERSION()").await?;
+    println!("## migrate end to end: {engine:?} {}, {rows} rows, ledger load from {CLIENTS} clients\n", version.unwrap_or_default());
+
+    // The limit: the server's own INSERT ... SELECT, no load.
+    let mut conn = fresh(&server, "bench", rows).await?;
+    let (limit_time, limit_rows) = server_copy_limit(&mut conn, "bench").await?;
+    let limit_rate = limit_rows as f64 / limit_time.as_secs_f64();
+    println!("server INSERT ... SELECT of the table (no load): {limit_rows} rows in {:.2} s = {limit_rate:.0} rows/s\n", limit_time.as_secs_f64());
+
+    // Catch-up apply rate on a backlog.
+    let (events, took) = catch_up_rate(&server, &mut conn, "bench").await?;
+    println!("catch-up: {events} row events drained in {:.2} s = {:.0} row events/s (source → router → 4 appliers)\n", took.as_secs_f64(), events as f64 / took.as_secs_f64());
+
+    // rowshift under load.
+    let set = format!("order_status = {ORDER_STATUS_EXPR}");
+    let args: Vec<String> = [
+        "migrate", "--source", &server.url(), "--table", "bench.orders", "--alter", ORDER_STATUS_ALTER,
+        "--set", &set, "--execute",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (mut ours, _report, output) = run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
+    let v = ledger::check_invariant(&mut conn, "bench", "orders", rows).await?;
+    let wrong = ledger::wrong_order_status(&mut conn, "bench", "orders").await?;
+    if !v.is_empty() || wrong > 0 {
+        return Err(format!("rowshift broke the ledger: {v:?}, {wrong} wrong order_status\n{output}").into());
+    }
+    let summary = output.lines().filter(|l| l.starts_with("migrated:") || l.starts_with("cut-over:")).collect::<Vec<_>>().join(" / ");
+    ours.notes = summary;
+    let mut results = vec![ours];
+
+    if peer {
+        drop(conn);
+        let mut conn = fresh(&server, "bench", rows).await?;
+        let dsn = format!("h=127.0.0.1,P={},u=root,D=bench,t=orders", server.port());
+        let pt_alter = ORDER_STATUS_ALTER.replace('`', "");
+        let args: Vec<String> = [
+            "--alter", &pt_alter, &dsn, "--execute", "--recursion-method=none",
+            "--no-check-replication-filters", "--chunk-time=0.5", "--set-vars=lock_wait_timeout=5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let pt = std::path::PathBuf::from("/usr/bin/pt-online-schema-change");
+        let (mut theirs, _r, output) = run_under_load(&server, "bench", rows, &pt, &args, "pt-online-schema-change").await?;
+        let v = ledger::check_invariant(&mut conn, "bench", "orders", rows).await?;
+        theirs.notes = format!(
+            "ledger {}; no --set: the column gets its DEFAULT, an UPDATE would be needed; {}",
+            if v.is_empty() { "intact" } else { "BROKEN" },
+            output.lines().filter(|l| l.contains("Copied") || l.contains("Swapped")).collect::<Vec<_>>().join(" ")
+        );
+        results.push(theirs);
+    }
+
+    println!("| tool | wall time | app tx/s before | during | p95 before | p95 during | worst stall at cut-over | peak RSS | notes |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        println!(
+            "| {} | {:.1} s | {:.0} | {:.0} ({:.0}%) | {} | {} | {} | {:.0} MB | {} |",
+            r.tool,
+            r.wall.as_secs_f64(),
+            r.tps_before,
+            r.tps_during,
+            100.0 * r.tps_during / r.tps_before.max(1e-9),
+            ms(r.p95_before),
+            ms(r.p95_during),
+            ms(r.worst_stall),
+            r.peak_rss_kb as f64 / 1024.0,
+            r.notes
+        );
+    }
+    Ok(())
+}
