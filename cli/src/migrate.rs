@@ -51,6 +51,22 @@ pub struct MigrateArgs {
     /// Server id of rowshift's binlog connection (unique among replicas).
     #[arg(long)]
     server_id: Option<u32>,
+    /// Continue an interrupted migration from its checkpoint (same --table/--alter/--set).
+    #[arg(long, conflicts_with = "abort")]
+    resume: bool,
+    /// Drop the shadow, checkpoint and sentry tables of an interrupted migration; the table
+    /// and any old table are left untouched.
+    #[arg(long)]
+    abort: bool,
+    /// Cut over even when the verification finds differences.
+    #[arg(long)]
+    allow_differences: bool,
+    /// Do not verify before the cut-over.
+    #[arg(long)]
+    skip_verify: bool,
+    /// Write the verification report to this file (.json or .html).
+    #[arg(long)]
+    verify_report: Option<PathBuf>,
 }
 
 /// Run the subcommand.
@@ -90,6 +106,11 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
             ..CutoverConfig::default()
         },
         postpone_flag,
+        resume: args.resume,
+        abort: args.abort,
+        allow_differences: args.allow_differences,
+        skip_verify: args.skip_verify,
+        verify_report: args.verify_report,
         server_id: args
             .server_id
             .unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),
@@ -104,6 +125,12 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         eprintln!();
     }
     println!("{}", report.plan);
+    if report.cutover.is_none() && (args_note(&report.plan)) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(v) = &report.verification {
+        println!("verification before cut-over:\n{v}");
+    }
     if !execute {
         println!("dry run: the shadow table was created, checked and dropped; nothing of yours changed. Add --execute to migrate.");
         return Ok(ExitCode::SUCCESS);
@@ -167,4 +194,9 @@ async fn print_progress(mut rx: tokio::sync::watch::Receiver<Progress>) {
         }
         let _ = err.flush();
     }
+}
+
+/// True for reports that only carry a note (abort, clean-up of a finished earlier run).
+fn args_note(plan: &str) -> bool {
+    plan.starts_with("aborted:") || plan.starts_with("the cut-over of an earlier run")
 }

@@ -36,6 +36,7 @@ async fn migrate_under_ledger_load(engine: Engine) {
     .await;
     assert_eq!(code, 0, "migrate failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("cut-over: table locked"), "{out}");
+    assert!(out.contains("verification before cut-over") && out.contains("GO"), "{out}");
     // The application keeps writing to the new table after the cut-over.
     load.wait_for_commits(200).await;
     let report = load.stop().await;

@@ -142,6 +142,7 @@ impl Router {
         let mut waiting: HashMap<u32, oneshot::Sender<()>> = HashMap::new();
         let mut seen_markers: Vec<u32> = Vec::new();
         let mut since_barrier = 0u64;
+        let mut last_publish = std::time::Instant::now();
         let mut last_commit: Option<Position> = None;
         let watcher = appliers.watcher();
         loop {
@@ -215,8 +216,11 @@ impl Router {
                     self.stats.last_event_ts.store(u64::from(timestamp), Ordering::Relaxed);
                     last_commit = Some(pos);
                     since_barrier += 1;
-                    if since_barrier >= 1000 {
+                    // Publish the applied position often enough for checkpoints (about twice a
+                    // second), without a barrier per commit.
+                    if since_barrier >= 1000 || last_publish.elapsed() >= std::time::Duration::from_millis(500) {
                         since_barrier = 0;
+                        last_publish = std::time::Instant::now();
                         self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos).await?;
                     }
                 }

@@ -1,0 +1,174 @@
+//! What state a table is in after an earlier run, whether that run can resume, and `--abort`.
+
+use crate::catalog;
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointTable};
+use crate::cutover::names;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use rowshift_transform::schema::quote_ident;
+
+/// Why a resume is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A query failed.
+    #[error("inspecting the earlier run: {0}")]
+    Sql(#[from] mysql_async::Error),
+    /// A resumable migration exists but `--resume` was not given.
+    #[error("a resumable migration of `{db}`.`{table}` exists (phase {phase}, {rows} rows copied): run the same command with --resume to continue it, or with --abort to drop its shadow and checkpoint")]
+    ResumableExists {
+        /// Database.
+        db: String,
+        /// Table.
+        table: String,
+        /// Phase of the checkpoint.
+        phase: String,
+        /// Rows copied.
+        rows: u64,
+    },
+    /// `--resume` without anything to resume.
+    #[error("nothing to resume for `{db}`.`{table}`: no checkpoint table `{ckpt}` (run without --resume to start)")]
+    NothingToResume {
+        /// Database.
+        db: String,
+        /// Table.
+        table: String,
+        /// Checkpoint table name.
+        ckpt: String,
+    },
+    /// The options differ from the checkpoint's.
+    #[error("the migration in progress was started with other options ({stored}); resume it with the same --alter/--set, or --abort it")]
+    OptionsChanged {
+        /// The stored options.
+        stored: String,
+    },
+    /// The binlog file of the checkpoint is gone.
+    #[error("the checkpoint's binlog file {file} has been purged from the server: the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
+    Purged {
+        /// The missing file.
+        file: String,
+    },
+    /// GTIDs of the checkpoint are not in the server's executed set (failover to a server
+    /// that lacks them).
+    #[error("the checkpoint's GTID set {gtid} is not contained in this server's gtid_executed (a failover to a server missing transactions?): resuming could lose changes; run with --abort and start again")]
+    GtidGone {
+        /// The checkpoint's GTID set.
+        gtid: String,
+    },
+    /// The tables are in a state rowshift did not leave them in.
+    #[error("ambiguous state of `{db}`.`{table}`: {detail}. rowshift will not guess: inspect the tables and drop the one that is not yours to keep")]
+    Ambiguous {
+        /// Database.
+        db: String,
+        /// Table.
+        table: String,
+        /// What was found.
+        detail: String,
+    },
+}
+
+/// What an earlier run left.
+#[derive(Debug)]
+pub enum PriorState {
+    /// No earlier run.
+    Fresh,
+    /// A run stopped before its cut-over; its checkpoint.
+    Resumable(Checkpoint),
+    /// A run did its cut-over (the RENAME happened) and died before cleaning up.
+    CutOverDone,
+}
+
+/// Inspect the tables beside `db`.`table`.
+pub async fn inspect(conn: &mut Conn, db: &str, table: &str) -> Result<PriorState, ResumeError> {
+    let t = catalog::table_exists(conn, db, table).await?;
+    let shadow = catalog::table_exists(conn, db, &names::shadow(table)).await?;
+    let old = catalog::table_exists(conn, db, &names::old(table)).await?;
+    let ckpt = catalog::table_exists(conn, db, &names::checkpoint(table)).await?;
+    if !ckpt {
+        return Ok(PriorState::Fresh);
+    }
+    let ambiguous = |detail: &str| ResumeError::Ambiguous {
+        db: db.to_string(),
+        table: table.to_string(),
+        detail: detail.to_string(),
+    };
+    match (t, shadow, old) {
+        (true, true, false) => {
+            let stored = CheckpointTable::new(db, table).load(conn).await?;
+            match stored {
+                Some(c) => Ok(PriorState::Resumable(c)),
+                None => Err(ambiguous("the checkpoint table is empty")),
+            }
+        }
+        (true, false, true) => Ok(PriorState::CutOverDone),
+        (true, true, true) => Err(ambiguous(
+            "the shadow table and an old table both exist next to the table",
+        )),
+        (false, _, _) => Err(ambiguous("the table itself is missing")),
+        (true, false, false) => Err(ambiguous(
+            "a checkpoint exists but neither the shadow nor the old table",
+        )),
+    }
+}
+
+/// Check that `ckpt` can be resumed on this server with `options`.
+pub async fn validate(conn: &mut Conn, ckpt: &Checkpoint, options: &str) -> Result<(), ResumeError> {
+    if ckpt.options != options {
+        return Err(ResumeError::OptionsChanged {
+            stored: ckpt.options.replace('\n', "; "),
+        });
+    }
+    let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
+    let present = logs
+        .iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .any(|f| f == ckpt.position.file);
+    if !present {
+        return Err(ResumeError::Purged {
+            file: ckpt.position.file.clone(),
+        });
+    }
+    let is_mysql_gtid = ckpt.gtid.contains(':');
+    if is_mysql_gtid {
+        let contained: Option<i64> = conn
+            .exec_first("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", (&ckpt.gtid,))
+            .await?;
+        if contained != Some(1) {
+            return Err(ResumeError::GtidGone {
+                gtid: ckpt.gtid.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The fingerprint of the options that shape the result.
+pub fn options_fingerprint(alter: &str, sets: &[String]) -> String {
+    let mut s = format!("alter={alter}");
+    for set in sets {
+        s.push_str("\nset=");
+        s.push_str(set);
+    }
+    s
+}
+
+/// Drop what a migration of `db`.`table` created — shadow, checkpoint, sentry, trip — and
+/// never the table itself nor an old table (the user's data).
+pub async fn abort(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>, ResumeError> {
+    let mut dropped = Vec::new();
+    for name in [
+        names::shadow(table),
+        names::checkpoint(table),
+        names::sentry(table),
+        names::trip(table),
+    ] {
+        if catalog::table_exists(conn, db, &name).await? {
+            conn.query_drop(format!("DROP TABLE {}.{}", quote_ident(db), quote_ident(&name)))
+                .await?;
+            dropped.push(name);
+        }
+    }
+    Ok(dropped)
+}
