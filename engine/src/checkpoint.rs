@@ -136,10 +136,12 @@ impl CheckpointTable {
             return Ok(None);
         };
         let copied_upto = match upto {
-            Some(text) => Some(decode_literals(&text).ok_or_else(|| CheckpointError::Corrupt {
-                table: self.qualified.clone(),
-                detail: format!("copied_upto {text:?} is not a list of key literals"),
-            })?),
+            Some(text) => Some(
+                decode_literals(&text).ok_or_else(|| CheckpointError::Corrupt {
+                    table: self.qualified.clone(),
+                    detail: format!("copied_upto {text:?} is not a list of key literals"),
+                })?,
+            ),
             None => None,
         };
         Ok(Some(Checkpoint {
@@ -169,7 +171,9 @@ pub fn decode_literals(text: &str) -> Option<Vec<String>> {
 
 /// True for the literal forms of [`crate::copy::key_literal`].
 pub fn is_key_literal(s: &str) -> bool {
-    let number = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b));
+    let number = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b));
     let temporal = s.len() >= 2
         && s.starts_with('\'')
         && s.ends_with('\'')
@@ -187,7 +191,9 @@ pub fn is_key_literal(s: &str) -> bool {
         .and_then(|rest| {
             let (h, tail) = rest.split_once(" USING ")?;
             let (cs, co) = tail.split_once(") COLLATE ")?;
-            let plain = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let plain = |n: &str| {
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            };
             Some(hex(h) && plain(cs) && plain(co))
         })
         .unwrap_or(false);
@@ -209,6 +215,9 @@ mod tests {
         assert_eq!(decode_literals(&encode_literals(&v)), Some(v));
         assert_eq!(decode_literals("1; DROP TABLE t"), None);
         assert_eq!(decode_literals("'a' OR 1=1"), None);
-        assert_eq!(decode_literals("CONVERT(X'41' USING utf8mb4) COLLATE x; DROP"), None);
+        assert_eq!(
+            decode_literals("CONVERT(X'41' USING utf8mb4) COLLATE x; DROP"),
+            None
+        );
     }
 }

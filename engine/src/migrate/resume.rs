@@ -114,7 +114,11 @@ pub async fn inspect(conn: &mut Conn, db: &str, table: &str) -> Result<PriorStat
 }
 
 /// Check that `ckpt` can be resumed on this server with `options`.
-pub async fn validate(conn: &mut Conn, ckpt: &Checkpoint, options: &str) -> Result<(), ResumeError> {
+pub async fn validate(
+    conn: &mut Conn,
+    ckpt: &Checkpoint,
+    options: &str,
+) -> Result<(), ResumeError> {
     if ckpt.options != options {
         return Err(ResumeError::OptionsChanged {
             stored: ckpt.options.replace('\n', "; "),
@@ -133,7 +137,10 @@ pub async fn validate(conn: &mut Conn, ckpt: &Checkpoint, options: &str) -> Resu
     let is_mysql_gtid = ckpt.gtid.contains(':');
     if is_mysql_gtid {
         let contained: Option<i64> = conn
-            .exec_first("SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)", (&ckpt.gtid,))
+            .exec_first(
+                "SELECT GTID_SUBSET(?, @@GLOBAL.gtid_executed)",
+                (&ckpt.gtid,),
+            )
             .await?;
         if contained != Some(1) {
             return Err(ResumeError::GtidGone {
@@ -165,8 +172,12 @@ pub async fn abort(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>
         names::trip(table),
     ] {
         if catalog::table_exists(conn, db, &name).await? {
-            conn.query_drop(format!("DROP TABLE {}.{}", quote_ident(db), quote_ident(&name)))
-                .await?;
+            conn.query_drop(format!(
+                "DROP TABLE {}.{}",
+                quote_ident(db),
+                quote_ident(&name)
+            ))
+            .await?;
             dropped.push(name);
         }
     }
