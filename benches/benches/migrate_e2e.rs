@@ -15,7 +15,9 @@ use rowshift_engine::cutover::server_position;
 use rowshift_engine::migrate::router::{Router, RouterStats};
 use rowshift_engine::position::StartPosition;
 use rowshift_engine::source::stream::{BinlogSource, SourceConfig};
-use rowshift_testkit::ledger::{self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
+use rowshift_testkit::ledger::{
+    self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR,
+};
 use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
 use rowshift_transform::key::KeyCodec;
 use rowshift_transform::mapping::Mapping;
@@ -29,7 +31,10 @@ const BASELINE: Duration = Duration::from_secs(10);
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct RunNumbers {
@@ -88,10 +93,15 @@ async fn run_under_load(
         wall,
         tps_before: report.rate(Duration::ZERO, t0),
         tps_during: report.rate(t0, t1),
-        p95_before: report.quantile(0.95, Duration::ZERO, t0).unwrap_or_default(),
+        p95_before: report
+            .quantile(0.95, Duration::ZERO, t0)
+            .unwrap_or_default(),
         p95_during: report.quantile(0.95, t0, t1).unwrap_or_default(),
         // The cut-over happens at the end of the run: the worst commit around it.
-        worst_stall: report.worst(t1.saturating_sub(Duration::from_secs(3)), t1 + Duration::from_secs(1)),
+        worst_stall: report.worst(
+            t1.saturating_sub(Duration::from_secs(3)),
+            t1 + Duration::from_secs(1),
+        ),
         peak_rss_kb,
         notes: String::new(),
     };
@@ -111,8 +121,10 @@ async fn fresh(server: &TestServer, db: &str, rows: u64) -> Res<mysql_async::Con
 async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Duration, u64)> {
     conn.query_drop(format!("USE `{db}`")).await?;
     conn.query_drop("DROP TABLE IF EXISTS limit_copy").await?;
-    conn.query_drop("CREATE TABLE limit_copy LIKE orders").await?;
-    conn.query_drop(format!("ALTER TABLE limit_copy {ORDER_STATUS_ALTER}")).await?;
+    conn.query_drop("CREATE TABLE limit_copy LIKE orders")
+        .await?;
+    conn.query_drop(format!("ALTER TABLE limit_copy {ORDER_STATUS_ALTER}"))
+        .await?;
     let t = Instant::now();
     conn.query_drop(format!(
         "INSERT INTO limit_copy (id, customer_id, status_code, amount, counter, note, created_at, updated_at, order_status)
@@ -126,14 +138,22 @@ async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Durat
 }
 
 /// Drain a backlog of `rows` row events (one UPDATE of every row) through the real pipeline.
-async fn catch_up_rate(server: &TestServer, conn: &mut mysql_async::Conn, db: &str) -> Res<(u64, Duration)> {
+async fn catch_up_rate(
+    server: &TestServer,
+    conn: &mut mysql_async::Conn,
+    db: &str,
+) -> Res<(u64, Duration)> {
     conn.query_drop(format!("USE `{db}`")).await?;
     // A copy of the table, so the ledger of `orders` stays intact.
-    conn.query_drop("DROP TABLE IF EXISTS catchup, `_catchup_new`").await?;
+    conn.query_drop("DROP TABLE IF EXISTS catchup, `_catchup_new`")
+        .await?;
     conn.query_drop("CREATE TABLE catchup LIKE orders").await?;
-    conn.query_drop("INSERT INTO catchup SELECT * FROM orders").await?;
-    conn.query_drop("CREATE TABLE `_catchup_new` LIKE orders").await?;
-    conn.query_drop("INSERT INTO `_catchup_new` SELECT * FROM orders").await?;
+    conn.query_drop("INSERT INTO catchup SELECT * FROM orders")
+        .await?;
+    conn.query_drop("CREATE TABLE `_catchup_new` LIKE orders")
+        .await?;
+    conn.query_drop("INSERT INTO `_catchup_new` SELECT * FROM orders")
+        .await?;
     let flavor = match server.engine() {
         Engine::MySql => Flavor::MySql,
         Engine::MariaDb => Flavor::MariaDb,
@@ -142,11 +162,16 @@ async fn catch_up_rate(server: &TestServer, conn: &mut mysql_async::Conn, db: &s
     let new = rowshift_engine::catalog::load_table(conn, flavor, db, "_catchup_new").await?;
     let mapping = Mapping::new::<String>(&old, &new, &[], &[])?;
     let p0 = server_position(conn).await?;
-    conn.query_drop("UPDATE catchup SET counter = counter + 1").await?;
+    conn.query_drop("UPDATE catchup SET counter = counter + 1")
+        .await?;
     let events = conn.affected_rows();
 
     let endpoint = Endpoint::new(&server.url())?;
-    let cols: Vec<String> = mapping.insert_columns().iter().map(|c| rowshift_transform::schema::quote_ident(c)).collect();
+    let cols: Vec<String> = mapping
+        .insert_columns()
+        .iter()
+        .map(|c| rowshift_transform::schema::quote_ident(c))
+        .collect();
     let key_positions = mapping.key_positions_in_insert().to_vec();
     let target = ApplyTarget {
         endpoint: endpoint.clone(),
@@ -159,7 +184,10 @@ async fn catch_up_rate(server: &TestServer, conn: &mut mysql_async::Conn, db: &s
     };
     let started = Instant::now();
     let mut cfg = SourceConfig::new(server.url());
-    cfg.start = StartPosition::File { file: p0.file.clone(), offset: p0.offset };
+    cfg.start = StartPosition::File {
+        file: p0.file.clone(),
+        offset: p0.offset,
+    };
     cfg.until_end = true;
     let source = BinlogSource::connect(cfg).await?;
     let stream = Box::pin(futures_util::stream::unfold(Some(source), |s| async move {
@@ -194,7 +222,8 @@ async fn catch_up_rate(server: &TestServer, conn: &mut mysql_async::Conn, db: &s
     if diff != Some(0) {
         return Err(format!("catch-up left {diff:?} rows behind").into());
     }
-    conn.query_drop("DROP TABLE catchup, `_catchup_new`").await?;
+    conn.query_drop("DROP TABLE catchup, `_catchup_new`")
+        .await?;
     Ok((events, took))
 }
 
@@ -210,8 +239,14 @@ async fn main() -> Res<()> {
     let rows: u64 = env_or("ROWSHIFT_BENCH_ROWS", 1_000_000);
     let peer = env_or("ROWSHIFT_BENCH_PEER", 1u8) == 1;
     let server = TestServer::dedicated(engine, ServerOptions::default())?;
-    let version: Option<String> = mysql_async::Conn::from_url(server.url()).await?.query_first("SELECT VERSION()").await?;
-    println!("## migrate end to end: {engine:?} {}, {rows} rows, ledger load from {CLIENTS} clients\n", version.unwrap_or_default());
+    let version: Option<String> = mysql_async::Conn::from_url(server.url())
+        .await?
+        .query_first("SELECT VERSION()")
+        .await?;
+    println!(
+        "## migrate end to end: {engine:?} {}, {rows} rows, ledger load from {CLIENTS} clients\n",
+        version.unwrap_or_default()
+    );
 
     // The limit: the server's own INSERT ... SELECT, no load.
     let mut conn = fresh(&server, "bench", rows).await?;
@@ -226,19 +261,35 @@ async fn main() -> Res<()> {
     // rowshift under load.
     let set = format!("order_status = {ORDER_STATUS_EXPR}");
     let args: Vec<String> = [
-        "migrate", "--source", &server.url(), "--table", "bench.orders", "--alter", ORDER_STATUS_ALTER,
-        "--set", &set, "--execute",
+        "migrate",
+        "--source",
+        &server.url(),
+        "--table",
+        "bench.orders",
+        "--alter",
+        ORDER_STATUS_ALTER,
+        "--set",
+        &set,
+        "--execute",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (mut ours, _report, output) = run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
+    let (mut ours, _report, output) =
+        run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
     let v = ledger::check_invariant(&mut conn, "bench", "orders", rows).await?;
     let wrong = ledger::wrong_order_status(&mut conn, "bench", "orders").await?;
     if !v.is_empty() || wrong > 0 {
-        return Err(format!("rowshift broke the ledger: {v:?}, {wrong} wrong order_status\n{output}").into());
+        return Err(format!(
+            "rowshift broke the ledger: {v:?}, {wrong} wrong order_status\n{output}"
+        )
+        .into());
     }
-    let summary = output.lines().filter(|l| l.starts_with("migrated:") || l.starts_with("cut-over:")).collect::<Vec<_>>().join(" / ");
+    let summary = output
+        .lines()
+        .filter(|l| l.starts_with("migrated:") || l.starts_with("cut-over:"))
+        .collect::<Vec<_>>()
+        .join(" / ");
     ours.notes = summary;
     let mut results = vec![ours];
 
@@ -248,19 +299,37 @@ async fn main() -> Res<()> {
         let dsn = format!("h=127.0.0.1,P={},u=root,D=bench,t=orders", server.port());
         let pt_alter = ORDER_STATUS_ALTER.replace('`', "");
         let args: Vec<String> = [
-            "--alter", &pt_alter, &dsn, "--execute", "--recursion-method=none",
-            "--no-check-replication-filters", "--chunk-time=0.5", "--set-vars=lock_wait_timeout=5",
+            "--alter",
+            &pt_alter,
+            &dsn,
+            "--execute",
+            "--recursion-method=none",
+            "--no-check-replication-filters",
+            "--chunk-time=0.5",
+            "--set-vars=lock_wait_timeout=5",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let pt = std::path::PathBuf::from("/usr/bin/pt-online-schema-change");
-        let (mut theirs, _r, output) = run_under_load(&server, "bench", rows, &pt, &args, "pt-online-schema-change").await?;
+        let (mut theirs, _r, output) = run_under_load(
+            &server,
+            "bench",
+            rows,
+            &pt,
+            &args,
+            "pt-online-schema-change",
+        )
+        .await?;
         let v = ledger::check_invariant(&mut conn, "bench", "orders", rows).await?;
         theirs.notes = format!(
             "ledger {}; no --set: the column gets its DEFAULT, an UPDATE would be needed; {}",
             if v.is_empty() { "intact" } else { "BROKEN" },
-            output.lines().filter(|l| l.contains("Copied") || l.contains("Swapped")).collect::<Vec<_>>().join(" ")
+            output
+                .lines()
+                .filter(|l| l.contains("Copied") || l.contains("Swapped"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         results.push(theirs);
     }

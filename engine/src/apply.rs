@@ -429,11 +429,20 @@ impl Applier {
         }
         let mut insert = String::new();
         if upserts > 0 {
-            let verb = if t.replace { "REPLACE INTO " } else { "INSERT INTO " };
-            write_upsert(&mut insert, t, verb, ops.iter().filter_map(|op| match op {
-                Op::Upsert(row) => Some(row.as_slice()),
-                Op::Delete(_) => None,
-            }));
+            let verb = if t.replace {
+                "REPLACE INTO "
+            } else {
+                "INSERT INTO "
+            };
+            write_upsert(
+                &mut insert,
+                t,
+                verb,
+                ops.iter().filter_map(|op| match op {
+                    Op::Upsert(row) => Some(row.as_slice()),
+                    Op::Delete(_) => None,
+                }),
+            );
         }
         // Deadlocks with the copy and lock timeouts are retried; the batch is idempotent.
         let mut attempt = 0u32;
@@ -456,7 +465,23 @@ impl Applier {
                     attempt += 1;
                     if attempt < 30 && is_retryable_in_place(&source) {
                         debug!(attempt, error = %source, "batch retried");
-                        tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(attempt))).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            5 * u64::from(attempt),
+                        ))
+                        .await;
+                        continue;
+                    }
+                    // A lost connection (server restart, KILL): reconnect and run the batch
+                    // again, for up to about a minute.
+                    if attempt < 60 && is_transient(&source) {
+                        tracing::warn!(attempt, error = %source, "applier connection lost; reconnecting");
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            250 * u64::from(attempt.min(8)),
+                        ))
+                        .await;
+                        if let Ok(conn) = self.target.endpoint.connect().await {
+                            self.conn = conn;
+                        }
                         continue;
                     }
                     self.sql = delete;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Errors of the copy.
 #[derive(Debug, thiserror::Error)]
@@ -291,10 +291,26 @@ pub async fn copy_table(
                 if rows > 0 && took > Duration::ZERO {
                     let rate = rows as f64 / took.as_secs_f64();
                     let wished = (rate * config.target_chunk_time.as_secs_f64()) as u64;
-                    chunk_rows = wished.clamp(100.min(config.max_chunk_rows), config.max_chunk_rows);
+                    chunk_rows =
+                        wished.clamp(100.min(config.max_chunk_rows), config.max_chunk_rows);
                 }
             }
-            let upper = next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await?;
+            let upper = loop {
+                match next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await {
+                    Ok(upper) => break upper,
+                    Err(CopyError::Sql { source, .. })
+                        if crate::apply::is_transient(&source)
+                            && started.elapsed() < Duration::from_secs(24 * 3600) =>
+                    {
+                        warn!(error = %source, "finding the next chunk failed; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if let Ok(conn) = plan.endpoint.connect().await {
+                            finder = conn;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             let last = upper.is_none();
             if int_key {
                 let hw = match &upper {
@@ -475,14 +491,14 @@ async fn raise_max_error_count(
     {
         return Ok(None);
     }
-    let limit: Option<u64> = conn
-        .query_first("SELECT @@max_error_count")
-        .await
-        .map_err(|source| CopyError::Sql {
-            table: table.to_string(),
-            step: "reading max_error_count",
-            source,
-        })?;
+    let limit: Option<u64> =
+        conn.query_first("SELECT @@max_error_count")
+            .await
+            .map_err(|source| CopyError::Sql {
+                table: table.to_string(),
+                step: "reading max_error_count",
+                source,
+            })?;
     info!(
         limit,
         "cannot raise max_error_count: copy chunks are capped at that many rows"
@@ -533,7 +549,11 @@ fn show_key_value(v: &mysql_async::Value) -> String {
     match v {
         mysql_async::Value::NULL => "NULL".into(),
         mysql_async::Value::Bytes(b) => match std::str::from_utf8(b) {
-            Ok(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || b"-.".contains(&c)) => s.to_string(),
+            Ok(s)
+                if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || b"-.".contains(&c)) =>
+            {
+                s.to_string()
+            }
             Ok(s) if !s.chars().any(char::is_control) => format!("'{}'", s.replace('\'', "''")),
             _ => {
                 let mut out = String::new();
@@ -547,7 +567,8 @@ fn show_key_value(v: &mysql_async::Value) -> String {
 
 /// The column of a `Column 'x' cannot be null` warning (it names no row).
 fn null_column(text: &str) -> Option<&str> {
-    text.strip_prefix("Column '")?.strip_suffix("' cannot be null")
+    text.strip_prefix("Column '")?
+        .strip_suffix("' cannot be null")
 }
 
 /// `; offending keys: ...` for the rows the warnings name, read inside the chunk's
@@ -575,7 +596,9 @@ async fn offending_keys(
         .map(|n| select("", format!("1 OFFSET {}", n.saturating_sub(1))))
         .collect();
     for text in warnings {
-        let Some(column) = null_column(text) else { continue };
+        let Some(column) = null_column(text) else {
+            continue;
+        };
         let quoted = rowshift_quote(column);
         if let Some(i) = plan.insert_columns.iter().position(|c| *c == quoted) {
             let filter = format!(" AND ({}) IS NULL", plan.select_exprs[i]);
@@ -633,7 +656,8 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self) -> Result<(), CopyError> {
+    /// Copy one chunk in one transaction; returns the rows inserted.
+    async fn copy_chunk(&mut self, chunk: &Chunk, sql: &str) -> Result<u64, CopyError> {
         let plan = self.plan.clone();
         let sql_err = |step| {
             let table = plan.source.clone();
@@ -643,6 +667,57 @@ impl Worker {
                 source,
             }
         };
+        self.conn
+            .query_drop("BEGIN")
+            .await
+            .map_err(sql_err("BEGIN"))?;
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(sql_err("copying a chunk"))?;
+        let rows = self.conn.affected_rows();
+        let total = self.conn.get_warnings();
+        if total > 0 {
+            let warnings: Vec<(String, u32, String)> = self
+                .conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(sql_err("reading warnings"))?;
+            let bad: Vec<&str> = warnings
+                .iter()
+                .filter(|(_, code, text)| !is_benign(*code, text, &plan.benign_duplicates))
+                .map(|(_, _, text)| text.as_str())
+                .collect();
+            // More warnings than listed: the unlisted ones may be anything.
+            let unlisted = usize::from(total) > warnings.len();
+            if !bad.is_empty() || unlisted {
+                let warning = match bad.first() {
+                    Some(text) if bad.len() > 1 => format!("{text}; and {} more", bad.len() - 1),
+                    Some(text) => text.to_string(),
+                    None => format!(
+                        "{total} warnings, of which the server listed only {}",
+                        warnings.len()
+                    ),
+                };
+                let keys = offending_keys(&mut self.conn, &plan, chunk, &bad).await;
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                return Err(CopyError::Lossy {
+                    table: plan.source.clone(),
+                    range: chunk.describe(),
+                    warning,
+                    keys,
+                });
+            }
+        }
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(sql_err("COMMIT"))?;
+        Ok(rows)
+    }
+
+    async fn run(mut self) -> Result<(), CopyError> {
+        let plan = self.plan.clone();
         // Refused for users without SESSION_VARIABLES_ADMIN: copy_table then caps the chunks.
         let _ = self
             .conn
@@ -660,52 +735,34 @@ impl Worker {
                 plan.source,
                 range_sql(&plan.key, &chunk)
             );
-            self.conn
-                .query_drop("BEGIN")
-                .await
-                .map_err(sql_err("BEGIN"))?;
-            self.conn
-                .query_drop(&sql)
-                .await
-                .map_err(sql_err("copying a chunk"))?;
-            let rows = self.conn.affected_rows();
-            let total = self.conn.get_warnings();
-            if total > 0 {
-                let warnings: Vec<(String, u32, String)> = self
-                    .conn
-                    .query("SHOW WARNINGS")
-                    .await
-                    .map_err(sql_err("reading warnings"))?;
-                let bad: Vec<&str> = warnings
-                    .iter()
-                    .filter(|(_, code, text)| !is_benign(*code, text, &plan.benign_duplicates))
-                    .map(|(_, _, text)| text.as_str())
-                    .collect();
-                // More warnings than listed: the unlisted ones may be anything.
-                let unlisted = usize::from(total) > warnings.len();
-                if !bad.is_empty() || unlisted {
-                    let warning = match bad.first() {
-                        Some(text) if bad.len() > 1 => format!("{text}; and {} more", bad.len() - 1),
-                        Some(text) => text.to_string(),
-                        None => format!(
-                            "{total} warnings, of which the server listed only {}",
-                            warnings.len()
-                        ),
-                    };
-                    let keys = offending_keys(&mut self.conn, &plan, &chunk, &bad).await;
-                    let _ = self.conn.query_drop("ROLLBACK").await;
-                    return Err(CopyError::Lossy {
-                        table: plan.source.clone(),
-                        range: chunk.describe(),
-                        warning,
-                        keys,
-                    });
+            // A deadlock with the appliers, a lock timeout or a lost connection (server
+            // restart) is retried: the chunk is idempotent (`INSERT IGNORE`).
+            let mut attempt = 0u32;
+            let rows = loop {
+                match self.copy_chunk(&chunk, &sql).await {
+                    Ok(rows) => break rows,
+                    Err(CopyError::Sql { source, .. })
+                        if attempt < 60 && crate::apply::is_transient(&source) =>
+                    {
+                        attempt += 1;
+                        warn!(attempt, error = %source, range = %chunk.describe(), "copy chunk failed; retrying");
+                        let _ = self.conn.query_drop("ROLLBACK").await;
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(20))))
+                            .await;
+                        if !matches!(&source, mysql_async::Error::Server(e) if matches!(e.code, 1205 | 1213))
+                        {
+                            if let Ok(conn) = self.plan.endpoint.connect().await {
+                                self.conn = conn;
+                                let _ = self
+                                    .conn
+                                    .query_drop("SET SESSION max_error_count = 65535")
+                                    .await;
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
-            }
-            self.conn
-                .query_drop("COMMIT")
-                .await
-                .map_err(sql_err("COMMIT"))?;
+            };
             let took = started.elapsed();
             self.stats.rows_copied.fetch_add(rows, Ordering::Relaxed);
             self.stats.chunks.fetch_add(1, Ordering::Relaxed);
@@ -762,12 +819,36 @@ mod tests {
         assert_eq!(null_column("Column 'a b' cannot be null"), Some("a b"));
         assert_eq!(null_column("Data truncated for column 's' at row 3"), None);
         let benign = ["PRIMARY".to_string(), "uk_old".to_string()];
-        assert!(is_benign(1062, "Duplicate entry '5' for key '_t_new.PRIMARY'", &benign));
-        assert!(is_benign(1062, "Duplicate entry '5' for key 'PRIMARY'", &benign));
-        assert!(is_benign(1062, "Duplicate entry 'x' for key 'uk_old'", &benign));
-        assert!(!is_benign(1062, "Duplicate entry '5' for key '_t_new.uk_a'", &benign));
-        assert!(!is_benign(1062, "Duplicate entry '5' for key '_t_new.xuk_old'", &benign));
-        assert!(!is_benign(1265, "Data truncated for key 'PRIMARY'", &benign));
+        assert!(is_benign(
+            1062,
+            "Duplicate entry '5' for key '_t_new.PRIMARY'",
+            &benign
+        ));
+        assert!(is_benign(
+            1062,
+            "Duplicate entry '5' for key 'PRIMARY'",
+            &benign
+        ));
+        assert!(is_benign(
+            1062,
+            "Duplicate entry 'x' for key 'uk_old'",
+            &benign
+        ));
+        assert!(!is_benign(
+            1062,
+            "Duplicate entry '5' for key '_t_new.uk_a'",
+            &benign
+        ));
+        assert!(!is_benign(
+            1062,
+            "Duplicate entry '5' for key '_t_new.xuk_old'",
+            &benign
+        ));
+        assert!(!is_benign(
+            1265,
+            "Data truncated for key 'PRIMARY'",
+            &benign
+        ));
         assert_eq!(
             show_key_value(&mysql_async::Value::Bytes(b"-1.50".to_vec())),
             "-1.50"

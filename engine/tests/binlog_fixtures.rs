@@ -514,3 +514,28 @@ fn corrupted_bytes_are_errors_not_panics() {
     let e = decode_bytes("x", b"\x00bin1234", DecodeOptions::default(), |_| {}).unwrap_err();
     assert_eq!(e.kind(), "bad_magic");
 }
+
+/// Inputs the fuzzer (fuzz/, target `decode_file`) found to panic or exhaust memory, kept as
+/// regressions: each must decode to a result (here: an error) without panicking.
+#[test]
+fn fuzz_regressions_are_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        for full in [true, false] {
+            let r = decode_bytes(
+                "fuzz.000001",
+                &bytes,
+                DecodeOptions {
+                    require_full_row_image: full,
+                    tables: None,
+                },
+                |_| {},
+            );
+            assert!(r.is_err(), "{}", entry.path().display());
+        }
+        n += 1;
+    }
+    assert!(n >= 2);
+}

@@ -24,7 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     conn.query_drop("CREATE DATABASE shop").await?;
     let t = Instant::now();
     ledger::create_and_fill(&mut conn, "shop", rows).await?;
-    println!("== filled shop.orders with {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "== filled shop.orders with {rows} rows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     println!("== customers keep ordering: 4 clients write to shop.orders (the ledger load)");
     let load = LedgerLoad::start(&server.url(), "shop", rows, 4, 1);
@@ -32,11 +35,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let set = format!("order_status = {ORDER_STATUS_EXPR}");
     let cmd = [
-        "migrate", "--source", &server.url(), "--table", "shop.orders",
-        "--alter", ORDER_STATUS_ALTER, "--set", &set, "--execute",
+        "migrate",
+        "--source",
+        &server.url(),
+        "--table",
+        "shop.orders",
+        "--alter",
+        ORDER_STATUS_ALTER,
+        "--set",
+        &set,
+        "--execute",
     ];
-    println!("== rowshift {}", cmd.iter().map(|a| if a.contains(' ') { format!("{a:?}") } else { a.to_string() }).collect::<Vec<_>>().join(" "));
-    let status = tokio::process::Command::new(rowshift_bin()).args(cmd).status().await?;
+    println!(
+        "== rowshift {}",
+        cmd.iter()
+            .map(|a| if a.contains(' ') {
+                format!("{a:?}")
+            } else {
+                a.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = tokio::process::Command::new(rowshift_bin())
+        .args(cmd)
+        .status()
+        .await?;
     let committed_during = load.committed();
     load.wait_for_commits(100).await;
     let report = load.stop().await;
@@ -52,7 +76,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let columns: Vec<(String, String)> = conn
         .query("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='shop' AND TABLE_NAME='orders' ORDER BY ORDINAL_POSITION")
         .await?;
-    println!("== shop.orders now: {}", columns.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "== shop.orders now: {}",
+        columns
+            .iter()
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if v.is_empty() && wrong == 0 {
         println!("== check: every acknowledged write is present exactly once, order_status matches its expression for every row, old table kept as shop._orders_old");
         Ok(())

@@ -324,13 +324,7 @@ async fn insert_new(c: &mut Conn, id: u64) -> mysql_async::Result<()> {
     tx.exec_drop(
         "INSERT INTO `orders` (id, customer_id, status_code, amount, counter, note, created_at)
          VALUES (?, ?, 0, ?, ?, ?, NOW(6))",
-        (
-            id,
-            id % 9973,
-            "1.00",
-            id * 10,
-            format!("new order {id}"),
-        ),
+        (id, id % 9973, "1.00", id * 10, format!("new order {id}")),
     )
     .await?;
     tx.exec_drop(
@@ -346,7 +340,11 @@ pub const ORDER_STATUS_ALTER: &str =
     "ADD COLUMN `order_status` VARCHAR(16) NOT NULL DEFAULT 'new', ADD INDEX `idx_order_status` (`order_status`)";
 
 /// Rows of `db`.`table` whose `order_status` differs from [`ORDER_STATUS_EXPR`].
-pub async fn wrong_order_status(conn: &mut Conn, db: &str, table: &str) -> mysql_async::Result<u64> {
+pub async fn wrong_order_status(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> mysql_async::Result<u64> {
     Ok(conn
         .query_first(format!(
             "SELECT COUNT(*) FROM `{db}`.`{table}` WHERE NOT (order_status <=> ({ORDER_STATUS_EXPR}))"

@@ -313,6 +313,8 @@ impl TestServer {
             format!("--pid-file={d}/mysqld.pid"),
             format!("--log-error={d}/error.log"),
             format!("--log-bin={d}/data/binlog"),
+            // Each server its own temporary folder: concurrent bootstraps clash in /tmp.
+            format!("--tmpdir={d}"),
             format!("--server-id={}", self.server_id),
             "--binlog-format=ROW".into(),
             "--binlog-row-image=FULL".into(),
@@ -429,6 +431,7 @@ fn initialize(engine: Engine, dir: &Path) -> Result<(), HarnessError> {
                 "--user=root".into(),
                 "--auth-root-authentication-method=normal".into(),
                 "--skip-test-db".into(),
+                format!("--tmpdir={}", dir.display()),
             ]);
             cmd
         }
@@ -560,10 +563,7 @@ pub fn rowshift_bin() -> PathBuf {
             if release {
                 cmd.arg("--release");
             }
-            cmd
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+            cmd.status().map(|s| s.success()).unwrap_or(false)
         });
         assert!(
             *built && bin.exists(),

@@ -48,24 +48,44 @@ async fn base_table(db: &TestDb) {
 /// `a = .., <b> = .., n = ..` with random values; `b` is the name of the text column; `wide`
 /// gives `a` values beyond INT.
 fn base_values(rng: &mut SmallRng, b: &str, wide: bool) -> String {
-    let a: i64 = if wide { rng.random_range(-5_000_000_000..5_000_000_000) } else { rng.random_range(-100_000..100_000) };
+    let a: i64 = if wide {
+        rng.random_range(-5_000_000_000..5_000_000_000)
+    } else {
+        rng.random_range(-100_000..100_000)
+    };
     let bv = match rng.random_range(0..6) {
         0 => "NULL".to_string(),
         1 => "''".to_string(),
         2 => "'Ab'".to_string(),
         _ => format!("'w{}'", rng.random_range(0..100_000)),
     };
-    let n = if rng.random_bool(0.1) { "NULL".to_string() } else { format!("{}.{:02}", rng.random_range(-9_999..9_999), rng.random_range(0..100)) };
+    let n = if rng.random_bool(0.1) {
+        "NULL".to_string()
+    } else {
+        format!(
+            "{}.{:02}",
+            rng.random_range(-9_999..9_999),
+            rng.random_range(0..100)
+        )
+    };
     format!("a = {a}, {b} = {bv}, n = {n}")
 }
 
 async fn add_column(engine: Engine) {
     let db = setup(engine, "chg_add_column").await;
     base_table(&db).await;
-    let r = Scenario::new(&db, "t", "ADD COLUMN d INT NOT NULL DEFAULT 7, ADD COLUMN e VARCHAR(5) NULL")
-        .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
-        .await;
-    assert!(r.outcome.changes_applied() > 0, "no binlog change was applied:\n{}", r.outcome.out);
+    let r = Scenario::new(
+        &db,
+        "t",
+        "ADD COLUMN d INT NOT NULL DEFAULT 7, ADD COLUMN e VARCHAR(5) NULL",
+    )
+    .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
+    .await;
+    assert!(
+        r.outcome.changes_applied() > 0,
+        "no binlog change was applied:\n{}",
+        r.outcome.out
+    );
 }
 
 async fn drop_column(engine: Engine) {
@@ -76,7 +96,10 @@ async fn drop_column(engine: Engine) {
             let v = base_values(rng, "b", false);
             if post {
                 // The new table has no `b`.
-                v.split(", ").filter(|p| !p.starts_with("b =")).collect::<Vec<_>>().join(", ")
+                v.split(", ")
+                    .filter(|p| !p.starts_with("b ="))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 v
             }
@@ -88,7 +111,9 @@ async fn rename_change(engine: Engine) {
     let db = setup(engine, "chg_rename_change").await;
     base_table(&db).await;
     Scenario::new(&db, "t", "CHANGE b b2 VARCHAR(10) NULL")
-        .run(int_key_gen(ROWS, |rng, _, post| base_values(rng, if post { "b2" } else { "b" }, false)))
+        .run(int_key_gen(ROWS, |rng, _, post| {
+            base_values(rng, if post { "b2" } else { "b" }, false)
+        }))
         .await;
 }
 
@@ -110,9 +135,15 @@ async fn rename_column(engine: Engine) {
 async fn widen_int(engine: Engine) {
     let db = setup(engine, "chg_widen_int").await;
     base_table(&db).await;
-    Scenario::new(&db, "t", "MODIFY a BIGINT NOT NULL, MODIFY id BIGINT NOT NULL")
-        .run(int_key_gen(ROWS, |rng, _, post| base_values(rng, "b", post)))
-        .await;
+    Scenario::new(
+        &db,
+        "t",
+        "MODIFY a BIGINT NOT NULL, MODIFY id BIGINT NOT NULL",
+    )
+    .run(int_key_gen(ROWS, |rng, _, post| {
+        base_values(rng, "b", post)
+    }))
+    .await;
 }
 
 async fn widen_varchar(engine: Engine) {
@@ -160,7 +191,11 @@ async fn add_not_null_with_set(engine: Engine) {
             }
         }))
         .await;
-    assert!(r.outcome.out.contains("`total` ← ((`a` * 2) + `id`)"), "{}", r.outcome.out);
+    assert!(
+        r.outcome.out.contains("`total` ← ((`a` * 2) + `id`)"),
+        "{}",
+        r.outcome.out
+    );
 }
 
 async fn set_from_dropped_column(engine: Engine) {
@@ -191,13 +226,35 @@ const CHARSET_DDL: &str = "CREATE TABLE t (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
 /// latin1 values (MySQL's latin1 is cp1252: '€' is 0x80; 0x81 has no cp1252 character).
-const LATIN1: &[&str] = &["'café'", "'€uro'", "'naïve Œuvre'", "'ÿ‰Ÿ'", "'plain'", "''", "NULL", "_latin1 X'81'", "_latin1 X'9D8D'", "'Ab'"];
+const LATIN1: &[&str] = &[
+    "'café'",
+    "'€uro'",
+    "'naïve Œuvre'",
+    "'ÿ‰Ÿ'",
+    "'plain'",
+    "''",
+    "NULL",
+    "_latin1 X'81'",
+    "_latin1 X'9D8D'",
+    "'Ab'",
+];
 const UTF8MB3: &[&str] = &["'日本語'", "'über'", "'x'", "''", "NULL", "'ẞ ǅ'"];
 
 async fn charset_change(engine: Engine) {
     let db = setup(engine, "chg_charset").await;
     db.exec(&[CHARSET_DDL]).await;
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({i}, {}, {})", LATIN1[i as usize % LATIN1.len()], UTF8MB3[i as usize % UTF8MB3.len()]))).await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| {
+            format!(
+                "({i}, {}, {})",
+                LATIN1[i as usize % LATIN1.len()],
+                UTF8MB3[i as usize % UTF8MB3.len()]
+            )
+        }),
+    )
+    .await;
     Scenario::new(&db, "t", "MODIFY s VARCHAR(20) CHARACTER SET utf8mb4 NULL, MODIFY u VARCHAR(20) CHARACTER SET utf8mb4 NULL")
         .run(int_key_gen(ROWS, |rng, _, post| {
             let s = LATIN1[rng.random_range(0..LATIN1.len())];
@@ -212,7 +269,10 @@ async fn charset_change(engine: Engine) {
     // Spot checks of the stored bytes: '€' is now U+20AC in UTF-8, 0x81 is U+0081.
     let mut c = db.conn().await;
     use mysql_async::prelude::Queryable;
-    let hex: Vec<String> = c.query("SELECT DISTINCT HEX(s) FROM t WHERE s LIKE '%uro' OR s = _utf8mb4 X'C281'").await.unwrap();
+    let hex: Vec<String> = c
+        .query("SELECT DISTINCT HEX(s) FROM t WHERE s LIKE '%uro' OR s = _utf8mb4 X'C281'")
+        .await
+        .unwrap();
     assert!(hex.contains(&"E282AC75726F".to_string()), "{hex:?}");
     assert!(hex.contains(&"C281".to_string()), "{hex:?}");
     c.disconnect().await.unwrap();
@@ -229,27 +289,39 @@ const COMPOSITE_DDL: &str = "CREATE TABLE t (
 async fn composite_primary_key(engine: Engine) {
     let db = setup(engine, "chg_composite_pk").await;
     db.exec(&[COMPOSITE_DDL]).await;
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({}, {i}, 'v{i}', {})", i % 5, i * 11))).await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| format!("({}, {i}, 'v{i}', {})", i % 5, i * 11)),
+    )
+    .await;
     let mut next = ROWS * 10;
-    Scenario::new(&db, "t", "MODIFY v VARCHAR(50) NULL, ADD COLUMN z INT NOT NULL DEFAULT 3")
-        .run(Box::new(move |rng: &mut SmallRng, _post: bool| {
-            let mut stmts = Vec::new();
-            for _ in 0..rng.random_range(1..=3) {
-                let id = rng.random_range(1..=ROWS);
-                let key = format!("tenant = {} AND id = {id}", id % 5);
-                let w: i64 = rng.random_range(-1_000_000..1_000_000);
-                next += 1;
-                stmts.push(match rng.random_range(0..10) {
-                    0..=4 => format!("UPDATE {{t}} SET v = 'u{w}', w = {w} WHERE {key}"),
-                    5 => format!("DELETE FROM {{t}} WHERE {key}"),
-                    6 => format!("UPDATE {{t}} SET tenant = tenant + 10 WHERE {key}"),
-                    7 => format!("UPDATE {{t}} SET id = {next} WHERE {key}"),
-                    _ => format!("INSERT INTO {{t}} (tenant, id, v, w) VALUES ({}, {next}, NULL, {w})", next % 7),
-                });
-            }
-            stmts
-        }))
-        .await;
+    Scenario::new(
+        &db,
+        "t",
+        "MODIFY v VARCHAR(50) NULL, ADD COLUMN z INT NOT NULL DEFAULT 3",
+    )
+    .run(Box::new(move |rng: &mut SmallRng, _post: bool| {
+        let mut stmts = Vec::new();
+        for _ in 0..rng.random_range(1..=3) {
+            let id = rng.random_range(1..=ROWS);
+            let key = format!("tenant = {} AND id = {id}", id % 5);
+            let w: i64 = rng.random_range(-1_000_000..1_000_000);
+            next += 1;
+            stmts.push(match rng.random_range(0..10) {
+                0..=4 => format!("UPDATE {{t}} SET v = 'u{w}', w = {w} WHERE {key}"),
+                5 => format!("DELETE FROM {{t}} WHERE {key}"),
+                6 => format!("UPDATE {{t}} SET tenant = tenant + 10 WHERE {key}"),
+                7 => format!("UPDATE {{t}} SET id = {next} WHERE {key}"),
+                _ => format!(
+                    "INSERT INTO {{t}} (tenant, id, v, w) VALUES ({}, {next}, NULL, {w})",
+                    next % 7
+                ),
+            });
+        }
+        stmts
+    }))
+    .await;
 }
 
 macro_rules! both_engines {

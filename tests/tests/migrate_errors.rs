@@ -17,18 +17,42 @@ const ROWS: u64 = 2_500;
 /// `t (id, a, s)` with `ROWS` rows; `a` repeats every 100 rows, `s` has up to 40 characters.
 async fn table(db: &TestDb) {
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, a INT NOT NULL, s VARCHAR(100) NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]).await;
-    insert_rows(db, "t", (1..=ROWS).map(|i| format!("({i}, {}, {})", i % 100, if i % 9 == 0 { "NULL".to_string() } else { format!("'{}'", "é".repeat((i % 4) as usize + 1)) }))).await;
+    insert_rows(
+        db,
+        "t",
+        (1..=ROWS).map(|i| {
+            format!(
+                "({i}, {}, {})",
+                i % 100,
+                if i % 9 == 0 {
+                    "NULL".to_string()
+                } else {
+                    format!("'{}'", "é".repeat((i % 4) as usize + 1))
+                }
+            )
+        }),
+    )
+    .await;
 }
 
 /// Run `rowshift migrate` on `t` and check: failed with `needle`, `t` unchanged, no helpers.
-async fn fails_unchanged(db: &TestDb, table: &str, alter: &str, extra: &[&str], needle: &str) -> Outcome {
+async fn fails_unchanged(
+    db: &TestDb,
+    table: &str,
+    alter: &str,
+    extra: &[&str],
+    needle: &str,
+) -> Outcome {
     let before = db.snapshot(table).await;
     let mut args = extra.to_vec();
     args.push("--execute");
     let o = db.migrate(table, alter, &args).await;
     o.assert_failed_with(needle);
     let after = db.snapshot(table).await;
-    assert_eq!(after.create, before.create, "the table's definition changed");
+    assert_eq!(
+        after.create, before.create,
+        "the table's definition changed"
+    );
     after.assert_same_rows(&before, "the table's rows changed");
     db.assert_no_helpers(table).await;
     o
@@ -36,20 +60,31 @@ async fn fails_unchanged(db: &TestDb, table: &str, alter: &str, extra: &[&str], 
 
 async fn table_missing(engine: Engine) {
     let db = setup(engine, "err_table_missing").await;
-    let o = db.migrate("nosuch", "ADD COLUMN x INT", &["--execute"]).await;
+    let o = db
+        .migrate("nosuch", "ADD COLUMN x INT", &["--execute"])
+        .await;
     o.assert_failed_with("does not exist");
     db.assert_no_helpers("nosuch").await;
 }
 
 async fn no_primary_key(engine: Engine) {
     let db = setup(engine, "err_no_pk").await;
-    db.exec(&["CREATE TABLE np (a INT NOT NULL, b INT NULL, KEY (a))", "INSERT INTO np VALUES (1, 1), (1, 1), (2, NULL)"]).await;
+    db.exec(&[
+        "CREATE TABLE np (a INT NOT NULL, b INT NULL, KEY (a))",
+        "INSERT INTO np VALUES (1, 1), (1, 1), (2, NULL)",
+    ])
+    .await;
     fails_unchanged(&db, "np", "ADD COLUMN x INT", &[], "has no primary key").await;
 }
 
 async fn dedicated(engine: Engine, flag: &str) -> Arc<TestServer> {
-    let options = ServerOptions { extra_args: vec![flag.to_string()] };
-    Arc::new(TestServer::dedicated(engine, options).unwrap_or_else(|e| panic!("cannot start a server with {flag}: {e}")))
+    let options = ServerOptions {
+        extra_args: vec![flag.to_string()],
+    };
+    Arc::new(
+        TestServer::dedicated(engine, options)
+            .unwrap_or_else(|e| panic!("cannot start a server with {flag}: {e}")),
+    )
 }
 
 async fn row_image_minimal(engine: Engine) {
@@ -74,10 +109,16 @@ async fn create_user(db: &TestDb, user: &str, grants: &[String]) {
     let mut c = db.conn().await;
     for host in ["%", "localhost", "127.0.0.1"] {
         let account = format!("'{user}'@'{host}'");
-        c.query_drop(format!("DROP USER IF EXISTS {account}")).await.unwrap();
-        c.query_drop(format!("CREATE USER {account} IDENTIFIED BY 'Pw-{user}'")).await.unwrap();
+        c.query_drop(format!("DROP USER IF EXISTS {account}"))
+            .await
+            .unwrap();
+        c.query_drop(format!("CREATE USER {account} IDENTIFIED BY 'Pw-{user}'"))
+            .await
+            .unwrap();
         for g in grants {
-            c.query_drop(g.replace("{u}", &account)).await.unwrap_or_else(|e| panic!("{g}: {e}"));
+            c.query_drop(g.replace("{u}", &account))
+                .await
+                .unwrap_or_else(|e| panic!("{g}: {e}"));
         }
     }
     c.disconnect().await.unwrap();
@@ -87,22 +128,58 @@ fn user_url(db: &TestDb, user: &str) -> String {
     format!("mysql://{user}@127.0.0.1:{}", db.server.port())
 }
 
-const TABLE_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, LOCK TABLES";
+const TABLE_PRIVILEGES: &str =
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, LOCK TABLES";
 
 async fn missing_replication_grants(engine: Engine) {
     let db = setup(engine, "err_privileges").await;
     table(&db).await;
     let before = db.snapshot("t").await;
     let user = format!("rs_norepl_{}", engine.name());
-    create_user(&db, &user, &[format!("GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}", db.db)]).await;
+    create_user(
+        &db,
+        &user,
+        &[format!(
+            "GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}",
+            db.db
+        )],
+    )
+    .await;
     let pw = format!("Pw-{user}");
-    let o = db.migrate_as(&user_url(&db, &user), Some(&pw), "t", "ADD COLUMN x INT", &["--execute"]).await;
+    let o = db
+        .migrate_as(
+            &user_url(&db, &user),
+            Some(&pw),
+            "t",
+            "ADD COLUMN x INT",
+            &["--execute"],
+        )
+        .await;
     o.assert_failed_with("GRANT REPLICATION");
-    assert!(!o.err.contains(&pw) && !o.out.contains(&pw), "the password was printed");
+    assert!(
+        !o.err.contains(&pw) && !o.out.contains(&pw),
+        "the password was printed"
+    );
     // With REPLICATION CLIENT only, the missing REPLICATION SLAVE is named.
     let user2 = format!("rs_client_{}", engine.name());
-    create_user(&db, &user2, &[format!("GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}", db.db), "GRANT REPLICATION CLIENT ON *.* TO {u}".into()]).await;
-    let o = db.migrate_as(&user_url(&db, &user2), Some(&format!("Pw-{user2}")), "t", "ADD COLUMN x INT", &["--execute"]).await;
+    create_user(
+        &db,
+        &user2,
+        &[
+            format!("GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}", db.db),
+            "GRANT REPLICATION CLIENT ON *.* TO {u}".into(),
+        ],
+    )
+    .await;
+    let o = db
+        .migrate_as(
+            &user_url(&db, &user2),
+            Some(&format!("Pw-{user2}")),
+            "t",
+            "ADD COLUMN x INT",
+            &["--execute"],
+        )
+        .await;
     o.assert_failed_with("REPLICATION SLAVE");
     let after = db.snapshot("t").await;
     assert_eq!(after, before, "the table changed");
@@ -113,12 +190,33 @@ async fn rds_like_user_succeeds(engine: Engine) {
     let db = setup(engine, "ok_rds_user").await;
     table(&db).await;
     let user = format!("rs_rds_{}", engine.name());
-    create_user(&db, &user, &[format!("GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}", db.db), "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {u}".into()]).await;
+    create_user(
+        &db,
+        &user,
+        &[
+            format!("GRANT {TABLE_PRIVILEGES} ON `{}`.* TO {{u}}", db.db),
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {u}".into(),
+        ],
+    )
+    .await;
     db.copy_to_oracle("t").await;
-    let o = db.migrate_as(&user_url(&db, &user), Some(&format!("Pw-{user}")), "t", "ADD COLUMN x INT NOT NULL DEFAULT 5", &["--execute"]).await;
+    let o = db
+        .migrate_as(
+            &user_url(&db, &user),
+            Some(&format!("Pw-{user}")),
+            "t",
+            "ADD COLUMN x INT NOT NULL DEFAULT 5",
+            &["--execute"],
+        )
+        .await;
     o.assert_ok();
     let mut c = db.conn().await;
-    c.query_drop(format!("ALTER TABLE {} ADD COLUMN x INT NOT NULL DEFAULT 5", q2(&db.oracle_db(), "t"))).await.unwrap();
+    c.query_drop(format!(
+        "ALTER TABLE {} ADD COLUMN x INT NOT NULL DEFAULT 5",
+        q2(&db.oracle_db(), "t")
+    ))
+    .await
+    .unwrap();
     let expected = snapshot(&mut c, &db.oracle_db(), "t").await;
     c.disconnect().await.unwrap();
     let after = db.snapshot("t").await;
@@ -145,7 +243,11 @@ async fn foreign_keys(engine: Engine) {
 async fn triggers(engine: Engine) {
     let db = setup(engine, "err_triggers").await;
     table(&db).await;
-    db.exec(&["CREATE TABLE audit (n INT)", "CREATE TRIGGER t_audit AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (NEW.id)"]).await;
+    db.exec(&[
+        "CREATE TABLE audit (n INT)",
+        "CREATE TRIGGER t_audit AFTER INSERT ON t FOR EACH ROW INSERT INTO audit VALUES (NEW.id)",
+    ])
+    .await;
     let o = fails_unchanged(&db, "t", "ADD COLUMN x INT", &[], "has triggers").await;
     assert!(o.err.contains("t_audit"), "{}", o.err);
 }
@@ -153,15 +255,36 @@ async fn triggers(engine: Engine) {
 async fn alter_rejected(engine: Engine) {
     let db = setup(engine, "err_alter_rejected").await;
     table(&db).await;
-    fails_unchanged(&db, "t", "ADD COLUMN x NOSUCHTYPE", &[], "the server rejected the ALTER").await;
-    fails_unchanged(&db, "t", "DROP COLUMN nosuch", &[], "the server rejected the ALTER").await;
+    fails_unchanged(
+        &db,
+        "t",
+        "ADD COLUMN x NOSUCHTYPE",
+        &[],
+        "the server rejected the ALTER",
+    )
+    .await;
+    fails_unchanged(
+        &db,
+        "t",
+        "DROP COLUMN nosuch",
+        &[],
+        "the server rejected the ALTER",
+    )
+    .await;
 }
 
 async fn alter_renames_table(engine: Engine) {
     let db = setup(engine, "err_alter_renames").await;
     table(&db).await;
     fails_unchanged(&db, "t", "RENAME TO t2", &[], "renames the table").await;
-    fails_unchanged(&db, "t", "ADD COLUMN x INT, RENAME AS t3", &[], "renames the table").await;
+    fails_unchanged(
+        &db,
+        "t",
+        "ADD COLUMN x INT, RENAME AS t3",
+        &[],
+        "renames the table",
+    )
+    .await;
     let mut c = db.conn().await;
     let others: Vec<String> = c.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('t2', 't3')", (&db.db,)).await.unwrap();
     assert!(others.is_empty(), "{others:?}");
@@ -174,37 +297,90 @@ async fn alter_breaks_primary_key(engine: Engine) {
     // The only key column dropped: the new table has no key to apply changes by.
     fails_unchanged(&db, "t", "DROP COLUMN id", &[], "primary key").await;
     // A new key column without a source.
-    fails_unchanged(&db, "t", "DROP PRIMARY KEY, ADD COLUMN k INT NOT NULL AUTO_INCREMENT PRIMARY KEY", &[], "primary key").await;
+    fails_unchanged(
+        &db,
+        "t",
+        "DROP PRIMARY KEY, ADD COLUMN k INT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        &[],
+        "primary key",
+    )
+    .await;
     // A key on a column that is not unique: rows would merge.
-    fails_unchanged(&db, "t", "DROP PRIMARY KEY, ADD PRIMARY KEY (a)", &[], "primary key").await;
+    fails_unchanged(
+        &db,
+        "t",
+        "DROP PRIMARY KEY, ADD PRIMARY KEY (a)",
+        &[],
+        "primary key",
+    )
+    .await;
     // Part of a composite key dropped: (tenant, id) → (tenant) would merge rows silently.
-    db.exec(&["CREATE TABLE c (tenant INT NOT NULL, id INT NOT NULL, v INT, PRIMARY KEY (tenant, id))", "INSERT INTO c VALUES (1, 1, 10), (1, 2, 20), (2, 1, 30)"]).await;
-    fails_unchanged(&db, "c", "DROP PRIMARY KEY, DROP COLUMN id, ADD PRIMARY KEY (tenant)", &[], "primary key").await;
+    db.exec(&[
+        "CREATE TABLE c (tenant INT NOT NULL, id INT NOT NULL, v INT, PRIMARY KEY (tenant, id))",
+        "INSERT INTO c VALUES (1, 1, 10), (1, 2, 20), (2, 1, 30)",
+    ])
+    .await;
+    fails_unchanged(
+        &db,
+        "c",
+        "DROP PRIMARY KEY, DROP COLUMN id, ADD PRIMARY KEY (tenant)",
+        &[],
+        "primary key",
+    )
+    .await;
     // A key made case-insensitive: 'a' and 'A' would become one row.
-    db.exec(&["CREATE TABLE k (code VARCHAR(10) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, v INT)", "INSERT INTO k VALUES ('a', 1), ('A', 2)"]).await;
-    fails_unchanged(&db, "k", "MODIFY code VARCHAR(10) COLLATE utf8mb4_general_ci NOT NULL", &[], "primary key").await;
+    db.exec(&[
+        "CREATE TABLE k (code VARCHAR(10) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, v INT)",
+        "INSERT INTO k VALUES ('a', 1), ('A', 2)",
+    ])
+    .await;
+    fails_unchanged(
+        &db,
+        "k",
+        "MODIFY code VARCHAR(10) COLLATE utf8mb4_general_ci NOT NULL",
+        &[],
+        "primary key",
+    )
+    .await;
 }
 
 async fn leftovers(engine: Engine) {
     let db = setup(engine, "err_leftovers").await;
     table(&db).await;
     for name in ["_t_new", "_t_old"] {
-        db.exec(&[&format!("CREATE TABLE `{name}` (id INT PRIMARY KEY)")]).await;
+        db.exec(&[&format!("CREATE TABLE `{name}` (id INT PRIMARY KEY)")])
+            .await;
         let before = db.snapshot("t").await;
         let o = db.migrate("t", "ADD COLUMN x INT", &["--execute"]).await;
         o.assert_failed_with("leftover tables");
-        assert!(o.err.contains(name) && o.err.contains("--drop-leftovers"), "{}", o.err);
+        assert!(
+            o.err.contains(name) && o.err.contains("--drop-leftovers"),
+            "{}",
+            o.err
+        );
         assert_eq!(db.snapshot("t").await, before);
-        assert_eq!(db.helper_tables("t").await, vec![name.to_string()], "the leftover must stay until asked");
+        assert_eq!(
+            db.helper_tables("t").await,
+            vec![name.to_string()],
+            "the leftover must stay until asked"
+        );
         db.exec(&[&format!("DROP TABLE `{name}`")]).await;
     }
     // Asked: dropped, and the migration proceeds.
-    db.exec(&["CREATE TABLE `_t_new` (id INT PRIMARY KEY)"]).await;
+    db.exec(&["CREATE TABLE `_t_new` (id INT PRIMARY KEY)"])
+        .await;
     db.copy_to_oracle("t").await;
-    let o = db.migrate("t", "ADD COLUMN x INT", &["--execute", "--drop-leftovers"]).await;
+    let o = db
+        .migrate("t", "ADD COLUMN x INT", &["--execute", "--drop-leftovers"])
+        .await;
     o.assert_ok();
     let mut c = db.conn().await;
-    c.query_drop(format!("ALTER TABLE {} ADD COLUMN x INT", q2(&db.oracle_db(), "t"))).await.unwrap();
+    c.query_drop(format!(
+        "ALTER TABLE {} ADD COLUMN x INT",
+        q2(&db.oracle_db(), "t")
+    ))
+    .await
+    .unwrap();
     let expected = snapshot(&mut c, &db.oracle_db(), "t").await;
     c.disconnect().await.unwrap();
     assert_eq!(db.snapshot("t").await, expected);
@@ -215,16 +391,27 @@ async fn lossy_conversion(engine: Engine) {
     let db = setup(engine, "err_lossy").await;
     table(&db).await;
     // Ids 1700 and 2300 hold the only values longer than 5 characters.
-    db.exec(&["UPDATE t SET s = 'much too long' WHERE id IN (1700, 2300)"]).await;
+    db.exec(&["UPDATE t SET s = 'much too long' WHERE id IN (1700, 2300)"])
+        .await;
     let o = fails_unchanged(&db, "t", "MODIFY s VARCHAR(5) NULL", &[], "lossy").await;
     let line = o.error_line();
-    assert!(line.contains("`id`=1700") || line.contains("`id`=2300"), "the offending key is not named: {line}");
+    assert!(
+        line.contains("`id`=1700") || line.contains("`id`=2300"),
+        "the offending key is not named: {line}"
+    );
     assert!(line.contains("'s'"), "the column is not named: {line}");
     // Out of range, a NULL into NOT NULL, and a character the new charset cannot hold.
     fails_unchanged(&db, "t", "MODIFY a DECIMAL(2,1) NOT NULL", &[], "`id`=10").await;
     fails_unchanged(&db, "t", "MODIFY s VARCHAR(100) NOT NULL", &[], "`id`=9").await;
     db.exec(&["UPDATE t SET s = 'snow ☃' WHERE id = 77"]).await;
-    fails_unchanged(&db, "t", "MODIFY s VARCHAR(100) CHARACTER SET latin1 NULL", &[], "`id`=77").await;
+    fails_unchanged(
+        &db,
+        "t",
+        "MODIFY s VARCHAR(100) CHARACTER SET latin1 NULL",
+        &[],
+        "`id`=77",
+    )
+    .await;
 }
 
 async fn unique_over_duplicates(engine: Engine) {
@@ -238,14 +425,22 @@ async fn dry_run(engine: Engine) {
     let db = setup(engine, "ok_dry_run").await;
     table(&db).await;
     let before = db.snapshot("t").await;
-    let o = db.migrate("t", "ADD COLUMN x INT NOT NULL", &["--set", "x = a * 2"]).await;
+    let o = db
+        .migrate("t", "ADD COLUMN x INT NOT NULL", &["--set", "x = a * 2"])
+        .await;
     o.assert_ok();
     assert!(o.out.contains("dry run"), "{}", o.out);
-    assert!(o.out.contains("`x` ← (`a` * 2)"), "the plan shows the mapping: {}", o.out);
+    assert!(
+        o.out.contains("`x` ← (`a` * 2)"),
+        "the plan shows the mapping: {}",
+        o.out
+    );
     assert_eq!(db.snapshot("t").await, before);
     db.assert_no_helpers("t").await;
     // A dry run still reports what a real run would refuse.
-    let o = db.migrate("t", "ADD COLUMN y INT NOT NULL", &["--set", "y = NOW()"]).await;
+    let o = db
+        .migrate("t", "ADD COLUMN y INT NOT NULL", &["--set", "y = NOW()"])
+        .await;
     o.assert_failed_with("NOW");
     db.assert_no_helpers("t").await;
 }
@@ -263,20 +458,37 @@ async fn lossy_during_migration(engine: Engine) {
         3,
         Box::new(|rng: &mut SmallRng, _| {
             let id = rng.random_range(1..=ROWS);
-            let s = if rng.random_range(0..50) == 0 { "'a value much too long'" } else { "'ok'" };
+            let s = if rng.random_range(0..50) == 0 {
+                "'a value much too long'"
+            } else {
+                "'ok'"
+            };
             vec![format!("UPDATE {{t}} SET s = {s} WHERE id = {id}")]
         }),
     )
     .await;
     writer.wait_for(10).await;
-    let o = db.migrate("t", "MODIFY s VARCHAR(5) NULL", &["--execute"]).await;
+    let o = db
+        .migrate("t", "MODIFY s VARCHAR(5) NULL", &["--execute"])
+        .await;
     writer.wait_more(5).await;
     let txns = writer.stop().await;
-    assert!(txns.iter().all(|t| !t.post), "nothing may reach a new table");
+    assert!(
+        txns.iter().all(|t| !t.post),
+        "nothing may reach a new table"
+    );
     assert_ne!(o.code, 0, "{}\n{}", o.out, o.err);
     let line = o.error_line();
-    assert!(line.contains("`s`") || line.contains("'s'") || line.contains("column s"), "the column is not named: {}", o.err);
-    assert!(line.contains("lossy") || line.contains("truncat"), "{}", o.err);
+    assert!(
+        line.contains("`s`") || line.contains("'s'") || line.contains("column s"),
+        "the column is not named: {}",
+        o.err
+    );
+    assert!(
+        line.contains("lossy") || line.contains("truncat"),
+        "{}",
+        o.err
+    );
     assert_eq!(db.snapshot("t").await.create, create);
     db.assert_no_helpers("t").await;
 }
@@ -293,18 +505,117 @@ async fn unique_duplicate_during_migration(engine: Engine) {
         4,
         Box::new(|rng: &mut SmallRng, _| {
             let id = rng.random_range(1..=ROWS);
-            let a = if rng.random_range(0..40) == 0 { 1 } else { rng.random_range(10_000..1_000_000) };
+            let a = if rng.random_range(0..40) == 0 {
+                1
+            } else {
+                rng.random_range(10_000..1_000_000)
+            };
             vec![format!("UPDATE {{t}} SET a = {a} WHERE id = {id}")]
         }),
     )
     .await;
     writer.wait_for(10).await;
-    let o = db.migrate("t", "ADD UNIQUE KEY uk_a (a)", &["--execute"]).await;
+    let o = db
+        .migrate("t", "ADD UNIQUE KEY uk_a (a)", &["--execute"])
+        .await;
     writer.wait_more(5).await;
     let txns = writer.stop().await;
-    assert!(txns.iter().all(|t| !t.post), "nothing may reach a new table");
+    assert!(
+        txns.iter().all(|t| !t.post),
+        "nothing may reach a new table"
+    );
     o.assert_failed_with("Duplicate entry");
     db.assert_no_helpers("t").await;
+}
+
+/// A DDL on the table while the migration runs stops it before the cut-over (the shadow would
+/// lose the change), whatever the statement looks like; a DDL on a table of the same name in
+/// another database does not.
+async fn ddl_during_migration(engine: Engine) {
+    let db = setup(engine, "err_ddl_during").await;
+    table(&db).await;
+    db.copy_to_oracle("t").await;
+    let flag = std::env::temp_dir().join(format!(
+        "rowshift-test-{}-{}.postpone",
+        db.db,
+        std::process::id()
+    ));
+    let flag_arg = flag.display().to_string();
+    let url = db.server.url();
+    let full = format!("{}.t", db.db);
+    let run = tokio::spawn(async move {
+        run_rowshift_env(
+            &[
+                "migrate",
+                "--source",
+                &url,
+                "--table",
+                &full,
+                "--alter",
+                "ADD COLUMN x INT",
+                "--chunk-time-ms",
+                "30",
+                "--postpone-flag-file",
+                &flag_arg,
+                "--execute",
+            ],
+            &[],
+        )
+        .await
+    });
+    // The shadow has rows: the binlog stream started before the copy.
+    let mut c = db.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let exists: Option<u64> = c.exec_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = '_t_new'", (&db.db,)).await.unwrap();
+        if exists == Some(1) {
+            let rows: Option<u64> = c
+                .query_first("SELECT COUNT(*) FROM (SELECT 1 FROM `_t_new` LIMIT 1) x")
+                .await
+                .unwrap_or(None);
+            if rows == Some(1) {
+                break;
+            }
+        }
+        assert!(
+            !run.is_finished(),
+            "the migration ended before its copy started"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
+        // Polling the server for a condition another process makes true.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Same name, other database (session default: this one): not ours.
+    c.query_drop(format!(
+        "ALTER TABLE {} ADD COLUMN other_db INT",
+        q2(&db.oracle_db(), "t")
+    ))
+    .await
+    .unwrap();
+    // Ours, in a form the old text heuristic missed.
+    c.query_drop("/* app deploy */ CREATE INDEX idx_app ON t (a)")
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&flag);
+    let o = run.await.unwrap();
+    o.assert_failed_with("altered during the migration");
+    assert!(o.error_line().contains("CREATE INDEX idx_app"), "{}", o.err);
+    assert!(
+        !o.error_line().contains("other_db"),
+        "a DDL of another database stopped it: {}",
+        o.err
+    );
+    db.assert_no_helpers("t").await;
+    let idx: Option<String> = c.exec_first("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't' AND INDEX_NAME = 'idx_app' LIMIT 1", (&db.db,)).await.unwrap();
+    assert_eq!(
+        idx.as_deref(),
+        Some("idx_app"),
+        "the application's index must stay"
+    );
+    c.disconnect().await.unwrap();
 }
 
 macro_rules! both_engines {
@@ -343,4 +654,5 @@ both_engines!(
     dry_run,
     lossy_during_migration,
     unique_duplicate_during_migration,
+    ddl_during_migration,
 );

@@ -11,7 +11,10 @@ const ROWS: u64 = 30_000;
 
 async fn migrate_under_ledger_load(engine: Engine) {
     let server = TestServer::shared(engine);
-    let db = server.fresh_db(&format!("migrate_ledger_{}", engine.name())).await.unwrap();
+    let db = server
+        .fresh_db(&format!("migrate_ledger_{}", engine.name()))
+        .await
+        .unwrap();
     let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
     ledger::create_and_fill(&mut conn, &db, ROWS).await.unwrap();
 
@@ -36,22 +39,38 @@ async fn migrate_under_ledger_load(engine: Engine) {
     .await;
     assert_eq!(code, 0, "migrate failed\nstdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("cut-over: table locked"), "{out}");
-    assert!(out.contains("verification before cut-over") && out.contains("GO"), "{out}");
+    assert!(
+        out.contains("verification before cut-over") && out.contains("GO"),
+        "{out}"
+    );
     // The application keeps writing to the new table after the cut-over.
     load.wait_for_commits(200).await;
     let report = load.stop().await;
     assert!(report.committed > 400, "{report:?}");
 
-    let v = ledger::check_invariant(&mut conn, &db, "orders", ROWS).await.unwrap();
-    assert!(v.is_empty(), "ledger broken by the migration: {v:?}\n{out}\n{err}");
+    let v = ledger::check_invariant(&mut conn, &db, "orders", ROWS)
+        .await
+        .unwrap();
+    assert!(
+        v.is_empty(),
+        "ledger broken by the migration: {v:?}\n{out}\n{err}"
+    );
     let wrong: Vec<(u64, i32, Option<String>)> = conn
         .query(format!(
             "SELECT id, status_code, order_status FROM `{db}`.orders WHERE NOT (order_status <=> ({ORDER_STATUS_EXPR})) LIMIT 10"
         ))
         .await
         .unwrap();
-    assert!(wrong.is_empty(), "rows whose order_status is not the expression's value: {wrong:?}");
-    assert_eq!(ledger::wrong_order_status(&mut conn, &db, "orders").await.unwrap(), 0);
+    assert!(
+        wrong.is_empty(),
+        "rows whose order_status is not the expression's value: {wrong:?}"
+    );
+    assert_eq!(
+        ledger::wrong_order_status(&mut conn, &db, "orders")
+            .await
+            .unwrap(),
+        0
+    );
     let index: Option<String> = conn
         .exec_first(
             "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' AND INDEX_NAME = 'idx_order_status' LIMIT 1",
@@ -64,7 +83,10 @@ async fn migrate_under_ledger_load(engine: Engine) {
         .query_first(format!("SELECT COUNT(*) FROM `{db}`.`_orders_old`"))
         .await
         .unwrap();
-    assert!(old_rows.unwrap_or(0) >= ROWS, "old table kept with its rows");
+    assert!(
+        old_rows.unwrap_or(0) >= ROWS,
+        "old table kept with its rows"
+    );
     let helpers: Vec<String> = conn
         .exec(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '%orders\\_%' AND TABLE_NAME NOT IN ('orders_ledger', '_orders_old')",

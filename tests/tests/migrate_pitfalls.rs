@@ -19,21 +19,58 @@ const ROWS: u64 = 3_000;
 async fn case_insensitive_primary_key(engine: Engine) {
     let db = setup(engine, "pit_ci_key").await;
     db.exec(&["CREATE TABLE t (k VARCHAR(16) NOT NULL PRIMARY KEY, v INT NOT NULL, note VARCHAR(20) NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]).await;
-    let key = |i: u64| if i % 50 == 0 { format!("Été{i:05}") } else { format!("Key{i:05}") };
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("('{}', {i}, 'n{i}')", key(i)))).await;
+    let key = |i: u64| {
+        if i.is_multiple_of(50) {
+            format!("Été{i:05}")
+        } else {
+            format!("Key{i:05}")
+        }
+    };
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| format!("('{}', {i}, 'n{i}')", key(i))),
+    )
+    .await;
     Scenario::new(&db, "t", "ADD COLUMN x INT NOT NULL DEFAULT 0")
         .run(Box::new(move |rng: &mut SmallRng, _| {
             let i = rng.random_range(1..=ROWS);
             let k = key(i);
             let v: i32 = rng.random_range(-1000..1000);
-            match rng.random_range(0..6) {
+            match rng.random_range(0..7) {
+                // The key's case flipped and flipped back in one transaction: routed by bytes,
+                // 'KEY' and 'key' would land on two appliers and one of them would delete the
+                // row after the other re-wrote it.
+                4 => {
+                    let (lo, hi) = (key(i), key(i + 40));
+                    vec![
+                        format!("UPDATE {{t}} SET k = UPPER(k) WHERE k BETWEEN '{lo}' AND '{hi}'"),
+                        format!("UPDATE {{t}} SET k = LOWER(k), v = {v} WHERE k BETWEEN '{lo}' AND '{hi}'"),
+                    ]
+                }
                 // The same row, its key bytes in another case (old and new key equal under the
                 // collation), and a second change of it in the same transaction.
-                0 => vec![format!("UPDATE {{t}} SET k = UPPER(k), v = {v} WHERE k = '{k}'"), format!("UPDATE {{t}} SET v = v + 1 WHERE k = '{}'", k.to_lowercase())],
+                0 => vec![
+                    format!("UPDATE {{t}} SET k = UPPER(k), v = {v} WHERE k = '{k}'"),
+                    format!(
+                        "UPDATE {{t}} SET v = v + 1 WHERE k = '{}'",
+                        k.to_lowercase()
+                    ),
+                ],
                 1 => vec![format!("UPDATE {{t}} SET k = LOWER(k) WHERE k = '{k}'")],
                 // Delete one spelling, insert another, in one transaction.
-                2 => vec![format!("DELETE FROM {{t}} WHERE k = '{k}'"), format!("INSERT INTO {{t}} (k, v, note) VALUES ('{}', {v}, 'reborn')", k.to_uppercase())],
-                3 => vec![format!("UPDATE {{t}} SET k = '{}', note = 'mixed' WHERE k = '{}'", mixed_case(&k, rng), k.to_uppercase())],
+                2 => vec![
+                    format!("DELETE FROM {{t}} WHERE k = '{k}'"),
+                    format!(
+                        "INSERT INTO {{t}} (k, v, note) VALUES ('{}', {v}, 'reborn')",
+                        k.to_uppercase()
+                    ),
+                ],
+                3 => vec![format!(
+                    "UPDATE {{t}} SET k = '{}', note = 'mixed' WHERE k = '{}'",
+                    mixed_case(&k, rng),
+                    k.to_uppercase()
+                )],
                 _ => vec![format!("UPDATE {{t}} SET v = {v} WHERE k = '{k}'")],
             }
         }))
@@ -41,7 +78,15 @@ async fn case_insensitive_primary_key(engine: Engine) {
 }
 
 fn mixed_case(s: &str, rng: &mut SmallRng) -> String {
-    s.chars().map(|c| if rng.random_bool(0.5) { c.to_uppercase().next().unwrap_or(c) } else { c.to_lowercase().next().unwrap_or(c) }).collect()
+    s.chars()
+        .map(|c| {
+            if rng.random_bool(0.5) {
+                c.to_uppercase().next().unwrap_or(c)
+            } else {
+                c.to_lowercase().next().unwrap_or(c)
+            }
+        })
+        .collect()
 }
 
 /// Two rows swap the values of a unique secondary key in one transaction (through a third
@@ -78,7 +123,9 @@ async fn unique_key_swap(engine: Engine) {
 /// The server's time zone is +05:30 and the application writes TIMESTAMPs in it. Binlog
 /// TIMESTAMPs are UTC: an applier session in the server's zone would shift every applied value.
 async fn timestamps_in_non_utc_zone(engine: Engine) {
-    let options = ServerOptions { extra_args: vec!["--default-time-zone=+05:30".into()] };
+    let options = ServerOptions {
+        extra_args: vec!["--default-time-zone=+05:30".into()],
+    };
     let server = Arc::new(TestServer::dedicated(engine, options).unwrap_or_else(|e| panic!("{e}")));
     let db = setup_on(server, "pit_timestamp_tz").await;
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, ts TIMESTAMP(6) NULL, ts0 TIMESTAMP NOT NULL DEFAULT '2001-02-03 04:05:06', dt DATETIME(6) NULL) ENGINE=InnoDB"]).await;
@@ -88,24 +135,57 @@ async fn timestamps_in_non_utc_zone(engine: Engine) {
             0 => "'1970-01-01 05:30:01.000000'".to_string(),
             1 => "'2038-01-19 08:44:07.999999'".to_string(),
             2 => "NULL".to_string(),
-            _ => format!("FROM_UNIXTIME({}.{:06})", (i * 715_827) % 2_147_000_000 + 1, (i * 7919) % 1_000_000),
+            _ => format!(
+                "FROM_UNIXTIME({}.{:06})",
+                (i * 715_827) % 2_147_000_000 + 1,
+                (i * 7919) % 1_000_000
+            ),
         }
     };
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({i}, {}, '2010-10-10 10:10:{:02}', '2020-01-01 00:00:00' + INTERVAL {i} MINUTE)", stamp(i), i % 60))).await;
-    let r = Scenario::new(&db, "t", "ADD COLUMN x INT NULL, MODIFY dt DATETIME(6) NOT NULL DEFAULT '2000-01-01 00:00:00'")
-        .run(int_key_gen(ROWS, move |rng, id, _| {
-            let s = stamp(rng.random_range(0..100_000));
-            format!("ts = {s}, ts0 = '2030-06-0{} 23:59:{:02}', dt = '1999-12-31 23:59:59.{:06}'", rng.random_range(1..=9), id % 60, id)
-        }))
-        .await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| {
+            format!(
+                "({i}, {}, '2010-10-10 10:10:{:02}', '2020-01-01 00:00:00' + INTERVAL {i} MINUTE)",
+                stamp(i),
+                i % 60
+            )
+        }),
+    )
+    .await;
+    let r = Scenario::new(
+        &db,
+        "t",
+        "ADD COLUMN x INT NULL, MODIFY dt DATETIME(6) NOT NULL DEFAULT '2000-01-01 00:00:00'",
+    )
+    .run(int_key_gen(ROWS, move |rng, id, _| {
+        let s = stamp(rng.random_range(0..100_000));
+        format!(
+            "ts = {s}, ts0 = '2030-06-0{} 23:59:{:02}', dt = '1999-12-31 23:59:59.{:06}'",
+            rng.random_range(1..=9),
+            id % 60,
+            id
+        )
+    }))
+    .await;
     assert!(r.outcome.changes_applied() > 0);
     // The same instants, read in UTC.
     let mut c = db.conn().await;
     use mysql_async::prelude::Queryable;
     c.query_drop("SET time_zone = '+00:00'").await.unwrap();
-    let utc: Option<String> = c.query_first("SELECT CAST(ts0 AS CHAR) FROM t WHERE id = 5").await.unwrap();
+    let utc: Option<String> = c
+        .query_first("SELECT CAST(ts0 AS CHAR) FROM t WHERE id = 5")
+        .await
+        .unwrap();
     assert!(utc.is_some());
-    let expected: Option<String> = c.query_first(format!("SELECT CAST(ts0 AS CHAR) FROM {} WHERE id = 5", q2(&db.oracle_db(), "t"))).await.unwrap();
+    let expected: Option<String> = c
+        .query_first(format!(
+            "SELECT CAST(ts0 AS CHAR) FROM {} WHERE id = 5",
+            q2(&db.oracle_db(), "t")
+        ))
+        .await
+        .unwrap();
     assert_eq!(utc, expected);
     c.disconnect().await.unwrap();
 }
@@ -115,11 +195,36 @@ async fn timestamps_in_non_utc_zone(engine: Engine) {
 async fn latin1_and_utf8mb4_data(engine: Engine) {
     let db = setup(engine, "pit_charsets").await;
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, l VARCHAR(20) CHARACTER SET latin1 NULL, c CHAR(6) CHARACTER SET latin1 NULL, u VARCHAR(20) CHARACTER SET utf8mb4 NULL, b VARBINARY(20) NULL, bn BINARY(4) NULL) ENGINE=InnoDB"]).await;
-    const L: &[&str] = &["'€'", "'café'", "'Œ‰ÿ'", "_latin1 X'81'", "_latin1 X'00FF'", "''", "NULL", "'tab\tend'", "'back\\\\slash'"];
-    const U: &[&str] = &["'😀'", "'日本語'", "'é'", "'🏳️‍🌈 flag'", "''", "NULL", "'a''quote'"];
+    const L: &[&str] = &[
+        "'€'",
+        "'café'",
+        "'Œ‰ÿ'",
+        "_latin1 X'81'",
+        "_latin1 X'00FF'",
+        "''",
+        "NULL",
+        "'tab\tend'",
+        "'back\\\\slash'",
+    ];
+    const U: &[&str] = &[
+        "'😀'",
+        "'日本語'",
+        "'é'",
+        "'🏳️‍🌈 flag'",
+        "''",
+        "NULL",
+        "'a''quote'",
+    ];
     const B: &[&str] = &["X'00'", "X'00FF80'", "X''", "NULL", "X'E282AC'", "X'C3'"];
     let row = |pick: &mut dyn FnMut(usize) -> usize| {
-        format!("l = {}, c = {}, u = {}, b = {}, bn = {}", L[pick(L.len())], ["'ab '", "'é'", "' '", "NULL"][pick(4)], U[pick(U.len())], B[pick(B.len())], ["X'01'", "X'0100'", "X'00000000'", "NULL"][pick(4)])
+        format!(
+            "l = {}, c = {}, u = {}, b = {}, bn = {}",
+            L[pick(L.len())],
+            ["'ab '", "'é'", "' '", "NULL"][pick(4)],
+            U[pick(U.len())],
+            B[pick(B.len())],
+            ["X'01'", "X'0100'", "X'00000000'", "NULL"][pick(4)]
+        )
     };
     let mut c = db.conn().await;
     use mysql_async::prelude::Queryable;
@@ -132,14 +237,18 @@ async fn latin1_and_utf8mb4_data(engine: Engine) {
             k = k.wrapping_mul(31).wrapping_add(7);
             k % n
         });
-        c.query_drop(format!("INSERT INTO t SET id = {i}, {values}")).await.unwrap();
+        c.query_drop(format!("INSERT INTO t SET id = {i}, {values}"))
+            .await
+            .unwrap();
         if i % 500 == 0 || i == ROWS {
             c.query_drop("COMMIT").await.unwrap();
         }
     }
     c.disconnect().await.unwrap();
     Scenario::new(&db, "t", "ADD COLUMN x INT NULL")
-        .run(int_key_gen(ROWS, move |rng, _, _| row(&mut |n| rng.random_range(0..n))))
+        .run(int_key_gen(ROWS, move |rng, _, _| {
+            row(&mut |n| rng.random_range(0..n))
+        }))
         .await;
 }
 
@@ -189,9 +298,16 @@ async fn json_documents(engine: Engine, name: &str, extra: &[&'static str]) {
     docs.extend_from_slice(extra);
     let n = docs.len() as u64;
     let all = docs.clone();
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({i}, {})", all[(i % n) as usize]))).await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| format!("({i}, {})", all[(i % n) as usize])),
+    )
+    .await;
     Scenario::new(&db, "t", "ADD COLUMN x INT NULL")
-        .run(int_key_gen(ROWS, move |rng, _, _| format!("j = {}", docs[rng.random_range(0..docs.len())])))
+        .run(int_key_gen(ROWS, move |rng, _, _| {
+            format!("j = {}", docs[rng.random_range(0..docs.len())])
+        }))
         .await;
 }
 
@@ -202,25 +318,52 @@ async fn enum_set_relabelled(engine: Engine) {
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, e ENUM('a','b','c') NOT NULL DEFAULT 'a', s SET('x','y','z') NULL) ENGINE=InnoDB"]).await;
     const E: &[&str] = &["'a'", "'b'", "'c'"];
     const S: &[&str] = &["''", "'x'", "'y,z'", "'x,y,z'", "'z'", "NULL"];
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({i}, {}, {})", E[(i % 3) as usize], S[(i % 6) as usize]))).await;
-    Scenario::new(&db, "t", "MODIFY e ENUM('c','b','a','d') NOT NULL DEFAULT 'a', MODIFY s SET('z','y','x','w') NULL")
-        .run(int_key_gen(ROWS, |rng, _, post| {
-            let e = if post && rng.random_bool(0.2) { "'d'" } else { E[rng.random_range(0..3)] };
-            let s = if post && rng.random_bool(0.2) { "'w,x'" } else { S[rng.random_range(0..S.len())] };
-            format!("e = {e}, s = {s}")
-        }))
-        .await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| format!("({i}, {}, {})", E[(i % 3) as usize], S[(i % 6) as usize])),
+    )
+    .await;
+    Scenario::new(
+        &db,
+        "t",
+        "MODIFY e ENUM('c','b','a','d') NOT NULL DEFAULT 'a', MODIFY s SET('z','y','x','w') NULL",
+    )
+    .run(int_key_gen(ROWS, |rng, _, post| {
+        let e = if post && rng.random_bool(0.2) {
+            "'d'"
+        } else {
+            E[rng.random_range(0..3)]
+        };
+        let s = if post && rng.random_bool(0.2) {
+            "'w,x'"
+        } else {
+            S[rng.random_range(0..S.len())]
+        };
+        format!("e = {e}, s = {s}")
+    }))
+    .await;
 }
 
 /// BINARY(N) keys whose values end in zero bytes (the binlog may drop them), including key
 /// changes that differ only in those bytes.
 async fn binary_primary_key(engine: Engine) {
     let db = setup(engine, "pit_binary_key").await;
-    db.exec(&["CREATE TABLE t (k BINARY(8) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB"]).await;
+    db.exec(&["CREATE TABLE t (k BINARY(8) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB"])
+        .await;
     // Two bytes of i, then zeros; a few keys that are all zeros but one.
     let key = |i: u64| format!("X'{:04X}'", i);
     insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({}, {i})", key(i)))).await;
-    insert_rows(&db, "t", ["(X'00', -1)".to_string(), "(X'0000000000000001', -2)".to_string(), "(X'FFFFFFFFFFFFFFFF', -3)".to_string()]).await;
+    insert_rows(
+        &db,
+        "t",
+        [
+            "(X'00', -1)".to_string(),
+            "(X'0000000000000001', -2)".to_string(),
+            "(X'FFFFFFFFFFFFFFFF', -3)".to_string(),
+        ],
+    )
+    .await;
     let mut next = 0u64;
     Scenario::new(&db, "t", "ADD COLUMN x INT NOT NULL DEFAULT 5")
         .run(Box::new(move |rng: &mut SmallRng, _| {
@@ -244,23 +387,32 @@ async fn binary_primary_key(engine: Engine) {
 /// DECIMAL keys: chunk bounds and key comparisons on exact values (1.5 is 1.500).
 async fn decimal_primary_key(engine: Engine) {
     let db = setup(engine, "pit_decimal_key").await;
-    db.exec(&["CREATE TABLE t (k DECIMAL(12,3) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB"]).await;
+    db.exec(&[
+        "CREATE TABLE t (k DECIMAL(12,3) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+    ])
+    .await;
     let key = |i: u64| format!("{}.{:03}", i as i64 - 1500, (i * 37) % 1000);
     insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({}, {i})", key(i)))).await;
     let mut next = 0u64;
-    Scenario::new(&db, "t", "ADD COLUMN x INT NOT NULL DEFAULT 5, MODIFY v BIGINT NOT NULL")
-        .run(Box::new(move |rng: &mut SmallRng, _| {
-            let k = key(rng.random_range(1..=ROWS));
-            let v: i32 = rng.random_range(-1000..1000);
-            next += 1;
-            match rng.random_range(0..5) {
-                0 => vec![format!("UPDATE {{t}} SET k = k + 100000.5 WHERE k = {k}")],
-                1 => vec![format!("DELETE FROM {{t}} WHERE k = {k}")],
-                2 => vec![format!("INSERT INTO {{t}} (k, v) VALUES (-{next}.25, {v}) ON DUPLICATE KEY UPDATE v = {v}")],
-                _ => vec![format!("UPDATE {{t}} SET v = {v} WHERE k = {k}0")],
-            }
-        }))
-        .await;
+    Scenario::new(
+        &db,
+        "t",
+        "ADD COLUMN x INT NOT NULL DEFAULT 5, MODIFY v BIGINT NOT NULL",
+    )
+    .run(Box::new(move |rng: &mut SmallRng, _| {
+        let k = key(rng.random_range(1..=ROWS));
+        let v: i32 = rng.random_range(-1000..1000);
+        next += 1;
+        match rng.random_range(0..5) {
+            0 => vec![format!("UPDATE {{t}} SET k = k + 100000.5 WHERE k = {k}")],
+            1 => vec![format!("DELETE FROM {{t}} WHERE k = {k}")],
+            2 => vec![format!(
+                "INSERT INTO {{t}} (k, v) VALUES (-{next}.25, {v}) ON DUPLICATE KEY UPDATE v = {v}"
+            )],
+            _ => vec![format!("UPDATE {{t}} SET v = {v} WHERE k = {k}0")],
+        }
+    }))
+    .await;
 }
 
 /// VIRTUAL and STORED generated columns are never written (the server computes them); the
@@ -268,7 +420,22 @@ async fn decimal_primary_key(engine: Engine) {
 async fn generated_columns(engine: Engine) {
     let db = setup(engine, "pit_generated").await;
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, a INT NOT NULL, b VARCHAR(20) NULL, g INT AS (a * 2) VIRTUAL, s VARCHAR(40) AS (CONCAT(b, '!')) STORED, KEY idx_g (g)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]).await;
-    insert_rows(&db, "t", (1..=ROWS).map(|i| format!("({i}, {}, {}, DEFAULT, DEFAULT)", i as i64 - 100, if i % 5 == 0 { "NULL".into() } else { format!("'b{i}'") }))).await;
+    insert_rows(
+        &db,
+        "t",
+        (1..=ROWS).map(|i| {
+            format!(
+                "({i}, {}, {}, DEFAULT, DEFAULT)",
+                i as i64 - 100,
+                if i % 5 == 0 {
+                    "NULL".into()
+                } else {
+                    format!("'b{i}'")
+                }
+            )
+        }),
+    )
+    .await;
     Scenario::new(&db, "t", "ADD COLUMN d INT NOT NULL DEFAULT 1, MODIFY g BIGINT AS (a * 3) VIRTUAL, ADD COLUMN h INT AS (a + 1) STORED")
         .run(int_key_gen(ROWS, |rng, _, _| {
             let a: i32 = rng.random_range(-100_000..100_000);
@@ -278,13 +445,10 @@ async fn generated_columns(engine: Engine) {
         .await;
 }
 
+// MySQL's JSON DECIMAL becomes a double through the binlog path (a known bug, see the notes of
+// issue 4): only MariaDB, whose JSON is text, runs this case until it is fixed.
 mod json_decimals {
     use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "known bug: MySQL JSON DECIMAL becomes a double through the binlog path (see json_decimals)"]
-    async fn mysql() {
-        super::json_decimals(Engine::MySql).await;
-    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mariadb() {
         super::json_decimals(Engine::MariaDb).await;

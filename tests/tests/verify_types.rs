@@ -223,6 +223,88 @@ async fn json_member_order_is_go_on_mariadb() {
     json_member_order_is_go(Engine::MariaDb).await;
 }
 
+/// A SET whose definition was reordered (and widened, and moved to another charset) prints the
+/// same labels in another order: GO; a really different value, or `''` against NULL, is NO-GO,
+/// reported in one label order on both sides.
+async fn reordered_set_definition(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("verify_set_order_{}", engine.name()))
+        .await
+        .unwrap();
+    let mut c = connect(&server.url_for_db(&db)).await;
+    c.query_drop(
+        "CREATE TABLE t (id INT PRIMARY KEY, \
+         s SET('x','y','z','it''s','caf\u{e9}') CHARACTER SET latin1 NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "CREATE TABLE t2 (id INT PRIMARY KEY, \
+         s SET('z','caf\u{e9}','y','x','w','it''s') CHARACTER SET utf8mb4 NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO t VALUES (1, ''), (2, 'y,z'), (3, 'x,y,z'), (4, 'it''s,x'), \
+         (5, 'caf\u{e9},z'), (6, NULL), (7, 'z')",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO t2 SELECT * FROM t")
+        .await
+        .unwrap();
+    let report = verify_shadow(&server.url(), &db, "t", "t2").await;
+    assert_eq!(report.verdict, Verdict::Go, "{}", report.summary());
+    assert_eq!(report.rows_new, 7);
+
+    c.query_drop("UPDATE t2 SET s = NULL WHERE id = 1")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t2 SET s = 'z' WHERE id = 2")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t2 SET s = 'w,x,y,z' WHERE id = 3")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t2 SET s = '' WHERE id = 6")
+        .await
+        .unwrap();
+    let report = verify_shadow(&server.url(), &db, "t", "t2").await;
+    assert_eq!(report.verdict, Verdict::NoGo, "{}", report.summary());
+    let rows = by_key(&report);
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        vec!["1", "2", "3", "6"],
+        "{}",
+        report.summary()
+    );
+    let show = |id: &str| {
+        let r = rows[id];
+        assert_eq!(r.kind, DiffKind::Changed, "row {id}");
+        assert_eq!(r.differing_columns, vec!["s"], "row {id}");
+        (
+            r.old.as_ref().unwrap().get("s").cloned().unwrap(),
+            r.new.as_ref().unwrap().get("s").cloned().unwrap(),
+        )
+    };
+    assert_eq!(show("1"), (Some(String::new()), None));
+    assert_eq!(show("2"), (Some("y,z".into()), Some("z".into())));
+    assert_eq!(show("3"), (Some("x,y,z".into()), Some("w,x,y,z".into())));
+    assert_eq!(show("6"), (None, Some(String::new())));
+    c.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_set_definition_on_mysql() {
+    reordered_set_definition(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_set_definition_on_mariadb() {
+    reordered_set_definition(Engine::MariaDb).await;
+}
+
 /// The migration's transform on the old side: `--alter` renames/retypes and `--set` fills a new
 /// column; the mapping comes from the transform crate's `select_exprs()`.
 async fn transform_is_applied_on_the_old_side(engine: Engine) {

@@ -1166,9 +1166,8 @@ pub fn gcvt(x: f64, width: usize, float: bool) -> String {
     }
     let (mut digits, mut decpt) = dtoa_digits(a, ndigits);
     let len = digits.len() as i32;
-    let exp_len = 1
-        + i32::from(decpt >= 101 || decpt <= -99)
-        + i32::from(decpt >= 11 || decpt <= -9);
+    let exp_len =
+        1 + i32::from(decpt >= 101 || decpt <= -99) + i32::from(decpt >= 11 || decpt <= -9);
     let f_len = if decpt <= 0 {
         len - decpt + 2
     } else if decpt < len {
@@ -1179,9 +1178,8 @@ pub fn gcvt(x: f64, width: usize, float: bool) -> String {
     let have_space = f_len <= width;
     let force_e = decpt <= 0 && width <= 2 - decpt && width >= 3 + exp_len;
     let f_format = (have_space
-        || (decpt <= width
-            && (decpt >= -1 || (decpt == -2 && (len > 1 || !force_e)))
-            && !force_e))
+        // my_gcvt's `decpt >= -1 || (decpt == -2 && (len > 1 || !force_e))`, under `!force_e`.
+        || (decpt <= width && (decpt >= -1 || decpt == -2) && !force_e))
         && (!have_space
             || (decpt > -MAX_DECPT_FOR_F_FORMAT
                 && (decpt <= MAX_DECPT_FOR_F_FORMAT || len > decpt)));
@@ -2060,7 +2058,10 @@ mod tests {
             gcvt(1.2345678901234567e-14, WIDE_DOUBLE_WIDTH, false),
             "0.000000000000012345678901234567"
         );
-        assert_eq!(gcvt(0.1 + 0.2, MYSQL_EXPR_DOUBLE_WIDTH, false), "0.30000000000000004");
+        assert_eq!(
+            gcvt(0.1 + 0.2, MYSQL_EXPR_DOUBLE_WIDTH, false),
+            "0.30000000000000004"
+        );
         assert_eq!(format_float(1.234_567_8), "1.23457");
         assert_eq!(format_float(3.25), "3.25");
         assert_eq!(format_double(0.00001), "0.00001");

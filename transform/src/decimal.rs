@@ -234,8 +234,14 @@ mod tests {
         assert_eq!(mariadb_quotient_scale(3, 0), 9);
         assert_eq!(mariadb_quotient_scale(9, 0), 18);
         assert_eq!(mariadb_quotient_scale(7, 2), 18);
-        assert_eq!(format(&div_truncated(&d("1"), &d("3"), 9).unwrap()), "0.333333333");
-        assert_eq!(format(&div_truncated(&d("-2"), &d("3"), 2).unwrap()), "-0.66");
+        assert_eq!(
+            format(&div_truncated(&d("1"), &d("3"), 9).unwrap()),
+            "0.333333333"
+        );
+        assert_eq!(
+            format(&div_truncated(&d("-2"), &d("3"), 2).unwrap()),
+            "-0.66"
+        );
         assert!(div_truncated(&d("1"), &d("0"), 2).is_none());
     }
 

@@ -57,6 +57,21 @@
 //!   MySQL does: any text → text (numbers formatted, `1.50` stays `1.50`); else any DOUBLE →
 //!   DOUBLE; else any DECIMAL (or signed mixed with unsigned integers) → DECIMAL with the
 //!   largest scale; else integer. DATE mixed with DATETIME → DATETIME.
+//! * **Where MySQL 9 and MariaDB 10.11 differ** (each measured on the servers by
+//!   `tests/tests/expr_agreement.rs`; the old table's flavor decides):
+//!   - MariaDB keeps a DECIMAL quotient truncated to whole 9-digit words and does not round
+//!     intermediate results; it rounds to the expression's scale only where a value is
+//!     compared, printed or stored (`1 / 3 * 3` is `1.0000` there, `0.9999` on MySQL).
+//!   - MySQL's CASE keeps each DECIMAL branch's own scale (`CASE .. THEN 1.5 ELSE 2 END` gives
+//!     `2`, MariaDB `2.0`): the same stored number, a different text.
+//!   - MySQL rounds a time literal compared with a TIME column to the column's precision
+//!     first (`tm = '00:00:00.5'` holds for a TIME(0) `00:00:01`).
+//!   - A DOUBLE turned into text follows the servers' `my_gcvt`: plain notation for exponents
+//!     -15 < e <= 15, in at most 22 characters on MySQL (`1.2345678901234567e-14`), wider on
+//!     MariaDB (`0.000000000000012345678901234567`). A FLOAT column prints with 6 significant
+//!     digits (`CONCAT(f)` of FLOAT 0.1 is `0.1`).
+//! * Comparing columns of two character sets uses the Unicode one's collation (latin1 is
+//!   converted to utf8mb4); `UPPER`/`LOWER` of latin1 text know only ISO 8859-1 letters.
 //! * The value is then stored in the new column with the same conversion rules as a copied
 //!   column (see `convert.rs`): a value that does not fit stops the migration.
 //!
@@ -68,11 +83,10 @@
 //! * Simple `CASE x WHEN ...` compares `x` with each WHEN value pairwise; MySQL picks one
 //!   comparison type for all WHEN values together. They differ only when WHEN values mix text
 //!   and numbers.
-//! * DOUBLE values turned into text (`CONCAT(1e20)`) use the shortest round-trip digits; MySQL
-//!   prints up to 17 significant digits and can differ in the last digits or in the switch to
-//!   exponent notation. FLOAT columns are widened to DOUBLE exactly (`0.1` stored in a FLOAT
-//!   is `0.10000000149011612`), as in MySQL arithmetic; `CONCAT(float_col)` therefore prints
-//!   the wide form where MySQL prints `0.1`.
+//! * Case/accent folding maps one character to one: `utf8mb4_0900_ai_ci` also equates
+//!   expansions (`'Straße' = 'strasse'`), rowshift does not.
+//! * FLOAT values inside CASE/COALESCE are printed as the DOUBLE they are widened to (only a
+//!   FLOAT column given directly to CONCAT/UPPER/LOWER prints as a FLOAT).
 //! * The SQL form assumes the copy session has `time_zone = '+00:00'`,
 //!   `div_precision_increment = 4` and the default utf8mb4 collation unchanged.
 
@@ -1181,7 +1195,9 @@ fn text_collation(a: &TextType, b: &TextType) -> Collation {
     }
     let charset = |c: &Collation| c.name.split('_').next().unwrap_or("").to_string();
     let unicode = |c: &Collation| charset(c).starts_with("utf8");
-    if charset(&a.collation) != charset(&b.collation) && unicode(&a.collation) != unicode(&b.collation) {
+    if charset(&a.collation) != charset(&b.collation)
+        && unicode(&a.collation) != unicode(&b.collation)
+    {
         return if unicode(&a.collation) {
             a.collation.clone()
         } else {
@@ -1200,7 +1216,11 @@ fn text_collation(a: &TextType, b: &TextType) -> Collation {
 }
 
 /// Turns a string literal compared with a temporal into a temporal literal.
-fn temporal_literal(t: &ExprType, node: Node, flavor: Flavor) -> Result<(Node, CmpMode), ExprError> {
+fn temporal_literal(
+    t: &ExprType,
+    node: Node,
+    flavor: Flavor,
+) -> Result<(Node, CmpMode), ExprError> {
     let Kind::Lit {
         value: Lit::Str(bytes),
         sql,
@@ -1781,7 +1801,8 @@ fn eval<'a>(n: &'a Node, row: &'a [Value], cx: Cx) -> Result<Ev<'a>, EvalError> 
             }
             let text = String::from_utf8_lossy(&bytes);
             // latin1's case tables know only ISO 8859-1 letters: 'ÿ', 'Œ', 'Š' stay as they are.
-            let latin1 = matches!(&x.ty, ExprType::Text(t) if t.collation.name.starts_with("latin1_"));
+            let latin1 =
+                matches!(&x.ty, ExprType::Text(t) if t.collation.name.starts_with("latin1_"));
             let mapped: String = text
                 .chars()
                 .map(|c| match (*upper, latin1) {
@@ -1901,8 +1922,10 @@ fn arith<'a>(
                 ArithOp::Sub => x.as_ref() - y.as_ref(),
                 ArithOp::Mul => x.as_ref() * y.as_ref(),
                 ArithOp::Div if mariadb => {
-                    let places =
-                        decimal::mariadb_quotient_scale(decimal::scale_of(&x), decimal::scale_of(&y));
+                    let places = decimal::mariadb_quotient_scale(
+                        decimal::scale_of(&x),
+                        decimal::scale_of(&y),
+                    );
                     match decimal::div_truncated(&x, &y, places) {
                         Some(q) if q.is_zero() => BigDecimal::zero(),
                         Some(q) => q,
@@ -2046,7 +2069,7 @@ fn latin1_lower(c: char) -> char {
 fn observe<'a>(v: Ev<'a>, ty: &ExprType, cx: Cx) -> Ev<'a> {
     match (&v, ty) {
         (Ev::Dec(d), ExprType::Decimal { scale })
-            if cx.flavor == Flavor::MariaDb && decimal::scale_of(d) > i64::from(*scale) =>
+            if cx.flavor == Flavor::MariaDb && decimal::scale_of(d) != i64::from(*scale) =>
         {
             Ev::Dec(Cow::Owned(decimal::round(d, i64::from(*scale))))
         }
@@ -2525,8 +2548,18 @@ mod tests {
 
     #[test]
     fn case_result_type_aggregation() {
-        // Integer and decimal branches: DECIMAL with the larger scale.
-        assert_eq!(ev("CASE WHEN id > 5 THEN 1 ELSE 2.50 END"), d("1.00"));
+        // Integer and decimal branches: DECIMAL with the larger scale; MySQL keeps a branch's
+        // own scale (`1`), MariaDB pads (`1.00`).
+        assert_eq!(ev("CASE WHEN id > 5 THEN 1 ELSE 2.50 END"), d("1"));
+        let mut maria = schema();
+        maria.flavor = Flavor::MariaDb;
+        assert_eq!(
+            CompiledExpr::compile("CASE WHEN id > 5 THEN 1 ELSE 2.50 END", &maria)
+                .unwrap()
+                .eval(&row())
+                .unwrap(),
+            d("1.00")
+        );
         // Integer and text: text.
         assert_eq!(ev("CASE WHEN id > 5 THEN 1 ELSE 'x' END"), s("1"));
         assert_eq!(ev("CASE WHEN id > 5 THEN 1.5 ELSE 'x' END"), s("1.5"));
@@ -2546,6 +2579,91 @@ mod tests {
                 .result_type(),
             &ExprType::Decimal { scale: 2 }
         );
+    }
+
+    #[test]
+    fn flavor_differences_seen_on_servers() {
+        let eval_on = |flavor, text: &str, row: &[Value]| {
+            let mut t = schema();
+            t.flavor = flavor;
+            CompiledExpr::compile(text, &t).unwrap().eval(row).unwrap()
+        };
+        // MariaDB keeps a quotient to whole 9-digit words and rounds only where observed.
+        assert_eq!(eval_on(Flavor::MySql, "1 / 3 * 3", &row()), d("0.9999"));
+        assert_eq!(eval_on(Flavor::MariaDb, "1 / 3 * 3", &row()), d("1.0000"));
+        assert_eq!(
+            eval_on(Flavor::MariaDb, "1 / 3 * 3 = 1", &row()),
+            Value::Int(1)
+        );
+        assert_eq!(
+            eval_on(Flavor::MariaDb, "CONCAT(id / 7 * 7)", &row()),
+            s("7.0000")
+        );
+        assert_eq!(
+            eval_on(Flavor::MariaDb, "CONCAT(0 / 7)", &row()),
+            s("0.0000")
+        );
+        // Doubles as text: MySQL's expressions print in 22 characters, MariaDB's wider.
+        assert_eq!(
+            eval_on(Flavor::MySql, "CONCAT(1e-7)", &row()),
+            s("0.0000001")
+        );
+        assert_eq!(
+            eval_on(Flavor::MySql, "CONCAT(1.2345678901234567e-14)", &row()),
+            s("1.2345678901234567e-14")
+        );
+        assert_eq!(
+            eval_on(Flavor::MariaDb, "CONCAT(1.2345678901234567e-14)", &row()),
+            s("0.000000000000012345678901234567")
+        );
+        // MySQL rounds a TIME literal to the column's precision before comparing.
+        let t0 = Value::Time {
+            negative: false,
+            hours: 0,
+            minutes: 0,
+            seconds: 1,
+            micros: 0,
+        };
+        let mut r = row();
+        r[10] = t0;
+        assert_eq!(
+            eval_on(Flavor::MySql, "t = '00:00:00.5'", &r),
+            Value::Int(1)
+        );
+        assert_eq!(
+            eval_on(Flavor::MariaDb, "t = '00:00:00.5'", &r),
+            Value::Int(0)
+        );
+    }
+
+    #[test]
+    fn latin1_case_mapping_and_mixed_charsets() {
+        let t = table_with(
+            &[("id", "int"), ("l", "varchar(10)"), ("u", "varchar(10)")],
+            &["id"],
+            |r| {
+                if r.column_name == "l" {
+                    r.character_set_name = Some("latin1".into());
+                    r.collation_name = Some("latin1_swedish_ci".into());
+                }
+                if r.column_name == "u" {
+                    r.collation_name = Some("utf8mb4_0900_ai_ci".into());
+                }
+            },
+        );
+        let ev =
+            |text: &str, row: &[Value]| CompiledExpr::compile(text, &t).unwrap().eval(row).unwrap();
+        // 'ÿ' (0xFF) and 'Œ' (0x8C) have no case partner in latin1's tables.
+        let r = [
+            Value::Int(1),
+            Value::Bytes(vec![0xFF, 0x8C, 0xE9]),
+            s("a  "),
+        ];
+        assert_eq!(ev("UPPER(l)", &r), s("ÿŒÉ"));
+        assert_eq!(ev("LOWER(l)", &r), s("ÿŒé"));
+        // latin1 against utf8mb4: compared in the utf8mb4 column's (NO PAD) collation.
+        let r = [Value::Int(1), Value::Bytes(b"a ".to_vec()), s("a  ")];
+        assert_eq!(ev("l < u", &r), Value::Int(1));
     }
 
     #[test]

@@ -26,6 +26,7 @@
 pub mod charset;
 pub mod collation;
 pub mod convert;
+pub mod ddl;
 pub mod decimal;
 pub mod expr;
 pub mod jsontext;

@@ -16,11 +16,13 @@ pub mod router;
 
 use crate::apply::{ApplierSet, ApplyTarget};
 use crate::catalog::{self, CatalogError};
+use crate::checkpoint::{Checkpoint, CheckpointTable};
 use crate::conn::{ConnError, Endpoint};
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
-use crate::checkpoint::{Checkpoint, CheckpointTable};
+use crate::event::SourceEvent;
 use crate::position::Position;
+use crate::source::stream::{BinlogSource, SourceConfig};
 use crate::sqlvalue::LiteralKind;
 use mysql_async::prelude::Queryable;
 use preflight::PreflightError;
@@ -195,9 +197,13 @@ async fn run_inner(
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
     let mut conn = config.endpoint.connect_raw().await?;
-    let (flavor, version) = catalog::flavor(&mut conn)
-        .await
-        .map_err(|source| MigrateError::Sql { step: "reading the server version", source })?;
+    let (flavor, version) =
+        catalog::flavor(&mut conn)
+            .await
+            .map_err(|source| MigrateError::Sql {
+                step: "reading the server version",
+                source,
+            })?;
     info!(%version, "connected");
     let set_phase = |phase: &'static str| {
         progress.send_modify(|p| p.phase = phase);
@@ -213,7 +219,14 @@ async fn run_inner(
     if config.abort {
         let dropped = resume::abort(&mut conn, &config.db, &config.table).await?;
         return Ok(MigrateReport::note(
-            format!("aborted: dropped {}; the table itself and any old table are untouched", if dropped.is_empty() { "nothing (no earlier run found)".to_string() } else { dropped.join(", ") }),
+            format!(
+                "aborted: dropped {}; the table itself and any old table are untouched",
+                if dropped.is_empty() {
+                    "nothing (no earlier run found)".to_string()
+                } else {
+                    dropped.join(", ")
+                }
+            ),
             started,
         ));
     }
@@ -264,10 +277,21 @@ async fn run_inner(
     if resumed.is_none() {
         conn.query_drop(format!("CREATE TABLE {shadow} LIKE {t}"))
             .await
-            .map_err(|e| privilege_or(e, "creating the shadow table", "CREATE, ALTER, DROP, INSERT, SELECT, LOCK TABLES"))?;
-        if let Err(e) = conn.query_drop(format!("ALTER TABLE {shadow} {}", config.alter)).await {
+            .map_err(|e| {
+                privilege_or(
+                    e,
+                    "creating the shadow table",
+                    "CREATE, ALTER, DROP, INSERT, SELECT, LOCK TABLES",
+                )
+            })?;
+        if let Err(e) = conn
+            .query_drop(format!("ALTER TABLE {shadow} {}", config.alter))
+            .await
+        {
             let _ = conn.query_drop(format!("DROP TABLE {shadow}")).await;
-            return Err(MigrateError::AlterRejected { detail: server_message(&e) });
+            return Err(MigrateError::AlterRejected {
+                detail: server_message(&e),
+            });
         }
     }
     let prepared = async {
@@ -299,7 +323,10 @@ async fn run_inner(
     if !config.execute {
         conn.query_drop(format!("DROP TABLE {shadow}"))
             .await
-            .map_err(|source| MigrateError::Sql { step: "dropping the dry-run shadow table", source })?;
+            .map_err(|source| MigrateError::Sql {
+                step: "dropping the dry-run shadow table",
+                source,
+            })?;
         return Ok(MigrateReport {
             plan,
             rows_copied: 0,
@@ -330,44 +357,73 @@ async fn run_inner(
         };
     }
     or_clean!(conn
-        .query_drop(format!("CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"))
+        .query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
+        ))
         .await
-        .map_err(|source| MigrateError::Sql { step: "creating the sentry table", source }));
+        .map_err(|source| MigrateError::Sql {
+            step: "creating the sentry table",
+            source
+        }));
     let start = match &resumed {
         Some(c) => {
             // Rows above the copy watermark may be stale copies of unfinished chunks: the copy
             // reads them again, and events for them are skipped until it does.
             let above = match &c.copied_upto {
-                Some(w) => format!("WHERE {}", copy::after(&key_columns_named(&new, &mapping, &old), w)),
+                Some(w) => format!(
+                    "WHERE {}",
+                    copy::after(&key_columns_named(&new, &mapping, &old), w)
+                ),
                 None => String::new(),
             };
             if !c.copy_finished {
                 conn.query_drop(format!("DELETE FROM {shadow} {above}"))
                     .await
-                    .map_err(|source| MigrateError::Sql { step: "clearing the unfinished copy range", source })?;
+                    .map_err(|source| MigrateError::Sql {
+                        step: "clearing the unfinished copy range",
+                        source,
+                    })?;
             }
             c.position.clone()
         }
         None => {
-            let start = or_clean!(cutover::server_position(&mut conn)
-                .await
-                .map_err(|source| MigrateError::Sql { step: "reading the binlog position", source }));
+            let start = or_clean!(cutover::server_position(&mut conn).await.map_err(|source| {
+                MigrateError::Sql {
+                    step: "reading the binlog position",
+                    source,
+                }
+            }));
             or_clean!(ckpt_table.create(&mut conn).await);
-            or_clean!(ckpt_table
-                .save(&mut conn, &Checkpoint {
-                    position: start.clone(),
-                    gtid: start.gtid.to_string(),
-                    copied_upto: None,
-                    copy_finished: false,
-                    rows_copied: 0,
-                    options: options.clone(),
-                    phase: "copy".into(),
-                })
-                .await);
+            or_clean!(
+                ckpt_table
+                    .save(
+                        &mut conn,
+                        &Checkpoint {
+                            position: start.clone(),
+                            gtid: start.gtid.to_string(),
+                            copied_upto: None,
+                            copy_finished: false,
+                            rows_copied: 0,
+                            options: options.clone(),
+                            phase: "copy".into(),
+                        }
+                    )
+                    .await
+            );
             start
         }
     };
     let events = or_clean!(open_stream(&config, &start).await);
+    // A DDL on the table after its definition was read and before the stream's start is in
+    // neither the definition nor the stream: read the definition again now.
+    let current =
+        or_clean!(catalog::load_table(&mut conn, flavor, &config.db, &config.table).await);
+    if current != old {
+        or_clean!(Err::<(), _>(MigrateError::Mapping(format!(
+            "the definition of {} changed while the migration was starting; run again",
+            old.qualified_name()
+        ))));
+    }
 
     let mapping = Arc::new(mapping);
     let target = apply_target(&config, flavor, &new, &mapping);
@@ -378,13 +434,20 @@ async fn run_inner(
     let appliers = or_clean!(ApplierSet::start(target, n_appliers, 2_048).await);
     let apply_stats = appliers.stats.clone();
     let copy_finished_before = resumed.as_ref().is_some_and(|c| c.copy_finished);
-    let (hw_tx, hw_rx) = watch::channel(if copy_finished_before { HighWater::Done } else { HighWater::Start });
+    let (hw_tx, hw_rx) = watch::channel(if copy_finished_before {
+        HighWater::Done
+    } else {
+        HighWater::Start
+    });
     // With a unique secondary key the shadow must never mix the copy's newer rows with
     // skipped events (design.md section 8): every event is applied, so a row that a unique-key
     // collision displaces always has a later event that restores it.
     let int_key = (old.primary_key.len() == 1
         && new.unique_keys.is_empty()
-        && matches!(old.columns[old.primary_key[0]].data_type, ColumnType::Integer { .. }))
+        && matches!(
+            old.columns[old.primary_key[0]].data_type,
+            ColumnType::Integer { .. }
+        ))
     .then(|| old.primary_key[0]);
     let router_stats = Arc::new(RouterStats::default());
     let router = Router {
@@ -410,8 +473,14 @@ async fn run_inner(
     // Progress publisher.
     let copy_stats = Arc::new(CopyStats::default());
     let rows_before = resumed.as_ref().map_or(0, |c| c.rows_copied);
-    let (wm_tx, wm_rx) = watch::channel(copy::Watermark::Start(resumed.as_ref().and_then(|c| c.copied_upto.clone())));
-    let (phase_tx, phase_rx) = watch::channel(if copy_finished_before { "catch-up" } else { "copy" });
+    let (wm_tx, wm_rx) = watch::channel(copy::Watermark::Start(
+        resumed.as_ref().and_then(|c| c.copied_upto.clone()),
+    ));
+    let (phase_tx, phase_rx) = watch::channel(if copy_finished_before {
+        "catch-up"
+    } else {
+        "copy"
+    });
     let ckpt_writer = tokio::spawn(checkpoint_writer(
         config.endpoint.clone(),
         CheckpointTable::new(&config.db, &config.table),
@@ -424,7 +493,8 @@ async fn run_inner(
         copy_finished_before,
     ));
     let ticker = {
-        let (copy_stats, router_stats, progress) = (copy_stats.clone(), router_stats.clone(), progress.clone());
+        let (copy_stats, router_stats, progress) =
+            (copy_stats.clone(), router_stats.clone(), progress.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
@@ -438,7 +508,11 @@ async fn run_inner(
                     p.rows_copied = copy_stats.rows_copied.load(Ordering::Relaxed);
                     p.events = router_stats.events.load(Ordering::Relaxed);
                     p.skipped = router_stats.skipped.load(Ordering::Relaxed);
-                    p.lag_secs = if last == 0 { 0 } else { now.saturating_sub(last) };
+                    p.lag_secs = if last == 0 {
+                        0
+                    } else {
+                        now.saturating_sub(last)
+                    };
                     p.elapsed = started.elapsed();
                 });
             }
@@ -517,24 +591,38 @@ async fn run_inner(
     }
     .await;
     ticker.abort();
-    router_task.abort();
     ckpt_writer.abort();
+    // A stopped router is the root cause of "the router stopped": report its own error.
+    let router_error = if router_task.is_finished() {
+        match router_task.await {
+            Ok(Err(router_err)) => Some(router_err),
+            _ => None,
+        }
+    } else {
+        router_task.abort();
+        None
+    };
     let (copy_time, report, verification) = match result {
         Ok(v) => v,
         Err(e) => {
-            let e = match tokio::time::timeout(Duration::from_millis(10), router_task).await {
-                Ok(Ok(Err(router_err))) => router_err.into(),
-                _ => e,
+            let e = match router_error {
+                Some(router_err) => router_err.into(),
+                None => e,
             };
             // The original table is untouched: leave nothing of this run behind, unless the
             // cut-over's outcome is unknown (then every table must stay for inspection).
-            if !matches!(e, MigrateError::Cutover(cutover::CutoverError::Ambiguous { .. })) {
+            if !matches!(
+                e,
+                MigrateError::Cutover(cutover::CutoverError::Ambiguous { .. })
+            ) {
                 drop_helpers(&mut conn, &config, &[&shadow, &sentry, &ckpt_name]).await;
             }
             return Err(e);
         }
     };
-    let _ = conn.query_drop(format!("DROP TABLE IF EXISTS {sentry}, {ckpt_name}")).await;
+    let _ = conn
+        .query_drop(format!("DROP TABLE IF EXISTS {sentry}, {ckpt_name}"))
+        .await;
     set_phase("done");
     Ok(MigrateReport {
         plan,
@@ -551,7 +639,11 @@ async fn run_inner(
 /// `INSERT IGNORE` skips a second row with an equal key as if the applier had written it, and
 /// the appliers replace one row by the other. Refused before anything moves.
 fn check_new_primary_key(new: &TableSchema, mapping: &Mapping) -> Result<(), MigrateError> {
-    if !mapping.added_unique_keys().iter().any(|k| k.name == "PRIMARY") {
+    if !mapping
+        .added_unique_keys()
+        .iter()
+        .any(|k| k.name == "PRIMARY")
+    {
         return Ok(());
     }
     let cols: Vec<String> = new
@@ -614,15 +706,94 @@ async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tabl
     }
 }
 
-/// The binlog stream from `start`, as a `Stream` of events.
+/// The binlog stream from `start`, as a `Stream` of events. A lost connection (network, server
+/// restart, `KILL` of the replica thread) is retried with back-off from the last commit
+/// position read: the events of a transaction read only in part are sent again, which the
+/// idempotent apply absorbs. A definite error, or a server that stays away for a minute, ends
+/// the stream with the error.
 async fn open_stream(
     config: &MigrateConfig,
     start: &Position,
 ) -> Result<
-    impl futures_util::Stream<Item = Result<crate::event::SourceEvent, crate::source::stream::SourceError>> + Unpin,
+    impl futures_util::Stream<
+            Item = Result<crate::event::SourceEvent, crate::source::stream::SourceError>,
+        > + Unpin,
     MigrateError,
 > {
-    use crate::source::stream::{BinlogSource, SourceConfig};
+    let cfg = source_config(config, start);
+    let source = BinlogSource::connect(cfg.clone())
+        .await
+        .map_err(|e| MigrateError::Source(e.to_string()))?;
+    let state = StreamState {
+        source: Some(source),
+        cfg,
+        resume_at: start.clone(),
+    };
+    Ok(Box::pin(futures_util::stream::unfold(
+        Some(state),
+        |state| async move {
+            let mut state = state?;
+            loop {
+                let source = state.source.as_mut()?;
+                match source.next().await {
+                    Ok(Some(ev)) => {
+                        if let SourceEvent::Commit { pos, .. } | SourceEvent::Ddl { pos, .. } = &ev
+                        {
+                            state.resume_at = pos.clone();
+                        }
+                        return Some((Ok(ev), Some(state)));
+                    }
+                    Ok(None) => return None,
+                    Err(e) if e.is_transient() => {
+                        warn!(error = %e, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
+                        state.source = None;
+                        match reconnect(&state.cfg, &state.resume_at).await {
+                            Ok(s) => state.source = Some(s),
+                            Err(e) => return Some((Err(e), None)),
+                        }
+                    }
+                    Err(e) => return Some((Err(e), None)),
+                }
+            }
+        },
+    )))
+}
+
+struct StreamState {
+    source: Option<BinlogSource>,
+    cfg: SourceConfig,
+    resume_at: Position,
+}
+
+/// Connect again at `at`, with back-off, for up to a minute.
+async fn reconnect(
+    cfg: &SourceConfig,
+    at: &Position,
+) -> Result<BinlogSource, crate::source::stream::SourceError> {
+    let mut cfg = cfg.clone();
+    cfg.start = crate::position::StartPosition::File {
+        file: at.file.clone(),
+        offset: at.offset,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match BinlogSource::connect(cfg.clone()).await {
+            Ok(s) => {
+                info!(position = %at, "binlog stream resumed");
+                return Ok(s);
+            }
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                warn!(error = %e, "binlog reconnect failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
     let mut cfg = SourceConfig::new(config.endpoint.url_with_password());
     cfg.server_id = config.server_id;
     cfg.start = crate::position::StartPosition::File {
@@ -638,17 +809,7 @@ async fn open_stream(
     };
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);
-    let source = BinlogSource::connect(cfg)
-        .await
-        .map_err(|e| MigrateError::Source(e.to_string()))?;
-    Ok(Box::pin(futures_util::stream::unfold(Some(source), |state| async move {
-        let mut source = state?;
-        match source.next().await {
-            Ok(Some(ev)) => Some((Ok(ev), Some(source))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    })))
+    cfg
 }
 
 /// Writes the checkpoint every second: the applied position (a barrier every applier
@@ -672,7 +833,9 @@ async fn checkpoint_writer(
     let mut last_saved: Option<(Position, copy::Watermark, &'static str)> = None;
     loop {
         tick.tick().await;
-        let Some(position) = applied.borrow().clone() else { continue };
+        let Some(position) = applied.borrow().clone() else {
+            continue;
+        };
         let wm = watermark.borrow().clone();
         let ph = *phase.borrow();
         if last_saved.as_ref() == Some(&(position.clone(), wm.clone(), ph)) {
@@ -726,12 +889,18 @@ async fn wait_marker(
         .map_err(|_| MigrateError::Source("the router stopped".into()))?;
     conn.query_drop(format!("INSERT INTO {sentry} (id) VALUES ({token})"))
         .await
-        .map_err(|source| MigrateError::Sql { step: "writing a drain marker", source })?;
+        .map_err(|source| MigrateError::Sql {
+            step: "writing a drain marker",
+            source,
+        })?;
     rx.await
         .map_err(|_| MigrateError::Source("the router stopped".into()))?;
     conn.query_drop(format!("DELETE FROM {sentry} WHERE id = {token}"))
         .await
-        .map_err(|source| MigrateError::Sql { step: "clearing a drain marker", source })?;
+        .map_err(|source| MigrateError::Sql {
+            step: "clearing a drain marker",
+            source,
+        })?;
     Ok(())
 }
 
@@ -741,7 +910,11 @@ async fn wait_marker(
 ///   sees as one row must stay in one applier.
 ///
 /// In both cases one applier keeps binlog order; otherwise `wanted`.
-fn applier_count(new: &TableSchema, codec: &rowshift_transform::key::KeyCodec, wanted: usize) -> usize {
+fn applier_count(
+    new: &TableSchema,
+    codec: &rowshift_transform::key::KeyCodec,
+    wanted: usize,
+) -> usize {
     if new.unique_keys.iter().any(|k| k.name != "PRIMARY") || !codec.is_always_exact() {
         1
     } else {
@@ -755,20 +928,38 @@ fn key_columns(old: &TableSchema) -> Vec<KeyColumn> {
         .map(|&i| {
             let c = &old.columns[i];
             let literal = match &c.data_type {
-                ColumnType::Integer { .. } | ColumnType::Decimal { .. } | ColumnType::Float { .. } | ColumnType::Double { .. } | ColumnType::Year => KeyLiteral::Number,
-                ColumnType::Date | ColumnType::Time { .. } | ColumnType::DateTime { .. } | ColumnType::Timestamp { .. } => KeyLiteral::Temporal,
+                ColumnType::Integer { .. }
+                | ColumnType::Decimal { .. }
+                | ColumnType::Float { .. }
+                | ColumnType::Double { .. }
+                | ColumnType::Year => KeyLiteral::Number,
+                ColumnType::Date
+                | ColumnType::Time { .. }
+                | ColumnType::DateTime { .. }
+                | ColumnType::Timestamp { .. } => KeyLiteral::Temporal,
                 t if t.is_text() => match (t.charset(), t.collation()) {
-                    (Some(cs), Some(co)) => KeyLiteral::Text { charset: cs.to_string(), collation: co.to_string() },
+                    (Some(cs), Some(co)) => KeyLiteral::Text {
+                        charset: cs.to_string(),
+                        collation: co.to_string(),
+                    },
                     _ => KeyLiteral::Bytes,
                 },
                 _ => KeyLiteral::Bytes,
             };
-            KeyColumn { name: quote_ident(&c.name), literal }
+            KeyColumn {
+                name: quote_ident(&c.name),
+                literal,
+            }
         })
         .collect()
 }
 
-fn apply_target(config: &MigrateConfig, flavor: Flavor, new: &TableSchema, mapping: &Mapping) -> ApplyTarget {
+fn apply_target(
+    config: &MigrateConfig,
+    flavor: Flavor,
+    new: &TableSchema,
+    mapping: &Mapping,
+) -> ApplyTarget {
     let cols = mapping.insert_columns();
     let kinds = cols
         .iter()
@@ -805,7 +996,13 @@ async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str) -> u
     .unwrap_or(0)
 }
 
-fn describe_plan(old: &TableSchema, new: &TableSchema, mapping: &Mapping, rows: u64, config: &MigrateConfig) -> String {
+fn describe_plan(
+    old: &TableSchema,
+    new: &TableSchema,
+    mapping: &Mapping,
+    rows: u64,
+    config: &MigrateConfig,
+) -> String {
     let mut s = format!(
         "plan for {} ({} rows estimated):\n  shadow {} ← ALTER {}\n  columns:\n",
         old.qualified_name(),
@@ -819,7 +1016,13 @@ fn describe_plan(old: &TableSchema, new: &TableSchema, mapping: &Mapping, rows: 
     let dropped: Vec<&str> = old
         .columns
         .iter()
-        .filter(|c| new.column(&c.name).is_none() && !mapping.select_exprs().iter().any(|e| e.contains(&quote_ident(&c.name))))
+        .filter(|c| {
+            new.column(&c.name).is_none()
+                && !mapping
+                    .select_exprs()
+                    .iter()
+                    .any(|e| e.contains(&quote_ident(&c.name)))
+        })
         .map(|c| c.name.as_str())
         .collect();
     if !dropped.is_empty() {
@@ -837,7 +1040,10 @@ fn describe_plan(old: &TableSchema, new: &TableSchema, mapping: &Mapping, rows: 
         q2(&config.db, &names::old(&config.table)),
     ));
     // A rough estimate: 100k rows/s copy on a small server.
-    s.push_str(&format!("  estimated copy time: ~{} s\n", rows / 100_000 + 1));
+    s.push_str(&format!(
+        "  estimated copy time: ~{} s\n",
+        rows / 100_000 + 1
+    ));
     s
 }
 
@@ -905,10 +1111,27 @@ async fn verify_shadow(
     sentry: &str,
 ) -> Result<crate::verify::VerifyReport, MigrateError> {
     use crate::verify::{self, NewTable, TableRef, VerifyPlan};
-    let old = TableRef { db: config.db.clone(), table: config.table.clone() };
-    let new = NewTable::Shadow(TableRef { db: config.db.clone(), table: names::shadow(&config.table) });
-    let mapping = verify::mapping_for_alter(&config.endpoint, &old, &new, &config.alter, &config.sets).await?;
-    let plan = VerifyPlan { source: config.endpoint.clone(), table: old, new, mapping };
-    let mut point = MigratePoint { endpoint: &config.endpoint, cmds, sentry };
+    let old = TableRef {
+        db: config.db.clone(),
+        table: config.table.clone(),
+    };
+    let new = NewTable::Shadow(TableRef {
+        db: config.db.clone(),
+        table: names::shadow(&config.table),
+    });
+    let mapping =
+        verify::mapping_for_alter(&config.endpoint, &old, &new, &config.alter, &config.sets)
+            .await?;
+    let plan = VerifyPlan {
+        source: config.endpoint.clone(),
+        table: old,
+        new,
+        mapping,
+    };
+    let mut point = MigratePoint {
+        endpoint: &config.endpoint,
+        cmds,
+        sentry,
+    };
     Ok(verify::run(plan, &mut point, verify::VerifyConfig::default()).await?)
 }

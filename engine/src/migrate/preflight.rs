@@ -100,7 +100,10 @@ pub async fn binlog_settings(conn: &mut Conn) -> Result<(), PreflightError> {
             fix: "start the server with --log-bin (on RDS: enable automated backups)",
         });
     }
-    if !format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("ROW")) {
+    if !format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("ROW"))
+    {
         return Err(PreflightError::InvalidSetting {
             setting: "binlog_format",
             expected: "ROW",
@@ -108,7 +111,10 @@ pub async fn binlog_settings(conn: &mut Conn) -> Result<(), PreflightError> {
             fix: "SET GLOBAL binlog_format = 'ROW' (and in the config file; on RDS in the parameter group); sessions opened before keep the old format",
         });
     }
-    if !image.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("FULL")) {
+    if !image
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("FULL"))
+    {
         return Err(PreflightError::InvalidSetting {
             setting: "binlog_row_image",
             expected: "FULL",
@@ -128,7 +134,10 @@ pub async fn replication_privileges(conn: &mut Conn) -> Result<(), PreflightErro
             detail: e.to_string(),
         });
     }
-    let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(sql("SHOW GRANTS"))?;
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(sql("SHOW GRANTS"))?;
     let all = grants.join(" ").to_ascii_uppercase();
     let ok = all.contains("ALL PRIVILEGES ON *.*")
         || all.contains("REPLICATION SLAVE")

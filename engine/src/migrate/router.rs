@@ -121,7 +121,10 @@ impl Router {
     }
 
     fn key_values(&self, new_row: &[Value]) -> Vec<Value> {
-        self.key_positions.iter().map(|&i| new_row[i].clone()).collect()
+        self.key_positions
+            .iter()
+            .map(|&i| new_row[i].clone())
+            .collect()
     }
 
     /// Run until the event stream ends or an error. `applied_pos` receives the position applied
@@ -171,7 +174,9 @@ impl Router {
                 SourceEvent::Rows(change) => {
                     let ours = &*change.table.schema == self.db.as_str();
                     if ours && &*change.table.name == self.sentry.as_str() {
-                        if let Some(Value::Int(token)) = change.after.as_ref().and_then(|r| r.first()) {
+                        if let Some(Value::Int(token)) =
+                            change.after.as_ref().and_then(|r| r.first())
+                        {
                             let token = *token as u32;
                             seen_markers.push(token);
                             if seen_markers.len() > 64 {
@@ -180,7 +185,11 @@ impl Router {
                             if let Some(reply) = waiting.remove(&token) {
                                 let seq = appliers.barrier().await?;
                                 let w = watcher.clone();
-                                tokio::spawn(async move { if w.wait(seq).await.is_ok() { let _ = reply.send(()); } });
+                                tokio::spawn(async move {
+                                    if w.wait(seq).await.is_ok() {
+                                        let _ = reply.send(());
+                                    }
+                                });
                             }
                         }
                         continue;
@@ -192,7 +201,10 @@ impl Router {
                     let pos = change.pos.to_string();
                     if let Some(before) = &change.before {
                         if change.kind == RowKind::Delete
-                            || change.after.as_ref().is_some_and(|a| self.key_changed(before, a))
+                            || change
+                                .after
+                                .as_ref()
+                                .is_some_and(|a| self.key_changed(before, a))
                         {
                             if self.covers(before) {
                                 let (key, new_row) = self.transform(before, &pos)?;
@@ -206,26 +218,41 @@ impl Router {
                     if let Some(after) = &change.after {
                         if self.covers(after) {
                             let (key, new_row) = self.transform(after, &pos)?;
-                            appliers.send(key.route(n), key, Op::Upsert(new_row)).await?;
+                            appliers
+                                .send(key.route(n), key, Op::Upsert(new_row))
+                                .await?;
                         } else {
                             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
                 SourceEvent::Commit { pos, timestamp, .. } => {
-                    self.stats.last_event_ts.store(u64::from(timestamp), Ordering::Relaxed);
+                    self.stats
+                        .last_event_ts
+                        .store(u64::from(timestamp), Ordering::Relaxed);
                     last_commit = Some(pos);
                     since_barrier += 1;
                     // Publish the applied position often enough for checkpoints (about twice a
                     // second), without a barrier per commit.
-                    if since_barrier >= 1000 || last_publish.elapsed() >= std::time::Duration::from_millis(500) {
+                    if since_barrier >= 1000
+                        || last_publish.elapsed() >= std::time::Duration::from_millis(500)
+                    {
                         since_barrier = 0;
                         last_publish = std::time::Instant::now();
-                        self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos).await?;
+                        self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos)
+                            .await?;
                     }
                 }
-                SourceEvent::Ddl { schema, query, pos, timestamp, .. } => {
-                    self.stats.last_event_ts.store(u64::from(timestamp), Ordering::Relaxed);
+                SourceEvent::Ddl {
+                    schema,
+                    query,
+                    pos,
+                    timestamp,
+                    ..
+                } => {
+                    self.stats
+                        .last_event_ts
+                        .store(u64::from(timestamp), Ordering::Relaxed);
                     if self.ddl_touches_table(&schema, &query) {
                         return Err(RouterError::TableChanged {
                             table: format!("`{}`.`{}`", self.db, self.table),
@@ -267,12 +294,9 @@ impl Router {
     }
 
     fn ddl_touches_table(&self, schema: &str, query: &str) -> bool {
-        let q = query.to_ascii_lowercase();
-        let t = self.table.to_ascii_lowercase();
-        let mentions = q.contains(&format!("`{t}`")) || q.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '$').any(|w| w == t);
-        let ddl = q.trim_start().starts_with("alter") || q.trim_start().starts_with("drop") || q.trim_start().starts_with("rename") || q.trim_start().starts_with("truncate");
-        // Our own cut-over renames t; the router is stopped before that.
-        let _ = schema;
-        ddl && mentions && !q.contains("_rs_sentry") && !q.contains(&format!("_{t}_new")) && !q.contains(&format!("_{t}_old"))
+        // Our own cut-over renames t to _t_old; the router is stopped before that matters.
+        let ours = format!("_{}_old", self.table).to_ascii_lowercase();
+        rowshift_transform::ddl::touches_table(&self.db, &self.table, schema, query)
+            && !query.to_ascii_lowercase().contains(&ours)
     }
 }

@@ -14,7 +14,7 @@ use mysql_common::binlog::consts::{BinlogChecksumAlg, EventFlags, EventType};
 use mysql_common::binlog::events::{
     BinlogEventFooter, BinlogEventHeader, DeleteRowsEvent, DeleteRowsEventV1,
     FormatDescriptionEvent, GtidEvent, PartialUpdateRowsEvent, PreviousGtidsEvent, QueryEvent,
-    RotateEvent, RowsEventData, RowsQueryEvent, TableMapEvent, TransactionPayloadEvent,
+    RotateEvent, RowsEventData, RowsQueryEvent, TableMapEvent, TransactionPayloadReader,
     UpdateRowsEvent, UpdateRowsEventV1, WriteRowsEvent, WriteRowsEventV1, XidEvent,
 };
 use mysql_common::binlog::BinlogCtx;
@@ -564,6 +564,7 @@ impl Decoder {
             return None;
         }
         let fde = self.fde.clone();
+        check_table_map(ev.body, self.short_table_id()).ok()?;
         let tme = self.parse::<TableMapEvent<'_>>(&fde, ev).ok()?;
         let table = TableRef::new(&tme.database_name(), &tme.table_name());
         if let Some(f) = &self.opts.tables {
@@ -575,6 +576,13 @@ impl Decoder {
             return None;
         }
         Some(table)
+    }
+
+    /// Pre-5.1.? servers log 4-byte table ids (TABLE_MAP post-header of 6 bytes).
+    fn short_table_id(&self) -> bool {
+        self.fde
+            .get_event_type_header_length(EventType::TABLE_MAP_EVENT)
+            == 6
     }
 
     fn file(&self) -> String {
@@ -778,6 +786,7 @@ impl Decoder {
                 Ok(())
             }
             35 => {
+                check_previous_gtids(ev.body).map_err(|e| self.corrupt(ev, e))?;
                 let p: PreviousGtidsEvent<'_> = self.parse(&fde, ev)?;
                 let mut set = GtidSet::new();
                 for sid in p.sids() {
@@ -1061,6 +1070,7 @@ impl Decoder {
 
     fn table_map(&mut self, ev: &RawEvent<'_>) -> Result<(), DecodeError> {
         let fde = self.fde.clone();
+        check_table_map(ev.body, self.short_table_id()).map_err(|e| self.corrupt(ev, e))?;
         let tme: TableMapEvent<'_> = self.parse(&fde, ev)?;
         let id = tme.table_id();
         if let Some(existing) = self.tables.get(&id) {
@@ -1228,6 +1238,7 @@ impl Decoder {
             reason,
         };
         while !cur.buf.is_empty() {
+            let left = cur.buf.len();
             let before = match &present_before {
                 Some(p) => Some(
                     read_image(info, p, &mut cur, false)
@@ -1265,6 +1276,11 @@ impl Decoder {
                 }
                 None => None,
             };
+            if cur.buf.len() == left {
+                // A row image without a single byte (no column logged): the rest of the event
+                // would repeat it forever.
+                return Err(err_ctx(row, None, "row image holds no column".into()));
+            }
             out.push(SourceEvent::Rows(RowChange {
                 table: info.def.table.clone(),
                 kind,
@@ -1289,24 +1305,37 @@ impl Decoder {
         ev: &RawEvent<'_>,
         out: &mut Vec<SourceEvent>,
     ) -> Result<(), DecodeError> {
-        let fde = self.fde.clone();
-        let tpe: TransactionPayloadEvent<'_> = self.parse(&fde, ev)?;
+        let tpe = parse_payload_header(ev.body).map_err(|e| self.corrupt(ev, e))?;
         let end = ev.offset + ev.header.event_size() as u64;
+        // The uncompressed size is only logged for compressed payloads.
+        let limit = if tpe.compression == 255 {
+            tpe.payload.len() as u64
+        } else {
+            tpe.uncompressed_size
+        };
         if !self.inline_payloads {
-            if tpe.uncompressed_size() > 0 {
+            if limit > 0 {
                 self.payload = Some(Payload {
                     offset: ev.offset,
                     end,
-                    remaining: tpe.uncompressed_size(),
+                    remaining: limit,
                 });
             }
             return Ok(());
         }
-        let limit = tpe.uncompressed_size();
-        let decompressed = tpe.decompressed();
-        let reader = match decompressed {
-            Ok(r) => r,
-            Err(e) => return Err(self.corrupt(ev, e)),
+        let reader = match tpe.compression {
+            0 => {
+                TransactionPayloadReader::new_zstd(tpe.payload).map_err(|e| self.corrupt(ev, e))?
+            }
+            255 => TransactionPayloadReader::new_uncompressed(tpe.payload),
+            other => {
+                return Err(DecodeError::Unsupported {
+                    file: self.file(),
+                    offset: ev.offset,
+                    what: format!("transaction payload compression type {other}"),
+                    hint: "only ZSTD (0) and none (255) exist in MySQL 8.0-9.x".into(),
+                })
+            }
         };
         let mut framer = super::file::Framer::new(reader, self.file(), ev.offset, false);
         framer.set_limit(limit);
@@ -1384,6 +1413,151 @@ pub(crate) fn is_memory_table_reset(q: &str) -> bool {
         }
     }
     (1..=2).contains(&parts) && !name.ends_with('.')
+}
+
+/// The header of a TRANSACTION_PAYLOAD event.
+struct PayloadHeader<'a> {
+    payload: &'a [u8],
+    compression: u64,
+    uncompressed_size: u64,
+}
+
+/// Parses a TRANSACTION_PAYLOAD header: `(type, length, value)` fields up to the end mark
+/// (type 0), then the payload. (mysql_common's parser panics on truncated or unknown fields.)
+fn parse_payload_header(body: &[u8]) -> Result<PayloadHeader<'_>, String> {
+    let trunc = || "truncated TRANSACTION_PAYLOAD header".to_string();
+    let mut b = ParseBuf(body);
+    let (mut size, mut compression, mut uncompressed_size) = (None, None, 0);
+    loop {
+        let t = b.checked_eat_lenenc_int().ok_or_else(trunc)?;
+        if t == 0 {
+            break;
+        }
+        let len = b.checked_eat_lenenc_int().ok_or_else(trunc)?;
+        if len > b.len() as u64 {
+            return Err(trunc());
+        }
+        let mut v = ParseBuf(b.eat(len as usize));
+        let mut val = || v.checked_eat_lenenc_int().ok_or_else(trunc);
+        match t {
+            1 => size = Some(val()?),
+            2 => compression = Some(val()?),
+            3 => uncompressed_size = val()?,
+            _ => {}
+        }
+    }
+    let size = size.ok_or("TRANSACTION_PAYLOAD without a payload size")?;
+    let compression = compression.ok_or("TRANSACTION_PAYLOAD without a compression type")?;
+    if size > b.len() as u64 {
+        return Err(format!(
+            "TRANSACTION_PAYLOAD size {size} exceeds the {} bytes left",
+            b.len()
+        ));
+    }
+    Ok(PayloadHeader {
+        payload: b.eat(size as usize),
+        compression,
+        uncompressed_size,
+    })
+}
+
+/// Checks the counts inside a TABLE_MAP body (column count, metadata length, ENUM/SET label
+/// counts of the optional metadata) against its length before mysql_common parses it:
+/// mysql_common reserves vectors from those counts alone.
+fn check_table_map(body: &[u8], short_table_id: bool) -> Result<(), String> {
+    let bad = |what: &str| format!("TABLE_MAP {what} exceeds the event size");
+    let mut b = ParseBuf(body);
+    let id_len = if short_table_id { 4 } else { 6 };
+    if !b.checked_skip(id_len + 2) {
+        return Err(bad("header"));
+    }
+    for what in ["schema name", "table name"] {
+        let n = b.checked_eat_u8().ok_or_else(|| bad(what))? as usize;
+        if !b.checked_skip(n + 1) {
+            return Err(bad(what));
+        }
+    }
+    let ncols = b
+        .checked_eat_lenenc_int()
+        .ok_or_else(|| bad("column count"))?;
+    if ncols > b.len() as u64 || !b.checked_skip(ncols as usize) {
+        return Err(bad("column count"));
+    }
+    let meta = b.checked_eat_lenenc_int().ok_or_else(|| bad("metadata"))?;
+    if meta > b.len() as u64 || !b.checked_skip(meta as usize) {
+        return Err(bad("metadata"));
+    }
+    if !b.checked_skip((ncols as usize).div_ceil(8)) {
+        return Err(bad("null bitmap"));
+    }
+    while !b.is_empty() {
+        let t = b.checked_eat_u8().ok_or_else(|| bad("optional metadata"))?;
+        let l = b
+            .checked_eat_lenenc_int()
+            .ok_or_else(|| bad("optional metadata"))?;
+        if l > b.len() as u64 {
+            return Err(bad("optional metadata"));
+        }
+        let mut v = ParseBuf(b.eat(l as usize));
+        // 5 = SET_STR_VALUE, 6 = ENUM_STR_VALUE: per column, a count and that many strings.
+        if t == 5 || t == 6 {
+            while !v.is_empty() {
+                let n = v
+                    .checked_eat_lenenc_int()
+                    .ok_or_else(|| bad("label count"))?;
+                if n > v.len() as u64 {
+                    return Err(bad("label count"));
+                }
+                for _ in 0..n {
+                    let sl = v.checked_eat_lenenc_int().ok_or_else(|| bad("label"))?;
+                    if sl > v.len() as u64 || !v.checked_skip(sl as usize) {
+                        return Err(bad("label"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the counts inside a PREVIOUS_GTIDS body against its length before mysql_common
+/// parses it (mysql_common sizes its vectors from the counts alone, so a corrupt count would
+/// ask for terabytes).
+fn check_previous_gtids(body: &[u8]) -> Result<(), String> {
+    let short = || "PREVIOUS_GTIDS counts exceed the event size".to_string();
+    let header = u64::from_le_bytes(
+        body.get(..8)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?,
+    );
+    let tagged = (header >> 56) != 0;
+    let n_sids = if tagged {
+        (header >> 8) & ((1u64 << 48) - 1)
+    } else {
+        header & ((1u64 << 56) - 1)
+    };
+    let mut buf = ParseBuf(&body[8..]);
+    // Every entry holds at least a 16-byte UUID and an 8-byte interval count.
+    if n_sids > (buf.len() / 24) as u64 {
+        return Err(short());
+    }
+    for _ in 0..n_sids {
+        if !buf.checked_skip(16) {
+            return Err(short());
+        }
+        if tagged {
+            let n = mysql_common::misc::read_varlen_uint(&mut buf).map_err(|e| e.to_string())?;
+            if n > buf.len() as u64 || !buf.checked_skip(n as usize) {
+                return Err(short());
+            }
+        }
+        let n = buf.checked_eat_u64_le().ok_or_else(short)?;
+        if n > (buf.len() / 16) as u64 || !buf.checked_skip(n as usize * 16) {
+            return Err(short());
+        }
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -11,7 +11,7 @@
 use mysql_common::binlog::decimal::Decimal;
 use mysql_common::binlog::jsonb;
 use mysql_common::binlog::jsondiff::JsonDiff;
-use mysql_common::binlog::misc::{my_datetime_packed_from_binary, my_timestamp_from_binary};
+use mysql_common::binlog::misc::my_timestamp_from_binary;
 use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 use rowshift_transform::Value;
@@ -186,9 +186,7 @@ pub(crate) fn decode_value<'a>(
         ColPlan::DateTime2 { fsp } => {
             let n = 5 + (fsp as usize).div_ceil(2);
             let bytes = c.take(n)?;
-            let packed = my_datetime_packed_from_binary(bytes, fsp as u32)
-                .map_err(|e| ValueError::Invalid(e.to_string()))?;
-            datetime_from_packed(packed)
+            datetime_from_packed(datetime2_packed(bytes, fsp))
         }
         ColPlan::Timestamp => Value::Timestamp {
             secs: u32::from_le_bytes(c.array::<4>()?),
@@ -394,11 +392,25 @@ fn time2_packed(b: &[u8], fsp: u8) -> i64 {
     }
 }
 
-fn time_from_packed(mut tmp: i64) -> Value {
+/// DATETIME(fsp) binary → packed `(int_part << 24) + micros`, as MySQL's
+/// `my_datetime_packed_from_binary` (ours: wrapping arithmetic, so corrupt bytes give a wrong
+/// value, never an overflow panic). `b` holds exactly `5 + ceil(fsp / 2)` bytes.
+fn datetime2_packed(b: &[u8], fsp: u8) -> i64 {
+    const DATETIMEF_INT_OFS: i64 = 0x80_0000_0000;
+    let be = |s: &[u8]| s.iter().fold(0i64, |a, x| (a << 8) | *x as i64);
+    let intpart = be(&b[..5]) - DATETIMEF_INT_OFS;
+    let frac = match fsp {
+        1 | 2 => (b[5] as i8) as i64 * 10_000,
+        3 | 4 => i16::from_be_bytes([b[5], b[6]]) as i64 * 100,
+        5 | 6 => (be(&b[5..8]) << 40) >> 40,
+        _ => 0,
+    };
+    intpart.wrapping_shl(24).wrapping_add(frac)
+}
+
+fn time_from_packed(tmp: i64) -> Value {
     let negative = tmp < 0;
-    if negative {
-        tmp = -tmp;
-    }
+    let tmp = tmp.unsigned_abs();
     let hms = tmp >> 24;
     Value::Time {
         negative,
@@ -409,10 +421,8 @@ fn time_from_packed(mut tmp: i64) -> Value {
     }
 }
 
-fn datetime_from_packed(mut tmp: i64) -> Value {
-    if tmp < 0 {
-        tmp = -tmp;
-    }
+fn datetime_from_packed(tmp: i64) -> Value {
+    let tmp = tmp.unsigned_abs();
     let micros = (tmp % (1 << 24)) as u32;
     let ymdhms = tmp >> 24;
     let ymd = ymdhms >> 17;

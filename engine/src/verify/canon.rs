@@ -11,6 +11,10 @@
 //! - Text and binary strings are hashed as bytes (a session in `NAMES binary`), never through a
 //!   collation: `'a'` vs `'A'` in a case-insensitive column and trailing spaces in VARCHAR are
 //!   differences.
+//! - SET: the server prints a value's labels in its own column's definition order, so when the
+//!   definition changed (labels reordered, added), both sides are rebuilt over the union of
+//!   both definitions' labels sorted by bytes (`CONCAT_WS(',', IF(FIND_IN_SET(label, x),
+//!   label, NULL), ..)`); the report shows that form too.
 //! - JSON: MySQL stores it binary and prints it canonically (keys sorted, number types kept), so
 //!   MySQL-to-MySQL is hashed on the server; when a MariaDB side is involved (JSON stored as
 //!   text), the documents are fetched and canonicalised in Rust ([`super::jsoncanon`]).
@@ -203,8 +207,16 @@ pub(crate) fn compile(
             let n = json_text(&new_expr, new.flavor);
             (o.clone(), n.clone(), o, n)
         } else {
-            let o = canon(&new_type, &m.old_expr, wrap);
-            let n = canon(&new_type, &new_expr, wrap);
+            let (o, n) = match set_labels(old_col, &new_type) {
+                Some(labels) => (
+                    set_canon(&m.old_expr, &labels),
+                    set_canon(&new_expr, &labels),
+                ),
+                None => (
+                    canon(&new_type, &m.old_expr, wrap),
+                    canon(&new_type, &new_expr, wrap),
+                ),
+            };
             let (od, nd) =
                 if new_type.is_text() || matches!(new_type.data_type.as_str(), "enum" | "set") {
                     (
@@ -467,6 +479,50 @@ fn canon(target: &ColumnInfo, expr: &str, wrap: bool) -> String {
     }
 }
 
+/// The labels a SET column is compared over when its definition changed (labels reordered,
+/// added, removed): the union of both sides' labels, sorted by bytes. `None` when the old side
+/// is not a plain SET column, the definitions are equal (the values print alike), or a label
+/// cannot be trusted: `information_schema` prints a character its charset cannot hold (an emoji)
+/// as `?`, and an empty label adds nothing to `CONCAT_WS`; such columns keep the plain
+/// comparison, which may report a reordering but never hides a difference.
+fn set_labels(old: Option<&ColumnInfo>, new: &ColumnInfo) -> Option<Vec<String>> {
+    let old = old?;
+    if old.data_type != "set" || new.data_type != "set" {
+        return None;
+    }
+    let (old_labels, new_labels) = (old.labels.as_ref()?, new.labels.as_ref()?);
+    if old_labels == new_labels {
+        return None;
+    }
+    let mut labels: Vec<String> = old_labels.iter().chain(new_labels).cloned().collect();
+    if labels
+        .iter()
+        .any(|l| l.is_empty() || l.contains(['?', ',']))
+    {
+        return None;
+    }
+    labels.sort();
+    labels.dedup();
+    Some(labels)
+}
+
+/// A SET value independent of the column's label order: its labels, in the order of `labels`,
+/// joined by `,` (UTF-8 bytes, so both sides agree whatever their charsets). Labels are matched
+/// by bytes (`'a'` is not `'A'`) and written as hex literals, so no quote in a label can break
+/// the SQL. NULL stays NULL; the empty set is `''`.
+fn set_canon(expr: &str, labels: &[String]) -> String {
+    let value = format!("CAST(CONVERT({expr} USING utf8mb4) AS BINARY)");
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| {
+            let mut hex = String::new();
+            crate::sqlvalue::push_hex(&mut hex, l.as_bytes());
+            format!("IF(FIND_IN_SET({hex},{value}),{hex},NULL)")
+        })
+        .collect();
+    format!("IF({expr} IS NULL,NULL,CONCAT_WS(',',{}))", parts.join(","))
+}
+
 /// The old table's column when `expr` is just a column reference.
 fn plain_column<'a>(expr: &str, old: &'a TableInfo) -> Option<&'a ColumnInfo> {
     let e = expr.trim();
@@ -533,6 +589,7 @@ mod tests {
             scale: None,
             fsp: None,
             max_len: None,
+            labels: None,
         }
     }
 
@@ -642,6 +699,72 @@ mod tests {
         assert!(!c.old.row_hash.contains("doc"));
         assert_eq!(c.old.client_exprs, vec!["CAST(`doc` AS CHAR)".to_string()]);
         assert_eq!(c.new.client_exprs, vec!["`doc`".to_string()]);
+    }
+
+    #[test]
+    fn reordered_sets_compare_over_sorted_labels() {
+        let set = |labels: &[&str]| ColumnInfo {
+            nullable: true,
+            labels: Some(labels.iter().map(|l| l.to_string()).collect()),
+            column_type: "set(..)".into(),
+            ..text("s", "set", "utf8mb4")
+        };
+        let old = table(
+            Flavor::MySql,
+            vec![col("id", "int"), set(&["x", "y", "it's"])],
+        );
+        let new = table(
+            Flavor::MariaDb,
+            vec![col("id", "int"), set(&["it's", "y", "x", "w"])],
+        );
+        let maps = resolve_mapping(&ColumnMapping::Identity, &old, &new).unwrap();
+        let c = compile(
+            &maps,
+            &old,
+            &new,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
+        let v = "CAST(CONVERT(`s` USING utf8mb4) AS BINARY)";
+        let expected = format!(
+            "IF(`s` IS NULL,NULL,CONCAT_WS(',',\
+             IF(FIND_IN_SET(X'69742773',{v}),X'69742773',NULL),\
+             IF(FIND_IN_SET(X'77',{v}),X'77',NULL),\
+             IF(FIND_IN_SET(X'78',{v}),X'78',NULL),\
+             IF(FIND_IN_SET(X'79',{v}),X'79',NULL)))"
+        );
+        assert_eq!(c.columns[1].old_canon, expected);
+        assert_eq!(c.columns[1].new_canon, expected);
+        assert_eq!(
+            c.columns[1].new_display,
+            format!("CONVERT({expected} USING utf8mb4)")
+        );
+
+        // Equal definitions, or a label information_schema may have mangled: plain comparison.
+        let same = table(
+            Flavor::MySql,
+            vec![col("id", "int"), set(&["x", "y", "it's"])],
+        );
+        let c = compile(
+            &maps,
+            &old,
+            &same,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
+        assert_eq!(c.columns[1].new_canon, "`s`");
+        let odd = table(Flavor::MySql, vec![col("id", "int"), set(&["y", "x", "?"])]);
+        let c = compile(
+            &maps,
+            &old,
+            &odd,
+            &TableRef::new("d", "t"),
+            &TableRef::new("d", "u"),
+        )
+        .unwrap();
+        assert_eq!(c.columns[1].new_canon, "`s`");
     }
 
     #[test]

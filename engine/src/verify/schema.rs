@@ -122,6 +122,9 @@ pub struct ColumnInfo {
     pub fsp: Option<u64>,
     /// `CHARACTER_MAXIMUM_LENGTH` (characters, or bytes for binary strings).
     pub max_len: Option<u64>,
+    /// ENUM/SET labels in definition order, unescaped from `COLUMN_TYPE` as the server spells
+    /// them (case kept); `None` for other types or a list that does not parse.
+    pub labels: Option<Vec<String>>,
 }
 
 impl ColumnInfo {
@@ -232,7 +235,9 @@ pub async fn read_table(
         let get = |i: usize| row.as_ref(i).and_then(text);
         let num = |i: usize| get(i).and_then(|s| s.parse::<u64>().ok());
         let name = get(0).unwrap_or_default();
-        let column_type = get(2).unwrap_or_default().to_ascii_lowercase();
+        let raw_type = get(2).unwrap_or_default();
+        let labels = type_labels(&raw_type);
+        let column_type = raw_type.to_ascii_lowercase();
         let mut data_type = get(1).unwrap_or_default().to_ascii_lowercase();
         if data_type == "longtext" && json_checked.iter().any(|j| j == &name) {
             data_type = "json".into();
@@ -246,6 +251,7 @@ pub async fn read_table(
             scale: num(7),
             fsp: num(8),
             max_len: num(9),
+            labels,
             name,
             data_type,
             column_type,
@@ -310,6 +316,53 @@ fn json_valid_column(clause: &str) -> Option<String> {
     Some(name.replace("``", "`"))
 }
 
+/// The labels of `enum('a','it''s')` / `set(...)` as `COLUMN_TYPE` prints them: single-quoted,
+/// `'` doubled, backslash escapes (`\\`, `\0`, `\n`, ...) as in SQL string literals.
+pub(crate) fn type_labels(column_type: &str) -> Option<Vec<String>> {
+    let lower = column_type.get(..5)?.to_ascii_lowercase();
+    let list = if lower == "enum(" {
+        &column_type[5..]
+    } else if lower.starts_with("set(") {
+        &column_type[4..]
+    } else {
+        return None;
+    };
+    let list = list.trim_end().strip_suffix(')')?;
+    let mut labels = Vec::new();
+    let mut chars = list.chars().peekable();
+    loop {
+        if chars.next()? != '\'' {
+            return None;
+        }
+        let mut label = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    label.push('\'');
+                }
+                '\'' => break,
+                '\\' => label.push(match chars.next()? {
+                    '0' => '\0',
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    'b' => '\u{8}',
+                    'Z' => '\u{1a}',
+                    other => other,
+                }),
+                c => label.push(c),
+            }
+        }
+        labels.push(label);
+        match chars.next() {
+            None => return Some(labels),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
 /// A server value as text (metadata only: names, types, numbers).
 pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
@@ -345,5 +398,26 @@ mod tests {
         assert_eq!(json_valid_column("json_valid(`doc`)"), Some("doc".into()));
         assert_eq!(json_valid_column("json_valid(`a``b`)"), Some("a`b".into()));
         assert_eq!(json_valid_column("`x` > 0"), None);
+    }
+
+    #[test]
+    fn enum_and_set_labels_are_unescaped() {
+        assert_eq!(
+            type_labels("set('it''s','b\\\\s','Ab','x\"y')"),
+            Some(vec![
+                "it's".into(),
+                "b\\s".into(),
+                "Ab".into(),
+                "x\"y".into()
+            ])
+        );
+        assert_eq!(
+            type_labels("enum('a,b','')"),
+            Some(vec!["a,b".into(), String::new()])
+        );
+        assert_eq!(type_labels("SET('X')"), Some(vec!["X".into()]));
+        assert_eq!(type_labels("varchar(3)"), None);
+        assert_eq!(type_labels("set('a"), None);
+        assert_eq!(type_labels("set('a'b')"), None);
     }
 }

@@ -66,12 +66,20 @@ pub struct Outcome {
 impl Outcome {
     /// Panics unless the run succeeded.
     pub fn assert_ok(&self) {
-        assert_eq!(self.code, 0, "rowshift failed\nstdout:\n{}\nstderr:\n{}", self.out, self.err);
+        assert_eq!(
+            self.code, 0,
+            "rowshift failed\nstdout:\n{}\nstderr:\n{}",
+            self.out, self.err
+        );
     }
 
     /// Panics unless the run failed with `needle` in its error output.
     pub fn assert_failed_with(&self, needle: &str) {
-        assert_ne!(self.code, 0, "rowshift succeeded but should have failed\nstdout:\n{}\nstderr:\n{}", self.out, self.err);
+        assert_ne!(
+            self.code, 0,
+            "rowshift succeeded but should have failed\nstdout:\n{}\nstderr:\n{}",
+            self.out, self.err
+        );
         assert!(
             self.err.contains(needle),
             "error output lacks {needle:?}\nstdout:\n{}\nstderr:\n{}",
@@ -82,25 +90,45 @@ impl Outcome {
 
     /// The number of binlog changes the run applied (from its summary line).
     pub fn changes_applied(&self) -> u64 {
-        let line = self.out.lines().find(|l| l.starts_with("migrated:")).unwrap_or_else(|| panic!("no summary line in {}", self.out));
-        let before = line.split(" binlog changes applied").next().unwrap_or_default();
-        before.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("cannot read the applied count in {line}"))
+        let line = self
+            .out
+            .lines()
+            .find(|l| l.starts_with("migrated:"))
+            .unwrap_or_else(|| panic!("no summary line in {}", self.out));
+        let before = line
+            .split(" binlog changes applied")
+            .next()
+            .unwrap_or_default();
+        before
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read the applied count in {line}"))
     }
 
     /// The error line (`rowshift: error: ...`).
     pub fn error_line(&self) -> &str {
-        self.err.lines().find(|l| l.starts_with("rowshift: error:")).unwrap_or("")
+        self.err
+            .lines()
+            .find(|l| l.starts_with("rowshift: error:"))
+            .unwrap_or("")
     }
 }
 
 /// Run `rowshift` with `args` and extra environment variables.
 pub async fn run_rowshift_env(args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let mut cmd = tokio::process::Command::new(rowshift_bin());
-    cmd.args(args).env("ROWSHIFT_LOG", "rowshift=info,warn").env_remove("ROWSHIFT_PASSWORD").kill_on_drop(true);
+    cmd.args(args)
+        .env("ROWSHIFT_LOG", "rowshift=info,warn")
+        .env_remove("ROWSHIFT_PASSWORD")
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.unwrap_or_else(|e| panic!("cannot run rowshift: {e}"));
+    let out = cmd
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run rowshift: {e}"));
     Outcome {
         code: out.status.code().unwrap_or(-1),
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -120,7 +148,9 @@ impl TestDb {
     pub async fn exec(&self, stmts: &[&str]) {
         let mut c = self.conn().await;
         for s in stmts {
-            c.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+            c.query_drop(*s)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
         }
         c.disconnect().await.unwrap();
     }
@@ -137,15 +167,37 @@ impl TestDb {
 
     /// `rowshift migrate --execute` of `table` with small chunks, plus `extra` arguments.
     pub async fn migrate(&self, table: &str, alter: &str, extra: &[&str]) -> Outcome {
-        self.migrate_as(&self.server.url(), None, table, alter, extra).await
+        self.migrate_as(&self.server.url(), None, table, alter, extra)
+            .await
     }
 
     /// Like [`TestDb::migrate`], connecting with `url` (and `password` through the environment).
-    pub async fn migrate_as(&self, url: &str, password: Option<&str>, table: &str, alter: &str, extra: &[&str]) -> Outcome {
+    pub async fn migrate_as(
+        &self,
+        url: &str,
+        password: Option<&str>,
+        table: &str,
+        alter: &str,
+        extra: &[&str],
+    ) -> Outcome {
         let full = format!("{}.{table}", self.db);
-        let mut args = vec!["migrate", "--source", url, "--table", &full, "--alter", alter, "--chunk-time-ms", "30", "--cut-over-lock-wait", "5"];
+        let mut args = vec![
+            "migrate",
+            "--source",
+            url,
+            "--table",
+            &full,
+            "--alter",
+            alter,
+            "--chunk-time-ms",
+            "30",
+            "--cut-over-lock-wait",
+            "5",
+        ];
         args.extend_from_slice(extra);
-        let env: Vec<(&str, &str)> = password.map(|p| vec![("ROWSHIFT_PASSWORD", p)]).unwrap_or_default();
+        let env: Vec<(&str, &str)> = password
+            .map(|p| vec![("ROWSHIFT_PASSWORD", p)])
+            .unwrap_or_default();
         run_rowshift_env(&args, &env).await
     }
 
@@ -157,7 +209,13 @@ impl TestDb {
             .await
             .unwrap();
         c.disconnect().await.unwrap();
-        let helpers = [format!("_{table}_new"), format!("_{table}_old"), format!("{table}_rs_sentry"), format!("_{table}_trip"), format!("_{table}_ckpt")];
+        let helpers = [
+            format!("_{table}_new"),
+            format!("_{table}_old"),
+            format!("{table}_rs_sentry"),
+            format!("_{table}_trip"),
+            format!("_{table}_ckpt"),
+        ];
         names.into_iter().filter(|n| helpers.contains(n)).collect()
     }
 
@@ -170,7 +228,11 @@ impl TestDb {
     /// Panics unless the helper tables of `table` are exactly `_table_old`.
     pub async fn assert_only_old_left(&self, table: &str) {
         let h = self.helper_tables(table).await;
-        assert_eq!(h, vec![format!("_{table}_old")], "helper tables after a migration");
+        assert_eq!(
+            h,
+            vec![format!("_{table}_old")],
+            "helper tables after a migration"
+        );
     }
 
     /// A byte-exact snapshot of `db`.`table`.
@@ -193,10 +255,22 @@ impl TestDb {
             )
             .await
             .unwrap();
-        let cols: Vec<String> = cols.iter().map(|c| format!("`{}`", c.replace('`', "``"))).collect();
+        let cols: Vec<String> = cols
+            .iter()
+            .map(|c| format!("`{}`", c.replace('`', "``")))
+            .collect();
         let cols = cols.join(", ");
-        for s in [format!("DROP TABLE IF EXISTS {x}"), format!("CREATE TABLE {x} LIKE {}", self.t(table)), format!("INSERT INTO {x} ({cols}) SELECT {cols} FROM {}", self.t(table))] {
-            c.query_drop(&s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        for s in [
+            format!("DROP TABLE IF EXISTS {x}"),
+            format!("CREATE TABLE {x} LIKE {}", self.t(table)),
+            format!(
+                "INSERT INTO {x} ({cols}) SELECT {cols} FROM {}",
+                self.t(table)
+            ),
+        ] {
+            c.query_drop(&s)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
         }
         c.disconnect().await.unwrap();
     }
@@ -220,12 +294,20 @@ impl Snapshot {
             return;
         }
         let mut shown = 0;
-        let mut msg = format!("{what}: {} rows vs {} rows expected\n", self.rows.len(), other.rows.len());
+        let mut msg = format!(
+            "{what}: {} rows vs {} rows expected\n",
+            self.rows.len(),
+            other.rows.len()
+        );
         let n = self.rows.len().max(other.rows.len());
         for i in 0..n {
             let (a, b) = (self.rows.get(i), other.rows.get(i));
             if a != b {
-                msg.push_str(&format!("  row {i}: got {}\n          want {}\n", show_row(a), show_row(b)));
+                msg.push_str(&format!(
+                    "  row {i}: got {}\n          want {}\n",
+                    show_row(a),
+                    show_row(b)
+                ));
                 shown += 1;
                 if shown >= 8 {
                     break;
@@ -245,7 +327,10 @@ pub fn show_row(r: Option<&Vec<Value>>) -> String {
             Value::NULL => "NULL".into(),
             Value::Bytes(b) => match std::str::from_utf8(b) {
                 Ok(s) if !s.chars().any(char::is_control) => format!("'{s}'"),
-                _ => format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>()),
+                _ => format!(
+                    "X'{}'",
+                    b.iter().map(|x| format!("{x:02X}")).collect::<String>()
+                ),
             },
             other => format!("{other:?}"),
         })
@@ -262,7 +347,9 @@ pub async fn primary_key(c: &mut Conn, db: &str, table: &str) -> Vec<String> {
         )
         .await
         .unwrap();
-    cols.iter().map(|c| format!("`{}`", c.replace('`', "``"))).collect()
+    cols.iter()
+        .map(|c| format!("`{}`", c.replace('`', "``")))
+        .collect()
 }
 
 /// See [`Snapshot`].
@@ -274,21 +361,40 @@ pub async fn snapshot(c: &mut Conn, db: &str, table: &str) -> Snapshot {
         order = (1..=n.unwrap_or(1)).map(|i| i.to_string()).collect();
     }
     c.query_drop("SET NAMES binary").await.unwrap();
-    let rows: Vec<Row> = c.query(format!("SELECT * FROM {} ORDER BY {}", q2(db, table), order.join(", "))).await.unwrap();
+    let rows: Vec<Row> = c
+        .query(format!(
+            "SELECT * FROM {} ORDER BY {}",
+            q2(db, table),
+            order.join(", ")
+        ))
+        .await
+        .unwrap();
     c.query_drop("SET NAMES utf8mb4").await.unwrap();
-    Snapshot { create, rows: rows.into_iter().map(Row::unwrap).collect() }
+    Snapshot {
+        create,
+        rows: rows.into_iter().map(Row::unwrap).collect(),
+    }
 }
 
 /// `SHOW CREATE TABLE` with AUTO_INCREMENT removed and the name replaced by `T`.
 pub async fn show_create(c: &mut Conn, db: &str, table: &str) -> String {
-    let row: Option<(String, String)> = c.query_first(format!("SHOW CREATE TABLE {}", q2(db, table))).await.unwrap();
+    let row: Option<(String, String)> = c
+        .query_first(format!("SHOW CREATE TABLE {}", q2(db, table)))
+        .await
+        .unwrap();
     normalize_create(&row.unwrap_or_default().1, table)
 }
 
 fn normalize_create(create: &str, table: &str) -> String {
-    let mut s = create.replacen(&format!("CREATE TABLE `{}`", table.replace('`', "``")), "CREATE TABLE `T`", 1);
+    let mut s = create.replacen(
+        &format!("CREATE TABLE `{}`", table.replace('`', "``")),
+        "CREATE TABLE `T`",
+        1,
+    );
     while let Some(i) = s.find(" AUTO_INCREMENT=") {
-        let end = s[i + 16..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |e| i + 16 + e);
+        let end = s[i + 16..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(s.len(), |e| i + 16 + e);
         s.replace_range(i..end, "");
     }
     s
@@ -326,7 +432,13 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 
 impl Writer {
     /// Start writing `db`.`table` with transactions from `gen`.
-    pub async fn start(db: &TestDb, table: &str, session: Session, seed: u64, mut gen: Gen) -> Writer {
+    pub async fn start(
+        db: &TestDb,
+        table: &str,
+        session: Session,
+        seed: u64,
+        mut gen: Gen,
+    ) -> Writer {
         let mut conn = db.conn().await;
         for s in &session {
             conn.query_drop(s).await.unwrap();
@@ -376,13 +488,20 @@ impl Writer {
                     panic!("writer COMMIT failed: {e}");
                 }
                 post = is_post;
-                log.push(Txn { post: is_post, stmts });
+                log.push(Txn {
+                    post: is_post,
+                    stmts,
+                });
                 tx.send_modify(|n| *n += 1);
             }
             let _ = conn.disconnect().await;
             log
         });
-        Writer { stop, committed: rx, task }
+        Writer {
+            stop,
+            committed: rx,
+            task,
+        }
     }
 
     /// Transactions committed so far.
@@ -416,7 +535,9 @@ pub async fn replay(c: &mut Conn, db: &str, table: &str, txns: &[Txn], post: boo
         c.query_drop("BEGIN").await.unwrap();
         for s in &txn.stmts {
             let s = s.replace("{t}", &t);
-            c.query_drop(&s).await.unwrap_or_else(|e| panic!("oracle replay of {s}: {e}"));
+            c.query_drop(&s)
+                .await
+                .unwrap_or_else(|e| panic!("oracle replay of {s}: {e}"));
         }
         c.query_drop("COMMIT").await.unwrap();
     }
@@ -453,7 +574,15 @@ pub struct ScenarioResult {
 impl Scenario<'_> {
     /// A scenario with the default oracle and no extra arguments.
     pub fn new<'a>(db: &'a TestDb, table: &'a str, alter: &'a str) -> Scenario<'a> {
-        Scenario { db, table, alter, extra: Vec::new(), oracle: Vec::new(), session: Vec::new(), seed: 7 }
+        Scenario {
+            db,
+            table,
+            alter,
+            extra: Vec::new(),
+            oracle: Vec::new(),
+            session: Vec::new(),
+            seed: 7,
+        }
     }
 
     /// Run: oracle copy, writer, migrate, more writes after the cut-over, stop, replay, compare.
@@ -474,10 +603,20 @@ impl Scenario<'_> {
             "{} transactions during the migration, {} after; summary: {}",
             txns.iter().filter(|t| !t.post).count(),
             txns.iter().filter(|t| t.post).count(),
-            outcome.out.lines().find(|l| l.starts_with("migrated:")).unwrap_or("-")
+            outcome
+                .out
+                .lines()
+                .find(|l| l.starts_with("migrated:"))
+                .unwrap_or("-")
         );
-        assert!(txns.iter().any(|t| t.post), "no transaction reached the new table");
-        assert!(txns.iter().any(|t| !t.post), "no transaction ran during the migration");
+        assert!(
+            txns.iter().any(|t| t.post),
+            "no transaction reached the new table"
+        );
+        assert!(
+            txns.iter().any(|t| !t.post),
+            "no transaction ran during the migration"
+        );
 
         // The oracle.
         let xdb = db.oracle_db();
@@ -488,10 +627,16 @@ impl Scenario<'_> {
         replay(&mut c, &xdb, self.table, &txns, false).await;
         let old_expected = snapshot(&mut c, &xdb, self.table).await;
         let x = q2(&xdb, self.table);
-        let oracle = if self.oracle.is_empty() { vec![format!("ALTER TABLE {{t}} {}", self.alter)] } else { self.oracle.clone() };
+        let oracle = if self.oracle.is_empty() {
+            vec![format!("ALTER TABLE {{t}} {}", self.alter)]
+        } else {
+            self.oracle.clone()
+        };
         for s in &oracle {
             let s = s.replace("{t}", &x);
-            c.query_drop(&s).await.unwrap_or_else(|e| panic!("oracle step {s}: {e}"));
+            c.query_drop(&s)
+                .await
+                .unwrap_or_else(|e| panic!("oracle step {s}: {e}"));
         }
         replay(&mut c, &xdb, self.table, &txns, true).await;
         let expected = snapshot(&mut c, &xdb, self.table).await;
@@ -505,12 +650,25 @@ impl Scenario<'_> {
         let old_name = format!("_{}_old", self.table);
         let old = snapshot(&mut conn, &db.db, &old_name).await;
         conn.disconnect().await.unwrap();
-        assert_eq!(after.create, expected.create, "the migrated table's definition differs from a plain ALTER's");
-        after.assert_same_rows(&expected, "migrated table vs. a plain ALTER of the same writes");
-        assert_eq!(old.create, original_create, "_old keeps the original definition");
+        assert_eq!(
+            after.create, expected.create,
+            "the migrated table's definition differs from a plain ALTER's"
+        );
+        after.assert_same_rows(
+            &expected,
+            "migrated table vs. a plain ALTER of the same writes",
+        );
+        assert_eq!(
+            old.create, original_create,
+            "_old keeps the original definition"
+        );
         old.assert_same_rows(&old_expected, "_old vs. the original table at the cut-over");
         db.assert_only_old_left(self.table).await;
-        ScenarioResult { outcome, txns, after }
+        ScenarioResult {
+            outcome,
+            txns,
+            after,
+        }
     }
 }
 
@@ -555,7 +713,13 @@ pub async fn insert_rows(db: &TestDb, table: &str, rows: impl IntoIterator<Item 
     let mut c = db.conn().await;
     let rows: Vec<String> = rows.into_iter().collect();
     for chunk in rows.chunks(500) {
-        c.query_drop(format!("INSERT INTO {} VALUES {}", db.t(table), chunk.join(","))).await.unwrap();
+        c.query_drop(format!(
+            "INSERT INTO {} VALUES {}",
+            db.t(table),
+            chunk.join(",")
+        ))
+        .await
+        .unwrap();
     }
     c.disconnect().await.unwrap();
 }
