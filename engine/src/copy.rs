@@ -612,7 +612,11 @@ async fn offending_keys(
             continue;
         };
         for row in rows {
-            let values: Vec<String> = row.unwrap().iter().map(show_key_value).collect();
+            let values: Vec<String> = row
+                .unwrap_raw()
+                .into_iter()
+                .map(|v| show_key_value(&v.unwrap_or(mysql_async::Value::NULL)))
+                .collect();
             let key = if cols.len() == 1 {
                 format!("{}={}", cols[0], values[0])
             } else {
