@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-servers.sh >/dev/null
-cargo build --release -q -p rowshift-cli -p rowshift-testkit --example demo
+cargo build --release -q -p rowshift-cli --bin rowshift
+cargo build --release -q -p rowshift-testkit --example demo
 exec target/release/examples/demo "$@"

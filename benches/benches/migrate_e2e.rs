@@ -3,7 +3,8 @@
 //! `INSERT … SELECT` copy of the table without load (the limit). Also the catch-up apply rate:
 //! a backlog of 1,000,000 row events drained through source → router → appliers.
 //!
-//! Run: `cargo bench -p rowshift-benches --bench migrate_e2e` with env
+//! Run: `cargo build --release -p rowshift-cli && cargo bench -p rowshift-benches --bench migrate_e2e` (the
+//! bench drives the release `rowshift` binary) with env
 //! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb` (default mysql), `ROWSHIFT_BENCH_ROWS` (default
 //! 1000000), `ROWSHIFT_BENCH_PEER=0` to skip pt-online-schema-change. Results: benches/README.md.
 
