@@ -66,6 +66,7 @@ pub struct DumpArgs {
 
 fn parse_ssl_mode(s: &str) -> Result<SslMode, String> {
     s.parse()
+        .map_err(|e: rowshift_engine::conn::ConnError| e.to_string())
 }
 
 /// Runs the command.

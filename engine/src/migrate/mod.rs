@@ -370,10 +370,7 @@ async fn run_inner(
             // Rows above the copy watermark may be stale copies of unfinished chunks: the copy
             // reads them again, and events for them are skipped until it does.
             let above = match &c.copied_upto {
-                Some(w) => format!(
-                    "WHERE {}",
-                    copy::after(&key_columns_named(&new, &mapping, &old), w)
-                ),
+                Some(w) => format!("WHERE {}", copy::after(&key_columns(&old), w)),
                 None => String::new(),
             };
             if !c.copy_finished {
@@ -800,13 +797,7 @@ fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
         file: start.file.clone(),
         offset: start.offset,
     };
-    cfg.ssl_mode = match config.endpoint.ssl_mode {
-        crate::conn::SslMode::Disabled => crate::source::stream::SslMode::Disabled,
-        crate::conn::SslMode::Preferred => crate::source::stream::SslMode::Preferred,
-        crate::conn::SslMode::Required => crate::source::stream::SslMode::Required,
-        crate::conn::SslMode::VerifyCa => crate::source::stream::SslMode::VerifyCa,
-        crate::conn::SslMode::VerifyIdentity => crate::source::stream::SslMode::VerifyIdentity,
-    };
+    cfg.ssl_mode = config.endpoint.ssl_mode;
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);
     cfg
@@ -867,13 +858,6 @@ async fn checkpoint_writer(
             }
         }
     }
-}
-
-/// The old primary key as the copy's key columns (for a resume's DELETE above the watermark,
-/// written against the shadow: the key columns keep their names through the mapping).
-fn key_columns_named(new: &TableSchema, mapping: &Mapping, old: &TableSchema) -> Vec<KeyColumn> {
-    let _ = (new, mapping);
-    key_columns(old)
 }
 
 /// Insert a fresh token into the sentry and wait until the router has applied up to it.

@@ -23,41 +23,8 @@ use super::schema_cache::{load_table, SchemaError};
 use crate::event::SourceEvent;
 use crate::position::{GtidState, Position, StartPosition};
 
-/// TLS mode, as the `mysql` client's `--ssl-mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    /// No TLS.
-    Disabled,
-    /// TLS when the server offers it, without certificate checks; plain otherwise.
-    #[default]
-    Preferred,
-    /// TLS, without certificate checks.
-    Required,
-    /// TLS, certificate chain checked against the CA (`ssl_ca` or the system roots), host
-    /// name not checked.
-    VerifyCa,
-    /// TLS, certificate chain and host name checked.
-    VerifyIdentity,
-}
-
-impl std::str::FromStr for SslMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.to_ascii_lowercase().replace('_', "-").as_str() {
-            "disabled" => SslMode::Disabled,
-            "preferred" => SslMode::Preferred,
-            "required" => SslMode::Required,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-identity" => SslMode::VerifyIdentity,
-            other => {
-                return Err(format!(
-                    "unknown ssl-mode `{other}`: use disabled, preferred, required, verify-ca or verify-identity"
-                ))
-            }
-        })
-    }
-}
+/// TLS mode, as the `mysql` client's `--ssl-mode` (one type for every connection).
+pub use crate::conn::SslMode;
 
 /// Settings of a live binlog source.
 #[derive(Debug, Clone)]
