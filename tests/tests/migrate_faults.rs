@@ -86,9 +86,30 @@ async fn killed_and_resumed(engine: Engine) {
             .spawn()
             .unwrap();
         let delay = Duration::from_millis(rng.random_range(200..3_000));
-        tokio::select! {
-            status = child.wait() => panic!("migrate ended before its kill (postponed cut-over): {status:?}"),
-            _ = tokio::time::sleep(delay) => {}
+        if kills == 0 {
+            // The first kill lands in the copy for sure: as soon as the run's checkpoint
+            // exists (it is written before the copy starts), whatever the machine's speed.
+            loop {
+                let phase: Option<String> = conn
+                    .query_first(format!(
+                        "SELECT phase FROM `{db}`.`_orders_ckpt` WHERE id = 1"
+                    ))
+                    .await
+                    .ok()
+                    .flatten();
+                if phase.as_deref() == Some("copy") {
+                    break;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("migrate ended before its first kill: {status:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } else {
+            tokio::select! {
+                status = child.wait() => panic!("migrate ended before its kill (postponed cut-over): {status:?}"),
+                _ = tokio::time::sleep(delay) => {}
+            }
         }
         child.start_kill().unwrap();
         child.wait().await.unwrap();
