@@ -18,12 +18,13 @@
 //! - JSON: MySQL stores it binary and prints it canonically (keys sorted, number types kept), so
 //!   MySQL-to-MySQL is hashed on the server; when a MariaDB side is involved (JSON stored as
 //!   text), the documents are fetched and canonicalised in Rust ([`super::jsoncanon`]).
-//! - The row hash is the first 64 bits of `SHA2(CONCAT_WS('#', c1, .., cn, trailers), 256)`.
+//! - The row hash is `CRC32(CONCAT_WS('#', c1, .., cn, trailers))`, summed per chunk.
 //!   Trailers make the concatenation unambiguous: `ISNULL(c)` for nullable columns (NULL vs
 //!   empty string), and `LENGTH(c)` for string columns when there are two or more (a `#` moving
-//!   from one string to the next). A non-linear hash is required: `BIT_XOR(CRC32(..))` cannot see
-//!   the same change applied to an even number of equally long rows (CRC is linear), which is
-//!   exactly what a time-zone shift of a TIMESTAMP column does.
+//!   from one string to the next). The chunk aggregate must not be linear over GF(2): `BIT_XOR(CRC32(..))`
+//!   cannot see the same change applied to an even number of equally long rows (CRC is
+//!   linear), which is exactly what a time-zone shift of a TIMESTAMP column does; an exact
+//!   integer `SUM` of the CRCs does (docs/verify.md).
 
 use super::schema::{quote_ident, ColumnInfo, Flavor, TableInfo, TableRef};
 use super::{ColumnMap, ColumnMapping, VerifyError};
@@ -76,7 +77,7 @@ pub(crate) struct SideSql {
     pub key: Vec<KeyColumn>,
     /// `` `k1`,`k2` ``.
     pub key_list: String,
-    /// The 64-bit row hash expression.
+    /// The 32-bit row hash expression (summed per chunk).
     pub row_hash: String,
     /// Expressions fetched for Rust-side JSON comparison, one per client column.
     pub client_exprs: Vec<String>,
@@ -351,7 +352,7 @@ pub(crate) fn compile(
     })
 }
 
-/// The 64-bit row hash over server-side columns `(plan, canonical expression)`.
+/// The 32-bit row hash over server-side columns `(plan, canonical expression)`.
 fn row_hash(cols: &[(&ColumnPlan, &str)]) -> String {
     let strings = cols.iter().filter(|(c, _)| c.stringish).count();
     let mut parts: Vec<String> = cols.iter().map(|(_, e)| e.to_string()).collect();
@@ -362,10 +363,7 @@ fn row_hash(cols: &[(&ColumnPlan, &str)]) -> String {
             parts.push(format!("ISNULL({e})"));
         }
     }
-    format!(
-        "CAST(CONV(LEFT(SHA2(CONCAT_WS('#',{}),256),16),16,10) AS UNSIGNED)",
-        parts.join(",")
-    )
+    format!("CRC32(CONCAT_WS('#',{}))", parts.join(","))
 }
 
 /// A JSON document as text on `flavor` (MySQL: its canonical print; MariaDB: the stored text).
@@ -630,7 +628,7 @@ mod tests {
         assert_eq!(c.columns[1].new_canon, "CAST(`f` AS DOUBLE)");
         assert_eq!(
             c.new.row_hash,
-            "CAST(CONV(LEFT(SHA2(CONCAT_WS('#',`id`,CAST(`f` AS DOUBLE),`note`,ISNULL(`note`)),256),16),16,10) AS UNSIGNED)"
+            "CRC32(CONCAT_WS('#',`id`,CAST(`f` AS DOUBLE),`note`,ISNULL(`note`)))"
         );
         assert_eq!(c.new.table, "`d`.`u`");
         assert_eq!(c.new.key_list, "`id`");

@@ -3,7 +3,7 @@
 //! One finder walks the old table's primary key (`ORDER BY pk LIMIT 1 OFFSET n`, the copy's
 //! boundary idea) on its own snapshot and hands `(lower, upper]` ranges to the workers; each
 //! worker owns one snapshot connection per side and runs, on both at once,
-//! `SELECT COUNT(*), BIT_XOR(row_hash) FROM t FORCE INDEX (PRIMARY) WHERE <range>`.
+//! `SELECT COUNT(*), SUM(row_hash) FROM t FORCE INDEX (PRIMARY) WHERE <range>`.
 //! Chunk sizes adapt to [`VerifyConfig::target_chunk_time`] like the copy's.
 //!
 //! With Rust-side JSON columns the workers fetch per-row fingerprints instead and compare them
@@ -329,7 +329,7 @@ impl Worker {
     }
 }
 
-/// `(COUNT(*), BIT_XOR(row hash))` of a chunk on one side.
+/// `(COUNT(*), SUM(row hash))` of a chunk on one side.
 async fn aggregate(
     conn: &mut Conn,
     side_sql: &SideSql,
@@ -337,7 +337,7 @@ async fn aggregate(
     range: &str,
 ) -> Result<(u64, u64), VerifyError> {
     let sql = format!(
-        "SELECT COUNT(*), COALESCE(BIT_XOR({}), 0) FROM {} FORCE INDEX (PRIMARY) WHERE {range}",
+        "SELECT COUNT(*), COALESCE(SUM({}), 0) FROM {} FORCE INDEX (PRIMARY) WHERE {range}",
         side_sql.row_hash, side_sql.table
     );
     let row: Option<Row> = conn

@@ -10,7 +10,7 @@
 //!    boundaries) at a consistent point: tables locked for milliseconds, a hook for migrate to
 //!    drain its appliers, `START TRANSACTION WITH CONSISTENT SNAPSHOT` everywhere, unlock.
 //! 4. [`checksum`]: walk the old table's primary key in chunks (`ORDER BY pk LIMIT 1 OFFSET n`),
-//!    and for each chunk compare `COUNT(*)` and the XOR of 64-bit row hashes computed by each
+//!    and for each chunk compare `COUNT(*)` and the exact sum of 32-bit row hashes computed by each
 //!    server, several chunks at once.
 //! 5. [`narrow`]: for a chunk that differs, fetch per-row hashes on both sides, diff them by key,
 //!    and fetch both sides' values of every differing row.

@@ -23,7 +23,7 @@ pub(crate) struct RowPrint {
     pub key: Vec<Value>,
     /// The key's bytes (for matching).
     pub key_bytes: KeyBytes,
-    /// 64-bit row hash computed by the server.
+    /// 32-bit row hash (CRC32) computed by the server.
     pub hash: u64,
     /// Canonical JSON of the client-side columns.
     pub client: Vec<Option<String>>,
