@@ -6,7 +6,11 @@
 //! Run: `cargo build --release -p rowshift-cli && cargo bench -p rowshift-benches --bench migrate_e2e` (the
 //! bench drives the release `rowshift` binary) with env
 //! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb` (default mysql), `ROWSHIFT_BENCH_ROWS` (default
-//! 1000000), `ROWSHIFT_BENCH_PEER=0` to skip pt-online-schema-change. Results: benches/README.md.
+//! 1000000), `ROWSHIFT_BENCH_PEER=0` to skip pt-online-schema-change,
+//! `ROWSHIFT_BENCH_ONLY=catchup` to measure the catch-up rate alone, and
+//! `ROWSHIFT_BENCH_CATCHUP=4x500,2x2000` for the catch-up settings tried (appliers x batch rows,
+//! default the migrate default `4x500`), `ROWSHIFT_BENCH_ARGS="--appliers 2 ..."` for extra
+//! `rowshift migrate` options. Results: benches/README.md.
 
 use mysql_async::prelude::Queryable;
 use rowshift_engine::apply::{ApplierSet, ApplyTarget};
@@ -46,6 +50,7 @@ struct RunNumbers {
     p95_before: Duration,
     p95_during: Duration,
     worst_stall: Duration,
+    worst_before: Duration,
     peak_rss_kb: u64,
     notes: String,
 }
@@ -103,6 +108,8 @@ async fn run_under_load(
             t1.saturating_sub(Duration::from_secs(3)),
             t1 + Duration::from_secs(1),
         ),
+        // For scale: the slowest commit of the baseline window, with no tool running.
+        worst_before: report.worst(Duration::ZERO, t0),
         peak_rss_kb,
         notes: String::new(),
     };
@@ -138,11 +145,38 @@ async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Durat
     Ok((took, n))
 }
 
+/// User + system CPU seconds of process `pid` ("self" for this one), from `/proc`.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The pid of the test server listening on `port` (its command line names the port).
+fn server_pid(port: u16) -> Option<String> {
+    let needle = format!("--port={port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let cmd = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        cmd.split('\0').any(|a| a == needle).then_some(name)
+    })
+}
+
 /// Drain a backlog of `rows` row events (one UPDATE of every row) through the real pipeline.
 async fn catch_up_rate(
     server: &TestServer,
     conn: &mut mysql_async::Conn,
     db: &str,
+    appliers: usize,
+    batch: usize,
 ) -> Res<(u64, Duration)> {
     conn.query_drop(format!("USE `{db}`")).await?;
     // A copy of the table, so the ledger of `orders` stays intact.
@@ -180,9 +214,11 @@ async fn catch_up_rate(
         kinds: vec![Default::default(); cols.len()],
         columns: cols,
         key_positions: key_positions.clone(),
-        max_batch: 500,
+        max_batch: batch,
         replace: true,
     };
+    let server_pid = server_pid(server.port()).unwrap_or_default();
+    let (cpu_server0, cpu_self0) = (cpu_secs(&server_pid), cpu_secs("self"));
     let started = Instant::now();
     let mut cfg = SourceConfig::new(server.url());
     cfg.start = StartPosition::File {
@@ -199,7 +235,7 @@ async fn catch_up_rate(
             Err(e) => Some((Err(e), None)),
         }
     }));
-    let appliers = ApplierSet::start(target, 4, 2048).await?;
+    let appliers = ApplierSet::start(target, appliers, 2048).await?;
     let (_hw_tx, hw_rx) = tokio::sync::watch::channel(HighWater::Done);
     let router = Router {
         db: db.to_string(),
@@ -217,6 +253,12 @@ async fn catch_up_rate(
     let (applied_tx, _applied_rx) = tokio::sync::watch::channel(None);
     router.run(stream, appliers, cmd_rx, applied_tx).await?;
     let took = started.elapsed();
+    println!(
+        "catch-up CPU: server {:.2} s, rowshift pipeline {:.2} s (wall {:.2} s)",
+        cpu_secs(&server_pid) - cpu_server0,
+        cpu_secs("self") - cpu_self0,
+        took.as_secs_f64()
+    );
     let diff: Option<u64> = conn
         .query_first("SELECT COUNT(*) FROM catchup o JOIN `_catchup_new` n USING (id) WHERE o.counter <> n.counter")
         .await?;
@@ -251,13 +293,26 @@ async fn main() -> Res<()> {
 
     // The limit: the server's own INSERT ... SELECT, no load.
     let mut conn = fresh(&server, "bench", rows).await?;
-    let (limit_time, limit_rows) = server_copy_limit(&mut conn, "bench").await?;
-    let limit_rate = limit_rows as f64 / limit_time.as_secs_f64();
-    println!("server INSERT ... SELECT of the table (no load): {limit_rows} rows in {:.2} s = {limit_rate:.0} rows/s\n", limit_time.as_secs_f64());
+    let only_catchup = std::env::var("ROWSHIFT_BENCH_ONLY").as_deref() == Ok("catchup");
+    if !only_catchup {
+        let (limit_time, limit_rows) = server_copy_limit(&mut conn, "bench").await?;
+        let limit_rate = limit_rows as f64 / limit_time.as_secs_f64();
+        println!("server INSERT ... SELECT of the table (no load): {limit_rows} rows in {:.2} s = {limit_rate:.0} rows/s\n", limit_time.as_secs_f64());
+    }
 
     // Catch-up apply rate on a backlog.
-    let (events, took) = catch_up_rate(&server, &mut conn, "bench").await?;
-    println!("catch-up: {events} row events drained in {:.2} s = {:.0} row events/s (source → router → 4 appliers)\n", took.as_secs_f64(), events as f64 / took.as_secs_f64());
+    let settings = std::env::var("ROWSHIFT_BENCH_CATCHUP").unwrap_or_else(|_| "4x500".into());
+    for setting in settings.split(',') {
+        let (appliers, batch) = setting
+            .split_once('x')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or("ROWSHIFT_BENCH_CATCHUP: expected APPLIERSxBATCH[,...], e.g. 4x500")?;
+        let (events, took) = catch_up_rate(&server, &mut conn, "bench", appliers, batch).await?;
+        println!("catch-up: {events} row events drained in {:.2} s = {:.0} row events/s (source → router → {appliers} appliers, batches of {batch})\n", took.as_secs_f64(), events as f64 / took.as_secs_f64());
+    }
+    if only_catchup {
+        return Ok(());
+    }
 
     // rowshift under load.
     let set = format!("order_status = {ORDER_STATUS_EXPR}");
@@ -275,6 +330,12 @@ async fn main() -> Res<()> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(
+        std::env::var("ROWSHIFT_BENCH_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    )
     .collect();
     let (mut ours, _report, output) =
         run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
@@ -335,11 +396,11 @@ async fn main() -> Res<()> {
         results.push(theirs);
     }
 
-    println!("| tool | wall time | app tx/s before | during | p95 before | p95 during | worst stall at cut-over | peak RSS | notes |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| tool | wall time | app tx/s before | during | p95 before | p95 during | worst stall at cut-over | worst commit in the baseline | peak RSS | notes |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {:.1} s | {:.0} | {:.0} ({:.0}%) | {} | {} | {} | {:.0} MB | {} |",
+            "| {} | {:.1} s | {:.0} | {:.0} ({:.0}%) | {} | {} | {} | {} | {:.0} MB | {} |",
             r.tool,
             r.wall.as_secs_f64(),
             r.tps_before,
@@ -348,6 +409,7 @@ async fn main() -> Res<()> {
             ms(r.p95_before),
             ms(r.p95_during),
             ms(r.worst_stall),
+            ms(r.worst_before),
             r.peak_rss_kb as f64 / 1024.0,
             r.notes
         );

@@ -22,11 +22,12 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
     match value {
         Value::Null => out.push_str("NULL"),
         Value::Int(v) => {
-            let _ = write!(out, "{v}");
+            if *v < 0 {
+                out.push('-');
+            }
+            push_uint(out, v.unsigned_abs());
         }
-        Value::UInt(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Value::UInt(v) => push_uint(out, *v),
         Value::Float(v) => push_float(out, f64::from(*v), format!("{v:?}")),
         Value::Double(v) => push_float(out, *v, format!("{v:?}")),
         Value::Decimal(text) => {
@@ -55,7 +56,9 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
             let _ = write!(out, "{y}");
         }
         Value::Date { year, month, day } => {
-            let _ = write!(out, "'{year:04}-{month:02}-{day:02}'");
+            out.push('\'');
+            push_date(out, u32::from(*year), u32::from(*month), u32::from(*day));
+            out.push('\'');
         }
         Value::Time {
             negative,
@@ -79,20 +82,28 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
             second,
             micros,
         } => {
-            let _ = write!(
+            out.push('\'');
+            push_date(out, u32::from(*year), u32::from(*month), u32::from(*day));
+            out.push(' ');
+            push_clock(
                 out,
-                "'{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}.{micros:06}'"
+                u32::from(*hour),
+                u32::from(*minute),
+                u32::from(*second),
+                *micros,
             );
+            out.push('\'');
         }
         Value::Timestamp { secs, micros } => {
             if *secs == 0 && *micros == 0 {
                 out.push_str("'0000-00-00 00:00:00'");
             } else {
                 let (y, mo, d, h, mi, s) = civil_from_epoch(i64::from(*secs));
-                let _ = write!(
-                    out,
-                    "'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{micros:06}'"
-                );
+                out.push('\'');
+                push_date(out, y as u32, mo, d);
+                out.push(' ');
+                push_clock(out, h, mi, s, *micros);
+                out.push('\'');
             }
         }
         Value::Json(json) => {
@@ -100,6 +111,59 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
             push_bytes(out, text.as_bytes(), kind);
         }
     }
+}
+
+/// Decimal digits of `v`, without the formatting machinery (the appliers' hot path).
+fn push_uint(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
+/// `v` zero-padded to at least `width` digits.
+fn push_padded(out: &mut String, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut i = buf.len();
+    let mut v = v;
+    while v > 0 {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let start = i.min(buf.len() - width.min(buf.len()));
+    for &b in &buf[start..] {
+        out.push(char::from(b));
+    }
+}
+
+/// `YYYY-MM-DD`.
+fn push_date(out: &mut String, year: u32, month: u32, day: u32) {
+    push_padded(out, year, 4);
+    out.push('-');
+    push_padded(out, month, 2);
+    out.push('-');
+    push_padded(out, day, 2);
+}
+
+/// `HH:MM:SS.ffffff`.
+fn push_clock(out: &mut String, hour: u32, minute: u32, second: u32, micros: u32) {
+    push_padded(out, hour, 2);
+    out.push(':');
+    push_padded(out, minute, 2);
+    out.push(':');
+    push_padded(out, second, 2);
+    out.push('.');
+    push_padded(out, micros, 6);
 }
 
 fn push_float(out: &mut String, v: f64, repr: String) {
@@ -164,6 +228,49 @@ mod tests {
         let mut s = String::new();
         push_literal(&mut s, &v, LiteralKind::Plain);
         s
+    }
+
+    #[test]
+    fn hand_formatting_matches_fmt() {
+        for v in [0i64, 1, -1, 9, 10, -10, 99_999, i64::MAX, i64::MIN, 1 << 40] {
+            assert_eq!(lit(Value::Int(v)), v.to_string());
+        }
+        for v in [0u64, 7, 10, u64::MAX] {
+            assert_eq!(lit(Value::UInt(v)), v.to_string());
+        }
+        let dt = |year, month, day, hour, minute, second, micros| Value::DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+        };
+        assert_eq!(lit(dt(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00 00:00:00.000000'");
+        assert_eq!(
+            lit(dt(9999, 12, 31, 23, 59, 59, 999_999)),
+            "'9999-12-31 23:59:59.999999'"
+        );
+        assert_eq!(
+            lit(dt(987, 1, 2, 3, 4, 5, 60)),
+            "'0987-01-02 03:04:05.000060'"
+        );
+        assert_eq!(
+            lit(Value::Date {
+                year: 2026,
+                month: 11,
+                day: 4
+            }),
+            "'2026-11-04'"
+        );
+        assert_eq!(
+            lit(Value::Timestamp {
+                secs: 1_700_000_000,
+                micros: 5
+            }),
+            "'2023-11-14 22:13:20.000005'"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::apply::{ApplierSet, ApplyError, Op};
 use crate::copy::HighWater;
-use crate::event::{RowKind, SourceEvent};
+use crate::event::{EventPos, RowKind, SourceEvent};
 use crate::position::Position;
 use rowshift_transform::key::{KeyCodec, RowKey};
 use rowshift_transform::mapping::Mapping;
@@ -106,7 +106,11 @@ impl Router {
         }
     }
 
-    fn transform(&self, row: &[Value], ev_pos: &str) -> Result<(RowKey, Vec<Value>), RouterError> {
+    fn transform(
+        &self,
+        row: &[Value],
+        ev_pos: &EventPos,
+    ) -> Result<(RowKey, Vec<Value>), RouterError> {
         let err = |detail: String| RouterError::Transform {
             table: self.table.clone(),
             pos: ev_pos.to_string(),
@@ -198,7 +202,7 @@ impl Router {
                         continue;
                     }
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    let pos = change.pos.to_string();
+                    let pos = &change.pos;
                     if let Some(before) = &change.before {
                         if change.kind == RowKind::Delete
                             || change
@@ -207,7 +211,7 @@ impl Router {
                                 .is_some_and(|a| self.key_changed(before, a))
                         {
                             if self.covers(before) {
-                                let (key, new_row) = self.transform(before, &pos)?;
+                                let (key, new_row) = self.transform(before, pos)?;
                                 let kv = self.key_values(&new_row);
                                 appliers.send(key.route(n), key, Op::Delete(kv)).await?;
                             } else {
@@ -217,7 +221,7 @@ impl Router {
                     }
                     if let Some(after) = &change.after {
                         if self.covers(after) {
-                            let (key, new_row) = self.transform(after, &pos)?;
+                            let (key, new_row) = self.transform(after, pos)?;
                             appliers
                                 .send(key.route(n), key, Op::Upsert(new_row))
                                 .await?;
