@@ -182,6 +182,7 @@ async fn catch_up_rate(
         key_positions: key_positions.clone(),
         max_batch: 500,
         replace: true,
+        reconnect_timeout: Duration::from_secs(300),
     };
     let started = Instant::now();
     let mut cfg = SourceConfig::new(server.url());

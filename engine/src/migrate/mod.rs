@@ -962,6 +962,7 @@ fn apply_target(
         key_positions,
         max_batch: 500,
         replace: added_unique_secondary(mapping).is_empty(),
+        reconnect_timeout: config.reconnect_timeout,
     }
 }
 
