@@ -1,6 +1,7 @@
 //! The same migrate process carries on through lost connections (issue 8): a KILL of its
-//! binlog connection while it waits to cut over, and a restart of the server during the copy
-//! under the ledger load. And a SIGKILL of rowshift while its cut-over holds the table locks:
+//! binlog connection while it waits to cut over, and restarts of the server during the copy
+//! and after it (verification, postponed cut-over) under the ledger load; a server that stays
+//! away longer than `--reconnect-timeout` leaves a resumable state. And a SIGKILL of rowshift while its cut-over holds the table locks:
 //! the server releases them, the application's writes continue, and the next run reports the
 //! state (cut-over done or not) and finishes.
 use mysql_async::prelude::Queryable;
@@ -328,6 +329,66 @@ async fn server_restarted_during_copy_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_restarted_during_copy_mariadb() {
     server_restarted_during_copy(Engine::MariaDb).await;
+}
+
+/// The server is restarted after the copy, while the run verifies or holds its postponed
+/// cut-over (drain markers every second): markers, verification and checkpoint reconnect, and
+/// the same process cuts over once the flag is gone.
+async fn server_restarted_after_copy(engine: Engine) {
+    let server = Arc::new(TestServer::dedicated(engine, ServerOptions::default()).unwrap());
+    let db = server.fresh_db("restarted_late").await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, &db, ROWS).await.unwrap();
+    conn.disconnect().await.unwrap();
+    let load = LedgerLoad::start(&server.url(), &db, ROWS, 4, 51);
+    load.wait_for_commits(100).await;
+    let flag = server.dir().join("postpone");
+    let mut child = spawn_migrate_with(
+        &server.url(),
+        &db,
+        &flag,
+        &["--chunk-time-ms", "50", "--reconnect-timeout", "120"],
+    );
+    wait_ckpt(&mut child, &server.url(), &db, |phase, _| phase == "verify").await;
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || {
+        s.stop();
+        s.start()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    load_commits(&load, 100, "after the restart").await;
+    std::fs::remove_file(&flag).unwrap();
+    let out = output_within(child, Duration::from_secs(600)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "migrate did not carry on through the restart:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("binlog connection lost"),
+        "no reconnection logged: the restart was not seen?\n{stderr}"
+    );
+    assert!(
+        stdout.contains("rowshift verify: GO"),
+        "verification not GO:\n{stdout}"
+    );
+    load_commits(&load, 100, "after the cut-over").await;
+    let report = load.stop().await;
+    assert!(report.committed > 0);
+    check_migrated(&server, &db, ROWS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarted_after_copy_mysql() {
+    server_restarted_after_copy(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarted_after_copy_mariadb() {
+    server_restarted_after_copy(Engine::MariaDb).await;
 }
 
 /// The server stays down longer than `--reconnect-timeout` during the copy: the run fails
