@@ -391,6 +391,120 @@ async fn server_restarted_after_copy_mariadb() {
     server_restarted_after_copy(Engine::MariaDb).await;
 }
 
+/// The server is restarted while the cut-over holds its locks (test hook at `locked`): the
+/// attempt fails on its lost connections, nothing is renamed, and the same process retries
+/// the cut-over once the server is back and finishes.
+async fn server_restarted_in_cutover(engine: Engine) {
+    let server = Arc::new(TestServer::dedicated(engine, ServerOptions::default()).unwrap());
+    let db = server.fresh_db("restarted_cut").await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, &db, CUT_ROWS)
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    let load = LedgerLoad::start(&server.url(), &db, CUT_ROWS, 4, 61);
+    load.wait_for_commits(100).await;
+    let pause = server.dir().join("cutover.paused");
+    let set = format!("order_status = {ORDER_STATUS_EXPR}");
+    let mut child = tokio::process::Command::new(rowshift_bin())
+        .args([
+            "migrate",
+            "--source",
+            &server.url(),
+            "--table",
+            &format!("{db}.orders"),
+            "--alter",
+            ORDER_STATUS_ALTER,
+            "--set",
+            &set,
+            "--reconnect-timeout",
+            "120",
+            "--execute",
+        ])
+        .env("ROWSHIFT_LOG", "warn")
+        .env(
+            "ROWSHIFT_TEST_PAUSE_IN_CUTOVER",
+            format!("locked:{}", pause.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Drain the pipes while polling the child, so that its logging never blocks it.
+    let read_all = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text).await;
+            }
+            text
+        })
+    };
+    let stdout_task = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr_task = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !pause.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "migrate ended before its cut-over paused ({status}):\n{}",
+                stderr_task.await.unwrap()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-over never took its locks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || {
+        s.stop();
+        s.start()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Release the paused attempt, and every later one (the hook pauses each attempt).
+    let finished = async {
+        loop {
+            let _ = std::fs::remove_file(&pause);
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let Ok(status) = tokio::time::timeout(Duration::from_secs(600), finished).await else {
+        panic!("migrate did not finish after the restart in its cut-over");
+    };
+    let stdout = stdout_task.await.unwrap();
+    let stderr = stderr_task.await.unwrap();
+    assert!(
+        status.success(),
+        "migrate did not carry on through the restart in its cut-over:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("cut-over attempt lost its connection"),
+        "the cut-over did not see the restart:\n{stderr}"
+    );
+    load_commits(&load, 100, "after the cut-over").await;
+    let report = load.stop().await;
+    assert!(report.committed > 0);
+    check_migrated(&server, &db, CUT_ROWS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarted_in_cutover_mysql() {
+    server_restarted_in_cutover(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarted_in_cutover_mariadb() {
+    server_restarted_in_cutover(Engine::MariaDb).await;
+}
+
 /// The server stays down longer than `--reconnect-timeout` during the copy: the run fails
 /// with a message that says to resume, keeps its shadow and checkpoint, and `--resume`
 /// finishes once the server is back.
