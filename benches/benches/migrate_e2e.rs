@@ -216,6 +216,7 @@ async fn catch_up_rate(
         key_positions: key_positions.clone(),
         max_batch: batch,
         replace: true,
+        reconnect_timeout: Duration::from_secs(300),
     };
     let server_pid = server_pid(server.port()).unwrap_or_default();
     let (cpu_server0, cpu_self0) = (cpu_secs(&server_pid), cpu_secs("self"));

@@ -67,6 +67,10 @@ pub struct MigrateArgs {
     /// Write the verification report to this file (.json or .html).
     #[arg(long)]
     verify_report: Option<PathBuf>,
+    /// How long, in seconds, every connection keeps retrying a lost server (restart, network)
+    /// before the run stops; it then keeps its shadow and checkpoint for --resume.
+    #[arg(long, default_value_t = 300)]
+    reconnect_timeout: u64,
 }
 
 /// Run the subcommand.
@@ -111,6 +115,7 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         allow_differences: args.allow_differences,
         skip_verify: args.skip_verify,
         verify_report: args.verify_report,
+        reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
         server_id: args
             .server_id
             .unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),

@@ -162,6 +162,8 @@ pub struct ApplyTarget {
     /// is one the copy wrote ahead of its own later event, which restores it; the router must
     /// apply every event then, and one applier keeps the order).
     pub replace: bool,
+    /// How long a lost connection (server restart) is retried before the applier fails.
+    pub reconnect_timeout: std::time::Duration,
 }
 
 impl ApplyTarget {
@@ -446,6 +448,7 @@ impl Applier {
         }
         // Deadlocks with the copy and lock timeouts are retried; the batch is idempotent.
         let mut attempt = 0u32;
+        let mut first_loss: Option<std::time::Instant> = None;
         loop {
             let result = async {
                 self.conn.query_drop("BEGIN").await?;
@@ -472,8 +475,17 @@ impl Applier {
                         continue;
                     }
                     // A lost connection (server restart, KILL): reconnect and run the batch
-                    // again, for up to about a minute.
-                    if attempt < 60 && is_transient(&source) {
+                    // again, for up to the reconnect timeout (lock waits: 60 attempts).
+                    let again = if is_retryable_in_place(&source) {
+                        attempt < 60
+                    } else {
+                        is_transient(&source)
+                            && first_loss
+                                .get_or_insert_with(std::time::Instant::now)
+                                .elapsed()
+                                < self.target.reconnect_timeout
+                    };
+                    if again {
                         tracing::warn!(attempt, error = %source, "applier connection lost; reconnecting");
                         tokio::time::sleep(std::time::Duration::from_millis(
                             250 * u64::from(attempt.min(8)),

@@ -134,6 +134,21 @@ impl CutoverError {
                 | CutoverError::Conn(_)
         )
     }
+
+    /// True when the attempt failed because the server could not be reached or a connection
+    /// was lost (a restart): such attempts are retried until the reconnect timeout and do not
+    /// count against [`CutoverConfig::attempts`].
+    pub fn is_lost_connection(&self) -> bool {
+        match self {
+            CutoverError::Conn(ConnError::Connect { .. }) => true,
+            CutoverError::BeforeRename { source, .. }
+            | CutoverError::RenameFailed { source, .. } => {
+                crate::migrate::reconnect::is_lost(source)
+            }
+            CutoverError::GaveUp { last, .. } => last.is_lost_connection(),
+            _ => false,
+        }
+    }
 }
 
 /// Settings of the cut-over.
@@ -148,6 +163,9 @@ pub struct CutoverConfig {
     pub attempts: u32,
     /// First back-off between attempts (doubles each time).
     pub backoff: Duration,
+    /// How long attempts that fail on a lost connection are retried (they do not count
+    /// against `attempts`).
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for CutoverConfig {
@@ -157,6 +175,7 @@ impl Default for CutoverConfig {
             drain_timeout: Duration::from_secs(3),
             attempts: 10,
             backoff: Duration::from_millis(250),
+            reconnect_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -196,7 +215,11 @@ where
     async move {
         let mut backoff = config.backoff;
         let mut last = None;
-        for attempt in 1..=config.attempts {
+        let mut attempt = 0;
+        let mut counted = 0;
+        let mut first_loss: Option<Instant> = None;
+        while counted < config.attempts {
+            attempt += 1;
             match attempt_once(endpoint, db, table, config, &mut drain).await {
                 Ok(mut report) => {
                     report.attempts = attempt;
@@ -207,7 +230,15 @@ where
                     return Ok(report);
                 }
                 Err(e) if e.is_retryable() => {
-                    warn!(attempt, error = %e, "cut-over attempt failed; retrying");
+                    if e.is_lost_connection()
+                        && first_loss.get_or_insert_with(Instant::now).elapsed()
+                            < config.reconnect_timeout
+                    {
+                        warn!(attempt, error = %e, "cut-over attempt lost its connection; retrying");
+                    } else {
+                        counted += 1;
+                        warn!(attempt, error = %e, "cut-over attempt failed; retrying");
+                    }
                     last = Some(e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -217,7 +248,7 @@ where
         }
         Err(CutoverError::GaveUp {
             table: table.to_string(),
-            attempts: config.attempts,
+            attempts: attempt,
             last: Box::new(last.unwrap_or(CutoverError::Ambiguous {
                 table: table.to_string(),
                 detail: "no attempt made".into(),
@@ -280,6 +311,7 @@ where
     a.query_drop(format!("LOCK TABLES {t} WRITE, {sentry} WRITE"))
         .await
         .map_err(before("LOCK TABLES"))?;
+    test_pause("locked").await;
     let result = locked_phase(
         &mut a,
         &mut b,
@@ -397,6 +429,7 @@ where
             }
         }
     }
+    test_pause("queued").await;
     // Release: drop the sentry (B would fail without this) and unlock; B goes first.
     let release = async {
         a.query_drop(format!("DROP TABLE {sentry}")).await?;
@@ -419,6 +452,7 @@ where
     let lock_time = locked_at.elapsed();
     match rename_fut.await {
         Ok(()) => {
+            test_pause("renamed").await;
             // The trip table now carries the sentry's name; it is ours and empty.
             let _ = a.query_drop(format!("DROP TABLE IF EXISTS {sentry}")).await;
             Ok(CutoverReport {
@@ -432,6 +466,32 @@ where
             table: table.to_string(),
             detail: format!("the rename failed after the unlock: {source}"),
         }),
+    }
+}
+
+/// TEST-ONLY hook, never set in production: `ROWSHIFT_TEST_PAUSE_IN_CUTOVER=<stage>:<file>`
+/// makes the cut-over create `<file>` at `<stage>` and wait while the file exists, so that a
+/// test can SIGKILL rowshift at exactly that moment (tests/tests/migrate_recovery.rs). Stages:
+/// `locked` (A holds the table lock, nothing sent to B yet), `queued` (B's RENAME waits on the
+/// lock) and `renamed` (the RENAME is done, the sentry not yet cleaned up).
+async fn test_pause(stage: &str) {
+    let Ok(hook) = std::env::var("ROWSHIFT_TEST_PAUSE_IN_CUTOVER") else {
+        return;
+    };
+    let Some((wanted, file)) = hook.split_once(':') else {
+        return;
+    };
+    if wanted != stage {
+        return;
+    }
+    let file = std::path::PathBuf::from(file);
+    if let Err(e) = std::fs::write(&file, b"rowshift cut-over paused (test hook)\n") {
+        warn!(stage, file = %file.display(), error = %e, "test hook: cannot create the pause file");
+        return;
+    }
+    warn!(stage, file = %file.display(), "test hook: cut-over paused while the file exists");
+    while file.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -11,6 +11,7 @@
 //! 6. Cut-over ([`crate::cutover`]); the original table stays as `_t_old`.
 
 pub mod preflight;
+pub mod reconnect;
 pub mod resume;
 pub mod router;
 
@@ -20,12 +21,12 @@ use crate::checkpoint::{Checkpoint, CheckpointTable};
 use crate::conn::{ConnError, Endpoint};
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
-use crate::event::SourceEvent;
 use crate::position::Position;
-use crate::source::stream::{BinlogSource, SourceConfig};
+use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
 use mysql_async::prelude::Queryable;
 use preflight::PreflightError;
+use reconnect::{retry_lost, wait_marker, MarkerConn};
 use router::{Router, RouterCmd, RouterStats};
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::schema::{quote_ident, ColumnType, Flavor, TableSchema};
@@ -69,6 +70,9 @@ pub enum MigrateError {
     /// The binlog source failed.
     #[error("binlog source: {0}")]
     Source(String),
+    /// The binlog stream could not start or gave up reconnecting.
+    #[error(transparent)]
+    Stream(#[from] reconnect::StreamError),
     /// The cut-over failed.
     #[error(transparent)]
     Cutover(#[from] cutover::CutoverError),
@@ -99,6 +103,42 @@ pub enum MigrateError {
     /// Catch-up did not finish.
     #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
     CatchUpTimeout(Duration),
+    /// The server stayed unreachable longer than `--reconnect-timeout`.
+    #[error("{what}: the connection to the server was lost and not re-established within {waited:?} (--reconnect-timeout); last error: {}", reconnect::error_chain(.last))]
+    ServerGone {
+        /// The step that needed the server.
+        what: &'static str,
+        /// How long rowshift retried.
+        waited: Duration,
+        /// The last error (shown in the message, so not a `source`).
+        last: Box<MigrateError>,
+    },
+    /// The run stopped after its copy had started, on an error a later run can get past (a
+    /// lost server): the shadow table and the checkpoint were kept for `--resume`.
+    #[error("{cause}\nthe shadow table `{db}`.`{shadow}` and the checkpoint `{db}`.`{ckpt}` were kept: once the server is reachable, run the same command with --resume to continue where this run stopped (or with --abort to drop them); the original table is untouched")]
+    Interrupted {
+        /// Database.
+        db: String,
+        /// The shadow table.
+        shadow: String,
+        /// The checkpoint table.
+        ckpt: String,
+        /// Why the run stopped (shown in the message, so not a `source`).
+        cause: Box<MigrateError>,
+    },
+}
+
+impl MigrateError {
+    /// True when the run failed on a lost connection or an unreachable server (anywhere in
+    /// the error's chain), on the binlog stream (the router's source), or on a catch-up that
+    /// did not finish: a later `--resume` can continue, so the shadow and the checkpoint are
+    /// kept. Definite errors (lossy data, a DDL on the table, differences) are not resumable.
+    pub fn is_resumable(&self) -> bool {
+        matches!(
+            self,
+            MigrateError::CatchUpTimeout(_) | MigrateError::Router(router::RouterError::Source(_))
+        ) || reconnect::lost_connection(self)
+    }
 }
 
 /// What to migrate and how.
@@ -138,6 +178,9 @@ pub struct MigrateConfig {
     pub skip_verify: bool,
     /// Write the verification report here (`.json` or `.html`).
     pub verify_report: Option<PathBuf>,
+    /// How long every connection of the run (binlog stream, appliers, copy, markers,
+    /// checkpoint, verification, cut-over) keeps retrying a lost server before the run fails.
+    pub reconnect_timeout: Duration,
 }
 
 /// Live progress, published while the migration runs.
@@ -318,7 +361,15 @@ async fn run_inner(
         }
     };
     let rows_estimate = estimate_rows(&mut conn, &config.db, &config.table).await;
-    let plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
+    let mut plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
+    if let Some(c) = &resumed {
+        // Say exactly what state the earlier run left: the shadow still stands beside the
+        // untouched original, so its cut-over (if it started) had not renamed anything.
+        plan = format!(
+            "resumed an interrupted run from its checkpoint (phase {}, {} rows copied, binlog position {}): its cut-over had not happened (the original table is still in place)\n{plan}",
+            c.phase, c.rows_copied, c.position
+        );
+    }
     progress.send_modify(|p| p.rows_estimate = rows_estimate);
     if !config.execute {
         conn.query_drop(format!("DROP TABLE {shadow}"))
@@ -343,13 +394,18 @@ async fn run_inner(
     let sentry = q2(&config.db, &names::sentry(&config.table));
     let ckpt_name = q2(&config.db, &names::checkpoint(&config.table));
     let ckpt_table = CheckpointTable::new(&config.db, &config.table);
-    // From here on a failure drops the shadow and the sentry: the original is untouched.
+    // From here on a failure drops the shadow and the sentry (the original is untouched),
+    // unless a checkpoint exists and the failure is one a `--resume` can get past.
+    let mut ckpt_saved = resumed.is_some();
     macro_rules! or_clean {
         ($e:expr) => {
             match $e {
                 Ok(v) => v,
                 Err(e) => {
                     let e: MigrateError = e.into();
+                    if ckpt_saved && e.is_resumable() {
+                        return Err(interrupted(&config, e));
+                    }
                     drop_helpers(&mut conn, &config, &[&shadow, &sentry, &ckpt_name]).await;
                     return Err(e);
                 }
@@ -407,10 +463,18 @@ async fn run_inner(
                     )
                     .await
             );
+            ckpt_saved = true;
             start
         }
     };
-    let events = or_clean!(open_stream(&config, &start).await);
+    let events = or_clean!(
+        reconnect::open_stream(
+            source_config(&config, &start),
+            &start,
+            config.reconnect_timeout
+        )
+        .await
+    );
     // A DDL on the table after its definition was read and before the stream's start is in
     // neither the definition nor the stream: read the definition again now.
     let current =
@@ -461,10 +525,16 @@ async fn run_inner(
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (applied_tx, applied_rx) = watch::channel::<Option<Position>>(None);
+    // Set when the router ends (a stream that gave up reconnecting, an applier error): the
+    // copy stops then instead of retrying on its own.
+    let (router_done_tx, router_done) = watch::channel(false);
     let router_task = tokio::spawn(
-        router
-            .run(events, appliers, cmd_rx, applied_tx)
-            .instrument(info_span!("router")),
+        async move {
+            let r = router.run(events, appliers, cmd_rx, applied_tx).await;
+            let _ = router_done_tx.send(true);
+            r
+        }
+        .instrument(info_span!("router")),
     );
 
     // Progress publisher.
@@ -530,13 +600,17 @@ async fn run_inner(
             start_after: resumed.as_ref().and_then(|c| c.copied_upto.clone()),
         };
         if !copy_finished_before {
-            copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx).await?;
+            let mut router_done = router_done.clone();
+            tokio::select! {
+                copied = copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx) => copied?,
+                _ = router_done.wait_for(|done| *done) => return Err(MigrateError::Source("the router stopped".into())),
+            }
         }
         let copy_time = copy_started.elapsed();
 
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
-        let mut marker_conn = config.endpoint.connect_raw().await?;
+        let mut marker_conn = MarkerConn::new(&config);
         let caught_up = Duration::from_secs(600);
         tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx))
             .await
@@ -548,7 +622,7 @@ async fn run_inner(
             warn!("verification skipped (--skip-verify): cutting over on the copy and binlog apply alone");
             None
         } else {
-            let report = verify_shadow(&config, &cmd_tx, &sentry).await?;
+            let report = retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)).await?;
             info!(go = report.is_go(), "verification done");
             if let Some(path) = &config.verify_report {
                 let body = if path.extension().is_some_and(|e| e == "html") { report.to_html() } else { report.to_json() };
@@ -574,7 +648,8 @@ async fn run_inner(
         set_phase("cut-over");
         let _ = phase_tx.send("cut-over");
         let cmd = cmd_tx.clone();
-        let report = cutover::cut_over(&config.endpoint, &config.db, &config.table, &config.cutover, move |token| {
+        let cut_config = CutoverConfig { reconnect_timeout: config.reconnect_timeout, ..config.cutover.clone() };
+        let report = cutover::cut_over(&config.endpoint, &config.db, &config.table, &cut_config, move |token| {
             let cmd = cmd.clone();
             async move {
                 let (tx, rx) = oneshot::channel();
@@ -583,14 +658,15 @@ async fn run_inner(
             }
         })
         .await?;
-        let _ = marker_conn.disconnect().await;
+        marker_conn.disconnect().await;
         Ok::<_, MigrateError>((copy_time, report, verification))
     }
     .await;
     ticker.abort();
     ckpt_writer.abort();
     // A stopped router is the root cause of "the router stopped": report its own error.
-    let router_error = if router_task.is_finished() {
+    // (The router signals its end just before its task finishes: wait for that task then.)
+    let router_error = if router_task.is_finished() || *router_done.borrow() {
         match router_task.await {
             Ok(Err(router_err)) => Some(router_err),
             _ => None,
@@ -607,19 +683,44 @@ async fn run_inner(
                 None => e,
             };
             // The original table is untouched: leave nothing of this run behind, unless the
-            // cut-over's outcome is unknown (then every table must stay for inspection).
-            if !matches!(
+            // cut-over's outcome is unknown (then every table must stay for inspection) or a
+            // `--resume` can continue (a lost server: keep the shadow and the checkpoint).
+            if matches!(
                 e,
                 MigrateError::Cutover(cutover::CutoverError::Ambiguous { .. })
             ) {
-                drop_helpers(&mut conn, &config, &[&shadow, &sentry, &ckpt_name]).await;
+                return Err(e);
             }
+            if e.is_resumable() {
+                return Err(interrupted(&config, e));
+            }
+            drop_helpers(&mut conn, &config, &[&shadow, &sentry, &ckpt_name]).await;
             return Err(e);
         }
     };
-    let _ = conn
-        .query_drop(format!("DROP TABLE IF EXISTS {sentry}, {ckpt_name}"))
+    // The main connection may have died with a restart long ago: a fresh one if needed.
+    let cleanup = format!("DROP TABLE IF EXISTS {sentry}, {ckpt_name}");
+    if conn.query_drop(&cleanup).await.is_err() {
+        let dropped = retry_lost(
+            "dropping the checkpoint",
+            config.reconnect_timeout,
+            || async {
+                let mut c = config.endpoint.connect_raw().await?;
+                c.query_drop(&cleanup)
+                    .await
+                    .map_err(|source| MigrateError::Sql {
+                        step: "dropping the checkpoint",
+                        source,
+                    })?;
+                let _ = c.disconnect().await;
+                Ok::<_, MigrateError>(())
+            },
+        )
         .await;
+        if let Err(e) = dropped {
+            warn!(error = %e, "the cut-over is done but the sentry and checkpoint tables could not be dropped; the next run (or --abort) drops them");
+        }
+    }
     set_phase("done");
     Ok(MigrateReport {
         plan,
@@ -682,6 +783,17 @@ fn benign_duplicate_keys(new: &TableSchema, mapping: &Mapping) -> Vec<String> {
         .collect()
 }
 
+/// `e` as an [`MigrateError::Interrupted`]: the shadow and checkpoint stay for `--resume`.
+fn interrupted(config: &MigrateConfig, e: MigrateError) -> MigrateError {
+    warn!(error = %e, "the run stopped on a lost server; keeping the shadow and checkpoint for --resume");
+    MigrateError::Interrupted {
+        db: config.db.clone(),
+        shadow: names::shadow(&config.table),
+        ckpt: names::checkpoint(&config.table),
+        cause: Box::new(e),
+    }
+}
+
 /// Drop this run's helper tables after a failure (best effort; a fresh connection when the
 /// main one is gone). The trip table of an interrupted cut-over is dropped too.
 async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tables: &[&str]) {
@@ -699,93 +811,6 @@ async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tabl
             if let Err(e) = c.query_drop(&sql).await {
                 warn!(table = %t, error = %e, "could not drop a helper table");
             }
-        }
-    }
-}
-
-/// The binlog stream from `start`, as a `Stream` of events. A lost connection (network, server
-/// restart, `KILL` of the replica thread) is retried with back-off from the last commit
-/// position read: the events of a transaction read only in part are sent again, which the
-/// idempotent apply absorbs. A definite error, or a server that stays away for a minute, ends
-/// the stream with the error.
-async fn open_stream(
-    config: &MigrateConfig,
-    start: &Position,
-) -> Result<
-    impl futures_util::Stream<
-            Item = Result<crate::event::SourceEvent, crate::source::stream::SourceError>,
-        > + Unpin,
-    MigrateError,
-> {
-    let cfg = source_config(config, start);
-    let source = BinlogSource::connect(cfg.clone())
-        .await
-        .map_err(|e| MigrateError::Source(e.to_string()))?;
-    let state = StreamState {
-        source: Some(source),
-        cfg,
-        resume_at: start.clone(),
-    };
-    Ok(Box::pin(futures_util::stream::unfold(
-        Some(state),
-        |state| async move {
-            let mut state = state?;
-            loop {
-                let source = state.source.as_mut()?;
-                match source.next().await {
-                    Ok(Some(ev)) => {
-                        if let SourceEvent::Commit { pos, .. } | SourceEvent::Ddl { pos, .. } = &ev
-                        {
-                            state.resume_at = pos.clone();
-                        }
-                        return Some((Ok(ev), Some(state)));
-                    }
-                    Ok(None) => return None,
-                    Err(e) if e.is_transient() => {
-                        warn!(error = %e, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
-                        state.source = None;
-                        match reconnect(&state.cfg, &state.resume_at).await {
-                            Ok(s) => state.source = Some(s),
-                            Err(e) => return Some((Err(e), None)),
-                        }
-                    }
-                    Err(e) => return Some((Err(e), None)),
-                }
-            }
-        },
-    )))
-}
-
-struct StreamState {
-    source: Option<BinlogSource>,
-    cfg: SourceConfig,
-    resume_at: Position,
-}
-
-/// Connect again at `at`, with back-off, for up to a minute.
-async fn reconnect(
-    cfg: &SourceConfig,
-    at: &Position,
-) -> Result<BinlogSource, crate::source::stream::SourceError> {
-    let mut cfg = cfg.clone();
-    cfg.start = crate::position::StartPosition::File {
-        file: at.file.clone(),
-        offset: at.offset,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match BinlogSource::connect(cfg.clone()).await {
-            Ok(s) => {
-                info!(position = %at, "binlog stream resumed");
-                return Ok(s);
-            }
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                warn!(error = %e, "binlog reconnect failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -858,34 +883,6 @@ async fn checkpoint_writer(
             }
         }
     }
-}
-
-/// Insert a fresh token into the sentry and wait until the router has applied up to it.
-async fn wait_marker(
-    conn: &mut mysql_async::Conn,
-    sentry: &str,
-    cmds: &mpsc::Sender<RouterCmd>,
-) -> Result<(), MigrateError> {
-    let token = cutover::drain_token();
-    let (tx, rx) = oneshot::channel();
-    cmds.send(RouterCmd::WaitMarker(token, tx))
-        .await
-        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
-    conn.query_drop(format!("INSERT INTO {sentry} (id) VALUES ({token})"))
-        .await
-        .map_err(|source| MigrateError::Sql {
-            step: "writing a drain marker",
-            source,
-        })?;
-    rx.await
-        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
-    conn.query_drop(format!("DELETE FROM {sentry} WHERE id = {token}"))
-        .await
-        .map_err(|source| MigrateError::Sql {
-            step: "clearing a drain marker",
-            source,
-        })?;
-    Ok(())
 }
 
 /// How many appliers may run in parallel without breaking an order the server cares about:
@@ -965,6 +962,7 @@ fn apply_target(
         key_positions,
         max_batch: 500,
         replace: added_unique_secondary(mapping).is_empty(),
+        reconnect_timeout: config.reconnect_timeout,
     }
 }
 
@@ -1070,7 +1068,7 @@ impl MigrateReport {
 /// (the appliers keep writing the shadow), and the drain is proven by a marker row read back
 /// from the binlog.
 struct MigratePoint<'a> {
-    endpoint: &'a Endpoint,
+    config: &'a MigrateConfig,
     cmds: &'a mpsc::Sender<RouterCmd>,
     sentry: &'a str,
 }
@@ -1081,10 +1079,10 @@ impl crate::verify::ConsistentPoint for MigratePoint<'_> {
     }
 
     async fn drain(&mut self) -> Result<(), crate::verify::DrainError> {
-        let mut conn = self.endpoint.connect_raw().await?;
-        wait_marker(&mut conn, self.sentry, self.cmds).await?;
-        let _ = conn.disconnect().await;
-        Ok(())
+        let mut marker = MarkerConn::new(self.config);
+        let drained = wait_marker(&mut marker, self.sentry, self.cmds).await;
+        marker.disconnect().await;
+        Ok(drained?)
     }
 }
 
@@ -1113,7 +1111,7 @@ async fn verify_shadow(
         mapping,
     };
     let mut point = MigratePoint {
-        endpoint: &config.endpoint,
+        config,
         cmds,
         sentry,
     };
