@@ -18,6 +18,7 @@ use crate::apply::{ApplierSet, ApplyTarget};
 use crate::catalog::{self, CatalogError};
 use crate::checkpoint::{Checkpoint, CheckpointTable};
 use crate::conn::{ConnError, Endpoint};
+use crate::control::operate::Operations;
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::event::SourceEvent;
@@ -96,6 +97,15 @@ pub enum MigrateError {
         /// The report's terminal summary.
         summary: String,
     },
+    /// The control listeners could not be opened.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// The operator or a critical load aborted the migration before the cut-over.
+    #[error("{reason}; the migration stopped before the cut-over: the original table is untouched and rowshift's helper tables were dropped")]
+    Aborted {
+        /// Who asked and why.
+        reason: String,
+    },
     /// Catch-up did not finish.
     #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
     CatchUpTimeout(Duration),
@@ -138,6 +148,8 @@ pub struct MigrateConfig {
     pub skip_verify: bool,
     /// Write the verification report here (`.json` or `.html`).
     pub verify_report: Option<PathBuf>,
+    /// Throttling, live control (socket, HTTP) and metrics.
+    pub operate: crate::control::operate::OperateConfig,
 }
 
 /// Live progress, published while the migration runs.
@@ -269,6 +281,12 @@ async fn run_inner(
     if resumed.is_none() {
         preflight::leftovers(&mut conn, &config.db, &config.table, config.drop_leftovers).await?;
     }
+    // The control listeners open before anything changes: a socket in use stops the run here.
+    let ops = if config.execute {
+        Some(Operations::bind(&config.operate, &config.db, &config.table).await?)
+    } else {
+        None
+    };
 
     // Shadow table with the user's ALTER, run by the server.
     let t = q2(&config.db, &config.table);
@@ -356,6 +374,10 @@ async fn run_inner(
             }
         };
     }
+    let mut ops = match ops {
+        Some(ops) => ops,
+        None => or_clean!(Operations::bind(&config.operate, &config.db, &config.table).await),
+    };
     or_clean!(conn
         .query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
@@ -515,6 +537,33 @@ async fn run_inner(
             }
         })
     };
+    let (copy_control, controls) = ops.start(
+        &config.endpoint,
+        &config.db,
+        &config.table,
+        progress.subscribe(),
+        copy_stats.clone(),
+        router_stats.clone(),
+        apply_stats.clone(),
+        config.postpone_flag.clone(),
+        config.copy.target_chunk_time,
+    );
+    let mut copy_config = config.copy.clone();
+    copy_config.control = copy_control;
+    let metrics = ops.metrics().clone();
+    // Everything before the cut-over can be aborted (operator, critical load); the cut-over
+    // itself never is.
+    macro_rules! abortable {
+        ($e:expr) => {
+            tokio::select! {
+                r = $e => r,
+                reason = ops.aborted() => {
+                    warn!(%reason, "aborting before the cut-over");
+                    return Err(MigrateError::Aborted { reason });
+                }
+            }
+        };
+    }
 
     let result = async {
         set_phase("copy");
@@ -530,7 +579,7 @@ async fn run_inner(
             start_after: resumed.as_ref().and_then(|c| c.copied_upto.clone()),
         };
         if !copy_finished_before {
-            copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx).await?;
+            abortable!(copy::copy_table(plan_copy, copy_config, copy_stats.clone(), hw_tx, wm_tx))?;
         }
         let copy_time = copy_started.elapsed();
 
@@ -538,8 +587,7 @@ async fn run_inner(
         let _ = phase_tx.send("catch-up");
         let mut marker_conn = config.endpoint.connect_raw().await?;
         let caught_up = Duration::from_secs(600);
-        tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx))
-            .await
+        abortable!(tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx)))
             .map_err(|_| MigrateError::CatchUpTimeout(caught_up))??;
 
         set_phase("verify");
@@ -548,7 +596,7 @@ async fn run_inner(
             warn!("verification skipped (--skip-verify): cutting over on the copy and binlog apply alone");
             None
         } else {
-            let report = verify_shadow(&config, &cmd_tx, &sentry).await?;
+            let report = abortable!(verify_shadow(&config, &cmd_tx, &sentry))?;
             info!(go = report.is_go(), "verification done");
             if let Some(path) = &config.verify_report {
                 let body = if path.extension().is_some_and(|e| e == "html") { report.to_html() } else { report.to_json() };
@@ -562,13 +610,30 @@ async fn run_inner(
             Some(report.summary())
         };
 
-        if let Some(flag) = &config.postpone_flag {
-            set_phase("postponed");
-            while flag.exists() {
-                info!(flag = %flag.display(), "cut-over postponed while the flag file exists");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+        // Postponed while the flag file exists or the operator holds it (`ctl postpone`);
+        // `ctl cut-over` releases both.
+        let mut postpone = controls.postpone.clone();
+        loop {
+            let flag = config.postpone_flag.as_ref().filter(|f| f.exists());
+            if flag.is_none() && !*postpone.borrow_and_update() {
+                break;
             }
+            set_phase("postponed");
+            match flag {
+                Some(flag) => info!(flag = %flag.display(), "cut-over postponed while the flag file exists (or until `rowshift ctl cut-over`)"),
+                None => info!("cut-over postponed by the operator until `rowshift ctl cut-over`"),
+            }
+            abortable!(async {
+                tokio::select! {
+                    changed = postpone.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            });
+            wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
         }
 
         set_phase("cut-over");
@@ -583,12 +648,14 @@ async fn run_inner(
             }
         })
         .await?;
+        metrics.cutover_lock(report.lock_time);
         let _ = marker_conn.disconnect().await;
         Ok::<_, MigrateError>((copy_time, report, verification))
     }
     .await;
     ticker.abort();
     ckpt_writer.abort();
+    ops.finish().await;
     // A stopped router is the root cause of "the router stopped": report its own error.
     let router_error = if router_task.is_finished() {
         match router_task.await {
