@@ -7,6 +7,7 @@ mod ops_support;
 use ops_support::*;
 use rowshift_testkit::{Engine, TestServer};
 use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -282,7 +283,9 @@ async fn postpone_then_abort(engine: Engine) {
     let hold = temp_path(&format!("{name}.hold"));
     std::fs::write(&hold, "hold").unwrap();
     let hold_s = hold.display().to_string();
-    let mut run = Run::start(&server, &db, &name, &["--throttle-flag-file", &hold_s]);
+    // The default socket, found by `ctl --table db.t`.
+    let mut run =
+        Run::start_default_socket(&server, &db, &name, &["--throttle-flag-file", &hold_s]);
     run.wait_status("the flag-file throttle", |s| s["throttled"] == true)
         .await;
     let v = run.ctl_ok("postpone", None).await;
@@ -290,7 +293,12 @@ async fn postpone_then_abort(engine: Engine) {
     std::fs::remove_file(&hold).unwrap();
     run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
         .await;
+    assert!(
+        run.socket.metadata().unwrap().permissions().mode() & 0o777 == 0o600,
+        "the control socket is private"
+    );
     run.ctl_ok("abort", None).await;
+    let run_socket = run.socket.clone();
     let end = run.wait().await;
     assert_ne!(end.code, 0, "{}", end.err);
     assert!(
@@ -302,6 +310,10 @@ async fn postpone_then_abort(engine: Engine) {
     assert_eq!(tables(&server, &db).await, vec!["t".to_string()]);
     assert_eq!(rows(&server, &db).await, before);
     assert_eq!(create_of(&server, &db).await, create_before);
+    assert!(
+        !run_socket.exists(),
+        "the control socket is removed at the end"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,8 @@ pub struct Run {
     child: tokio::process::Child,
     /// Its control socket.
     pub socket: PathBuf,
+    /// `db.t` when `ctl` finds the socket by `--table` (the default socket path).
+    by_table: Option<String>,
     out: PathBuf,
     err: PathBuf,
 }
@@ -70,7 +72,26 @@ impl Run {
     /// Start `rowshift migrate --execute` of `db.t` (ALTER adds a column) with `extra` flags;
     /// its control socket is a fresh path named after `name`.
     pub fn start(server: &TestServer, db: &str, name: &str, extra: &[&str]) -> Run {
-        let socket = temp_path(&format!("{name}.sock"));
+        Run::spawn(server, db, name, extra, false)
+    }
+
+    /// Like [`Run::start`] on the default control socket, which `ctl --table db.t` finds.
+    pub fn start_default_socket(server: &TestServer, db: &str, name: &str, extra: &[&str]) -> Run {
+        Run::spawn(server, db, name, extra, true)
+    }
+
+    fn spawn(
+        server: &TestServer,
+        db: &str,
+        name: &str,
+        extra: &[&str],
+        default_socket: bool,
+    ) -> Run {
+        let socket = if default_socket {
+            PathBuf::from(format!("/tmp/rowshift-{db}.t.sock"))
+        } else {
+            temp_path(&format!("{name}.sock"))
+        };
         let out = temp_path(&format!("{name}.out"));
         let err = temp_path(&format!("{name}.err"));
         let table = format!("{db}.t");
@@ -89,12 +110,13 @@ impl Run {
             "1",
             "--cut-over-lock-wait",
             "5",
-            "--control-socket",
-            &socket.display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !default_socket {
+            args.extend(["--control-socket".to_string(), socket.display().to_string()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = tokio::process::Command::new(rowshift_bin())
             .args(&args)
@@ -108,6 +130,7 @@ impl Run {
         Run {
             child,
             socket,
+            by_table: default_socket.then_some(table),
             out,
             err,
         }
@@ -131,7 +154,10 @@ impl Run {
 
     /// `rowshift ctl --socket ... <command> [arg]`: (exit code, reply).
     pub async fn ctl(&self, command: &str, arg: Option<&str>) -> (i32, Value) {
-        ctl(&self.socket, command, arg).await
+        match &self.by_table {
+            Some(t) => ctl_args(&["--table", t], command, arg).await,
+            None => ctl(&self.socket, command, arg).await,
+        }
     }
 
     /// `ctl <command>`, which must succeed.
@@ -196,7 +222,14 @@ impl Drop for Run {
 /// `rowshift ctl --socket PATH command [arg]`: (exit code, parsed JSON reply or Null).
 pub async fn ctl(socket: &Path, command: &str, arg: Option<&str>) -> (i32, Value) {
     let socket_s = socket.display().to_string();
-    let mut args = vec!["ctl", "--socket", socket_s.as_str(), command];
+    ctl_args(&["--socket", socket_s.as_str()], command, arg).await
+}
+
+/// `rowshift ctl <target...> command [arg]`.
+async fn ctl_args(target: &[&str], command: &str, arg: Option<&str>) -> (i32, Value) {
+    let mut args = vec!["ctl"];
+    args.extend_from_slice(target);
+    args.push(command);
     if let Some(a) = arg {
         args.push(a);
     }
