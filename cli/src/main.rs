@@ -6,7 +6,9 @@
 
 mod binlog_dump;
 mod common;
+mod ctl;
 mod migrate;
+mod operate_args;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,9 @@ enum Command {
     /// Compare a table with its shadow or a table on another server (exit 0 GO, 1 NO-GO, 2
     /// cannot verify).
     Verify(verify::VerifyArgs),
+    /// Control a running migration through its socket: status, pause, resume, throttle,
+    /// unthrottle, chunk-size, chunk-time-ms, max-load, cut-over, postpone, abort.
+    Ctl(ctl::CtlArgs),
 }
 
 /// `rowshift binlog ...`
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             command: BinlogCommand::Dump(args),
         } => binlog_dump::run(args),
         Command::Verify(args) => block_on(verify::run(args)),
+        Command::Ctl(args) => ctl::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! `rowshift migrate`: the online ALTER, with a progress line and a final summary.
 
 use crate::common::{split_table, ConnArgs};
+use crate::operate_args::OperateArgs;
 use anyhow::Result;
 use rowshift_engine::copy::CopyConfig;
 use rowshift_engine::cutover::CutoverConfig;
@@ -71,11 +72,14 @@ pub struct MigrateArgs {
     /// before the run stops; it then keeps its shadow and checkpoint for --resume.
     #[arg(long, default_value_t = 300)]
     reconnect_timeout: u64,
+    #[command(flatten)]
+    operate: OperateArgs,
 }
 
 /// Run the subcommand.
 pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
     let endpoint = args.conn.endpoint()?;
+    let operate = args.operate.config(&args.conn)?;
     let (db, table) = split_table(&args.table)?;
     let postpone_flag = if args.postpone_cut_over || args.postpone_flag_file.is_some() {
         let flag = args
@@ -116,6 +120,7 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         skip_verify: args.skip_verify,
         verify_report: args.verify_report,
         reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
+        operate,
         server_id: args
             .server_id
             .unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),

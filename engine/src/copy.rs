@@ -119,6 +119,59 @@ pub enum Watermark {
     Finished,
 }
 
+/// How big the next chunk is, as the operator set it (read before each chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkSize {
+    /// Sized to [`CopyConfig::target_chunk_time`] (the default).
+    Auto,
+    /// A fixed number of rows (`ctl chunk-size N`).
+    Rows(u64),
+    /// Sized to this many milliseconds (`ctl chunk-time-ms N`).
+    TimeMs(u64),
+}
+
+/// Live control of the copy (throttling, pause, chunk size, nice ratio). The default never
+/// holds the copy and keeps the configured chunk time.
+#[derive(Debug, Clone)]
+pub struct CopyControl {
+    /// False while the copy must wait (paused or throttled): checked before each chunk by the
+    /// dispatcher and by each worker.
+    pub run: watch::Receiver<bool>,
+    /// The chunk size, read before each chunk.
+    pub chunk: watch::Receiver<ChunkSize>,
+    /// After a chunk that took `t`, a worker rests `nice_ratio * t` (like gh-ost's
+    /// `--nice-ratio`), leaving the server to the application.
+    pub nice_ratio: f64,
+    /// Receives the duration of every chunk (for the chunk-time histogram).
+    pub chunk_times: Option<mpsc::UnboundedSender<Duration>>,
+}
+
+impl Default for CopyControl {
+    fn default() -> Self {
+        CopyControl {
+            run: watch::channel(true).1,
+            chunk: watch::channel(ChunkSize::Auto).1,
+            nice_ratio: 0.0,
+            chunk_times: None,
+        }
+    }
+}
+
+impl CopyControl {
+    /// Wait until the copy may run. A dropped controller leaves the last state in force; one
+    /// dropped while holding the copy releases it (nothing can release it any more).
+    /// Returns false when the controller is gone (the copy then runs).
+    async fn wait_open(&mut self, stats: &CopyStats) -> bool {
+        if *self.run.borrow() {
+            return true;
+        }
+        stats.held.store(true, Ordering::Relaxed);
+        let released = self.run.wait_for(|open| *open).await.is_ok();
+        stats.held.store(false, Ordering::Relaxed);
+        released
+    }
+}
+
 /// Tuning of the copy.
 #[derive(Debug, Clone)]
 pub struct CopyConfig {
@@ -130,6 +183,8 @@ pub struct CopyConfig {
     pub initial_chunk_rows: u64,
     /// Largest chunk in rows.
     pub max_chunk_rows: u64,
+    /// Live control (throttle, pause, chunk size, nice ratio).
+    pub control: CopyControl,
 }
 
 impl Default for CopyConfig {
@@ -139,6 +194,7 @@ impl Default for CopyConfig {
             target_chunk_time: Duration::from_millis(500),
             initial_chunk_rows: 2_000,
             max_chunk_rows: 200_000,
+            control: CopyControl::default(),
         }
     }
 }
@@ -152,6 +208,16 @@ pub struct CopyStats {
     pub chunks: AtomicU64,
     /// Duration of the last chunk in microseconds.
     pub last_chunk_micros: AtomicU64,
+    /// Rows of the last chunk.
+    pub last_chunk_rows: AtomicU64,
+    /// Size in rows of the chunk dispatched last.
+    pub chunk_rows: AtomicU64,
+    /// Chunks being copied right now.
+    pub in_flight: AtomicU64,
+    /// Chunk statements retried after a transient error (deadlock, lost connection).
+    pub retries: AtomicU64,
+    /// True while the dispatcher waits for the copy to be released (paused or throttled).
+    pub held: std::sync::atomic::AtomicBool,
 }
 
 /// The upper bound of the key ranges handed to the copy so far, for a single integer key:
@@ -256,7 +322,9 @@ pub async fn copy_table(
             config.max_chunk_rows = config.max_chunk_rows.min(listed.max(1));
             config.initial_chunk_rows = config.initial_chunk_rows.min(config.max_chunk_rows);
         }
-        let (tx, rx) = mpsc::channel::<Chunk>(config.workers.max(1));
+        // One chunk waits at most: its bounds are computed when a slot frees, so a new chunk
+        // size or a pause applies to the next chunk.
+        let (tx, rx) = mpsc::channel::<Chunk>(1);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Duration)>();
         let mut workers = Vec::new();
@@ -268,10 +336,11 @@ pub async fn copy_table(
                 rx: rx.clone(),
                 done: done_tx.clone(),
                 stats: stats.clone(),
+                control: config.control.clone(),
             };
-            workers.push(tokio::spawn(
+            workers.push(AbortOnDrop(Some(tokio::spawn(
                 w.run().instrument(info_span!("copy_worker", id = i)),
-            ));
+            ))));
         }
         drop(done_tx);
         let int_key = plan.key.len() == 1 && plan.key[0].literal == KeyLiteral::Number;
@@ -284,17 +353,40 @@ pub async fn copy_table(
         }
         let mut tracker = WatermarkTracker::default();
         let mut seq = 0u64;
+        let mut control = config.control.clone();
+        // Rows per second of the last finished chunk.
+        let mut rate: Option<f64> = None;
         loop {
+            let _ = control.wait_open(&stats).await;
+            let Ok(permit) = tx.reserve().await else {
+                break;
+            };
+            // A pause or throttle that came while waiting for a free worker holds this chunk.
+            let _ = control.wait_open(&stats).await;
             // Adapt the chunk size to the measured speed of finished chunks.
             while let Ok((done_seq, rows, took)) = done_rx.try_recv() {
                 tracker.finished(done_seq, &watermark);
                 if rows > 0 && took > Duration::ZERO {
-                    let rate = rows as f64 / took.as_secs_f64();
-                    let wished = (rate * config.target_chunk_time.as_secs_f64()) as u64;
-                    chunk_rows =
-                        wished.clamp(100.min(config.max_chunk_rows), config.max_chunk_rows);
+                    rate = Some(rows as f64 / took.as_secs_f64());
                 }
             }
+            let setting = *control.chunk.borrow();
+            let target = match setting {
+                ChunkSize::Rows(n) => Some(n),
+                ChunkSize::Auto => {
+                    rate.map(|r| (r * config.target_chunk_time.as_secs_f64()) as u64)
+                }
+                ChunkSize::TimeMs(ms) => rate.map(|r| (r * ms as f64 / 1000.0) as u64),
+            };
+            if let Some(n) = target {
+                let floor = if matches!(setting, ChunkSize::Rows(_)) {
+                    1
+                } else {
+                    100
+                };
+                chunk_rows = n.clamp(floor.min(config.max_chunk_rows), config.max_chunk_rows);
+            }
+            stats.chunk_rows.store(chunk_rows, Ordering::Relaxed);
             let upper = loop {
                 match next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await {
                     Ok(upper) => break upper,
@@ -329,17 +421,16 @@ pub async fn copy_table(
                 lower: lower.clone(),
                 upper: upper.clone(),
             };
-            if tx.send(chunk).await.is_err() {
-                break;
-            }
+            permit.send(chunk);
             if last {
                 break;
             }
             lower = upper;
         }
         drop(tx);
-        for w in workers {
-            match w.await {
+        for mut w in workers {
+            let Some(handle) = w.0.take() else { continue };
+            match handle.await {
                 Ok(r) => r?,
                 Err(_) => return Err(CopyError::WorkerStopped),
             }
@@ -651,12 +742,24 @@ fn is_plain_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A copy worker's task, aborted when the copy is dropped (an aborted migration).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), CopyError>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
 struct Worker {
     plan: Arc<CopyPlan>,
     conn: mysql_async::Conn,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
     done: mpsc::UnboundedSender<(u64, u64, Duration)>,
     stats: Arc<CopyStats>,
+    control: CopyControl,
 }
 
 impl Worker {
@@ -730,6 +833,17 @@ impl Worker {
         loop {
             let chunk = { self.rx.lock().await.recv().await };
             let Some(chunk) = chunk else { break };
+            // Counted in flight before the gate is checked: once the gate is closed, an
+            // observer that sees no chunk in flight knows none will start.
+            self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+            while !*self.control.run.borrow() {
+                self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let released = self.control.wait_open(&self.stats).await;
+                self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+                if !released {
+                    break;
+                }
+            }
             let started = Instant::now();
             let sql = format!(
                 "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {} LOCK IN SHARE MODE",
@@ -749,6 +863,7 @@ impl Worker {
                         if attempt < 60 && crate::apply::is_transient(&source) =>
                     {
                         attempt += 1;
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         warn!(attempt, error = %source, range = %chunk.describe(), "copy chunk failed; retrying");
                         let _ = self.conn.query_drop("ROLLBACK").await;
                         tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(20))))
@@ -764,17 +879,33 @@ impl Worker {
                             }
                         }
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        return Err(e);
+                    }
                 }
             };
             let took = started.elapsed();
-            self.stats.rows_copied.fetch_add(rows, Ordering::Relaxed);
-            self.stats.chunks.fetch_add(1, Ordering::Relaxed);
+            // The last chunk's figures before the chunk count: a reader that sees the count
+            // sees them.
+            self.stats.last_chunk_rows.store(rows, Ordering::SeqCst);
             self.stats
                 .last_chunk_micros
                 .store(took.as_micros() as u64, Ordering::Relaxed);
+            self.stats.rows_copied.fetch_add(rows, Ordering::SeqCst);
+            self.stats.chunks.fetch_add(1, Ordering::SeqCst);
+            self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
             debug!(rows, ms = took.as_millis() as u64, range = %chunk.describe(), "chunk copied");
+            if let Some(times) = &self.control.chunk_times {
+                let _ = times.send(took);
+            }
             let _ = self.done.send((chunk.seq, rows, took));
+            // Nice ratio: leave the server to the application for a while (pacing, not
+            // synchronisation).
+            if self.control.nice_ratio > 0.0 {
+                let rest = took.mul_f64(self.control.nice_ratio.min(100.0));
+                tokio::time::sleep(rest).await;
+            }
         }
         let _ = self.conn.disconnect().await;
         Ok(())

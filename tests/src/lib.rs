@@ -86,6 +86,16 @@ pub enum HarnessError {
     },
 }
 
+/// Why a replica could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("setting up replication ({what}): {detail}")]
+pub struct ReplicationError {
+    /// What was being done.
+    pub what: String,
+    /// The server's message or the harness's reason.
+    pub detail: String,
+}
+
 /// Extra settings for a dedicated server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -343,6 +353,142 @@ impl TestServer {
         args.extend(self.args.iter().cloned());
         args
     }
+}
+
+/// The replication user the harness creates on a primary.
+const REPL_USER: &str = "rowshift_repl";
+const REPL_PASSWORD: &str = "rowshift-repl-pw";
+
+impl TestServer {
+    /// A new dedicated server of `primary`'s engine, replicating from it with the server's own
+    /// replication (GTID auto-position on MySQL, `MASTER_USE_GTID=slave_pos` on MariaDB) from
+    /// the primary's first binlog, with both replication threads running when this returns.
+    /// Create what the replica must see on the primary afterwards.
+    pub async fn replica_of(primary: &TestServer) -> Result<TestServer, ReplicationError> {
+        use mysql_async::prelude::Queryable;
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |e: mysql_async::Error| ReplicationError {
+                what: what.clone(),
+                detail: e.to_string(),
+            }
+        };
+        let replica =
+            TestServer::dedicated(primary.engine, ServerOptions::default()).map_err(|e| {
+                ReplicationError {
+                    what: "starting the replica server".into(),
+                    detail: e.to_string(),
+                }
+            })?;
+        let mut p = mysql_async::Conn::from_url(primary.url())
+            .await
+            .map_err(err("connecting to the primary"))?;
+        for stmt in [
+            format!("CREATE USER IF NOT EXISTS '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'"),
+            format!("GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'"),
+        ] {
+            p.query_drop(stmt)
+                .await
+                .map_err(err("creating the replication user"))?;
+        }
+        let _ = p.disconnect().await;
+        let mut r = mysql_async::Conn::from_url(replica.url())
+            .await
+            .map_err(err("connecting to the replica"))?;
+        let (change, start) = match primary.engine {
+            Engine::MySql => (
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={}, SOURCE_USER='{REPL_USER}', SOURCE_PASSWORD='{REPL_PASSWORD}', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1",
+                    primary.port
+                ),
+                "START REPLICA",
+            ),
+            Engine::MariaDb => (
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos",
+                    primary.port
+                ),
+                "START SLAVE",
+            ),
+        };
+        r.query_drop(change)
+            .await
+            .map_err(err("CHANGE REPLICATION SOURCE / CHANGE MASTER"))?;
+        r.query_drop(start)
+            .await
+            .map_err(err("START REPLICA / START SLAVE"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (io, sql, last_error) = replica_threads(&mut r)
+                .await
+                .map_err(err("reading the replica status"))?;
+            if io == "Yes" && sql == "Yes" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(ReplicationError {
+                    what: "waiting for the replication threads".into(),
+                    detail: format!("IO {io}, SQL {sql}, last error: {last_error}"),
+                });
+            }
+            // Polling the replica's own start-up; not test synchronisation.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = r.disconnect().await;
+        Ok(replica)
+    }
+
+    /// Stop the SQL (applier) thread of this replica: the IO thread keeps receiving, nothing is
+    /// applied, the replica falls behind.
+    pub async fn stop_replica_sql_thread(&self) -> Result<(), mysql_async::Error> {
+        self.replica_statement("STOP REPLICA SQL_THREAD", "STOP SLAVE SQL_THREAD")
+            .await
+    }
+
+    /// Start the SQL thread of this replica again.
+    pub async fn start_replica_sql_thread(&self) -> Result<(), mysql_async::Error> {
+        self.replica_statement("START REPLICA SQL_THREAD", "START SLAVE SQL_THREAD")
+            .await
+    }
+
+    async fn replica_statement(
+        &self,
+        mysql: &str,
+        mariadb: &str,
+    ) -> Result<(), mysql_async::Error> {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::from_url(self.url()).await?;
+        c.query_drop(match self.engine {
+            Engine::MySql => mysql,
+            Engine::MariaDb => mariadb,
+        })
+        .await?;
+        c.disconnect().await
+    }
+}
+
+/// (IO thread running, SQL thread running, last error) of a replica.
+async fn replica_threads(
+    c: &mut mysql_async::Conn,
+) -> Result<(String, String, String), mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    // MySQL 8.4+ knows only SHOW REPLICA STATUS; MariaDB 10.11 both.
+    let row: Option<mysql_async::Row> = c.query_first("SHOW REPLICA STATUS").await?;
+    let Some(row) = row else {
+        return Ok(("No".into(), "No".into(), "no replica status".into()));
+    };
+    let get = |names: &[&str]| -> String {
+        names
+            .iter()
+            .find_map(|n| row.get_opt::<Option<String>, _>(*n).and_then(Result::ok))
+            .flatten()
+            .unwrap_or_default()
+    };
+    Ok((
+        get(&["Slave_IO_Running", "Replica_IO_Running"]),
+        get(&["Slave_SQL_Running", "Replica_SQL_Running"]),
+        format!("{} {}", get(&["Last_IO_Error"]), get(&["Last_SQL_Error"])),
+    ))
 }
 
 impl Drop for TestServer {

@@ -19,6 +19,7 @@ use crate::apply::{ApplierSet, ApplyTarget};
 use crate::catalog::{self, CatalogError};
 use crate::checkpoint::{Checkpoint, CheckpointTable};
 use crate::conn::{ConnError, Endpoint};
+use crate::control::operate::Operations;
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::position::Position;
@@ -99,6 +100,15 @@ pub enum MigrateError {
     Differences {
         /// The report's terminal summary.
         summary: String,
+    },
+    /// The control listeners could not be opened.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// The operator or a critical load aborted the migration before the cut-over.
+    #[error("{reason}; the migration stopped before the cut-over: the original table is untouched and rowshift's helper tables were dropped")]
+    Aborted {
+        /// Who asked and why.
+        reason: String,
     },
     /// Catch-up did not finish.
     #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
@@ -181,6 +191,8 @@ pub struct MigrateConfig {
     /// How long every connection of the run (binlog stream, appliers, copy, markers,
     /// checkpoint, verification, cut-over) keeps retrying a lost server before the run fails.
     pub reconnect_timeout: Duration,
+    /// Throttling, live control (socket, HTTP) and metrics.
+    pub operate: crate::control::operate::OperateConfig,
 }
 
 /// Live progress, published while the migration runs.
@@ -312,6 +324,12 @@ async fn run_inner(
     if resumed.is_none() {
         preflight::leftovers(&mut conn, &config.db, &config.table, config.drop_leftovers).await?;
     }
+    // The control listeners open before anything changes: a socket in use stops the run here.
+    let ops = if config.execute {
+        Some(Operations::bind(&config.operate, &config.db, &config.table).await?)
+    } else {
+        None
+    };
 
     // Shadow table with the user's ALTER, run by the server.
     let t = q2(&config.db, &config.table);
@@ -412,6 +430,10 @@ async fn run_inner(
             }
         };
     }
+    let mut ops = match ops {
+        Some(ops) => ops,
+        None => or_clean!(Operations::bind(&config.operate, &config.db, &config.table).await),
+    };
     or_clean!(conn
         .query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
@@ -585,6 +607,33 @@ async fn run_inner(
             }
         })
     };
+    let (copy_control, controls) = ops.start(
+        &config.endpoint,
+        &config.db,
+        &config.table,
+        progress.subscribe(),
+        copy_stats.clone(),
+        router_stats.clone(),
+        apply_stats.clone(),
+        config.postpone_flag.clone(),
+        config.copy.target_chunk_time,
+    );
+    let mut copy_config = config.copy.clone();
+    copy_config.control = copy_control;
+    let metrics = ops.metrics().clone();
+    // Everything before the cut-over can be aborted (operator, critical load); the cut-over
+    // itself never is.
+    macro_rules! abortable {
+        ($e:expr) => {
+            tokio::select! {
+                r = $e => r,
+                reason = ops.aborted() => {
+                    warn!(%reason, "aborting before the cut-over");
+                    return Err(MigrateError::Aborted { reason });
+                }
+            }
+        };
+    }
 
     let result = async {
         set_phase("copy");
@@ -601,10 +650,12 @@ async fn run_inner(
         };
         if !copy_finished_before {
             let mut router_done = router_done.clone();
-            tokio::select! {
-                copied = copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx) => copied?,
-                _ = router_done.wait_for(|done| *done) => return Err(MigrateError::Source("the router stopped".into())),
-            }
+            abortable!(async {
+                tokio::select! {
+                    copied = copy::copy_table(plan_copy, copy_config, copy_stats.clone(), hw_tx, wm_tx) => copied.map(|_| ()).map_err(MigrateError::from),
+                    _ = router_done.wait_for(|done| *done) => Err(MigrateError::Source("the router stopped".into())),
+                }
+            })?;
         }
         let copy_time = copy_started.elapsed();
 
@@ -612,8 +663,7 @@ async fn run_inner(
         let _ = phase_tx.send("catch-up");
         let mut marker_conn = MarkerConn::new(&config);
         let caught_up = Duration::from_secs(600);
-        tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx))
-            .await
+        abortable!(tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx)))
             .map_err(|_| MigrateError::CatchUpTimeout(caught_up))??;
 
         set_phase("verify");
@@ -622,7 +672,7 @@ async fn run_inner(
             warn!("verification skipped (--skip-verify): cutting over on the copy and binlog apply alone");
             None
         } else {
-            let report = retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)).await?;
+            let report = abortable!(retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)))?;
             info!(go = report.is_go(), "verification done");
             if let Some(path) = &config.verify_report {
                 let body = if path.extension().is_some_and(|e| e == "html") { report.to_html() } else { report.to_json() };
@@ -636,13 +686,30 @@ async fn run_inner(
             Some(report.summary())
         };
 
-        if let Some(flag) = &config.postpone_flag {
-            set_phase("postponed");
-            while flag.exists() {
-                info!(flag = %flag.display(), "cut-over postponed while the flag file exists");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+        // Postponed while the flag file exists or the operator holds it (`ctl postpone`);
+        // `ctl cut-over` releases both.
+        let mut postpone = controls.postpone.clone();
+        loop {
+            let flag = config.postpone_flag.as_ref().filter(|f| f.exists());
+            if flag.is_none() && !*postpone.borrow_and_update() {
+                break;
             }
+            set_phase("postponed");
+            match flag {
+                Some(flag) => info!(flag = %flag.display(), "cut-over postponed while the flag file exists (or until `rowshift ctl cut-over`)"),
+                None => info!("cut-over postponed by the operator until `rowshift ctl cut-over`"),
+            }
+            abortable!(async {
+                tokio::select! {
+                    changed = postpone.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            });
+            wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
         }
 
         set_phase("cut-over");
@@ -658,12 +725,14 @@ async fn run_inner(
             }
         })
         .await?;
+        metrics.cutover_lock(report.lock_time);
         marker_conn.disconnect().await;
         Ok::<_, MigrateError>((copy_time, report, verification))
     }
     .await;
     ticker.abort();
     ckpt_writer.abort();
+    ops.finish().await;
     // A stopped router is the root cause of "the router stopped": report its own error.
     // (The router signals its end just before its task finishes: wait for that task then.)
     let router_error = if router_task.is_finished() || *router_done.borrow() {

@@ -60,6 +60,8 @@ pub struct RouterStats {
     pub skipped: AtomicU64,
     /// Timestamp (epoch seconds) of the last event read.
     pub last_event_ts: AtomicU64,
+    /// Row changes read, by kind: insert, update, delete (for metrics).
+    pub by_kind: [AtomicU64; 3],
 }
 
 /// What the router needs to know.
@@ -202,6 +204,12 @@ impl Router {
                         continue;
                     }
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    let kind = match change.kind {
+                        RowKind::Insert => 0,
+                        RowKind::Update => 1,
+                        RowKind::Delete => 2,
+                    };
+                    self.stats.by_kind[kind].fetch_add(1, Ordering::Relaxed);
                     let pos = &change.pos;
                     if let Some(before) = &change.before {
                         if change.kind == RowKind::Delete

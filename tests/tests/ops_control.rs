@@ -1,0 +1,327 @@
+//! Live control of a running migration through `rowshift ctl` and HTTP: the flag-file
+//! throttle, chunk size and pause/resume taking effect within one chunk, `/metrics` counters
+//! moving, and a postponed cut-over released by `ctl cut-over`.
+
+mod ops_support;
+
+use ops_support::*;
+use rowshift_testkit::{Engine, TestServer};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROWS: u32 = 5000;
+
+/// `GET path` on 127.0.0.1:port: (status line, body).
+async fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// `POST path` with `body`: (status line, body).
+async fn http_post(port: u16, path: &str, body: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of `rowshift_rows_copied_total` in a `/metrics` scrape (parsed with a Prometheus
+/// text parser), and the parsed samples' metric names.
+fn rows_copied_metric(body: &str) -> (f64, Vec<String>) {
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let names: Vec<String> = scrape.samples.iter().map(|s| s.metric.clone()).collect();
+    let value = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "rowshift_rows_copied_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("rows_copied is not a number: {:?}", s.value),
+        })
+        .unwrap_or_else(|| panic!("no rowshift_rows_copied_total in\n{body}"));
+    (value, names)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn control(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("ctl-{}", engine.name());
+    let db = table_with_rows(&server, &format!("ops_ctl_{}", engine.name()), ROWS).await;
+    let before = rows(&server, &db).await;
+    let hold = temp_path(&format!("{name}.hold"));
+    std::fs::write(&hold, "hold").unwrap();
+    let postpone = temp_path(&format!("{name}.postpone"));
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let (hold_s, postpone_s) = (hold.display().to_string(), postpone.display().to_string());
+    let mut run = Run::start(
+        &server,
+        &db,
+        &name,
+        &[
+            "--throttle-flag-file",
+            &hold_s,
+            "--postpone-flag-file",
+            &postpone_s,
+            "--http",
+            &http,
+            "--copy-nice-ratio",
+            "1",
+        ],
+    );
+
+    // The flag file holds the copy from its first chunk on.
+    let s = run
+        .wait_status("the flag-file throttle", |s| {
+            s["throttled"] == true && s["phase"] == "copy"
+        })
+        .await;
+    assert!(
+        s["throttle_reason"].as_str().unwrap().contains(&hold_s),
+        "the reason names the flag file: {s}"
+    );
+    assert_eq!(num(&s, "rows_copied"), 0, "{s}");
+
+    // Pause, chunk size 20, then the flag goes: still held by the pause.
+    run.ctl_ok("pause", None).await;
+    run.ctl_ok("chunk-size", Some("20")).await;
+    std::fs::remove_file(&hold).unwrap();
+    let s = run
+        .wait_status("the flag-file throttle to go", |s| s["throttled"] == false)
+        .await;
+    assert_eq!(s["copy_open"], false, "paused: {s}");
+    assert_eq!(num(&s, "rows_copied"), 0, "paused before any chunk: {s}");
+
+    // Resume: every chunk has 20 rows.
+    run.ctl_ok("resume", None).await;
+    run.wait_status("60 rows copied", |s| num(s, "rows_copied") >= 60)
+        .await;
+    let v = run.ctl_ok("pause", None).await;
+    assert_eq!(v["paused"], true, "{v}");
+    let s = run
+        .wait_status("the paused copy to be idle", |s| {
+            s["copy_open"] == false && num(s, "chunks_in_flight") == 0
+        })
+        .await;
+    let held = num(&s, "rows_copied");
+    assert!(held < u64::from(ROWS), "paused before the end: {s}");
+    assert_eq!(held % 20, 0, "every chunk had 20 rows: {s}");
+    assert_eq!(num(&s, "last_chunk_rows"), 20, "{s}");
+    assert_eq!(s["chunk_setting"]["mode"], "rows", "{s}");
+    // While paused, rows_copied stays put (observed over ten status reads).
+    for _ in 0..10 {
+        let s = run.ctl_ok("status", None).await;
+        assert_eq!(
+            num(&s, "rows_copied"),
+            held,
+            "the copy moved while paused: {s}"
+        );
+        assert_eq!(s["phase"], "copy", "{s}");
+    }
+    // /metrics: a Prometheus text scrape; the counter reaches the paused value.
+    let deadline = Instant::now() + DEADLINE;
+    let first = loop {
+        let (status, body) = http_get(port, "/metrics").await;
+        assert!(status.contains("200"), "{status}\n{body}");
+        let (v, names) = rows_copied_metric(&body);
+        for m in [
+            "rowshift_events_total",
+            "rowshift_throttled",
+            "rowshift_throttle_reason",
+            "rowshift_apply_lag_seconds",
+            "rowshift_apply_lag_events",
+        ] {
+            assert!(names.iter().any(|n| n == m), "{m} missing in\n{body}");
+        }
+        if v as u64 == held {
+            assert!(
+                body.contains("rowshift_chunk_seconds_bucket"),
+                "chunk histogram missing:\n{body}"
+            );
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {held} rows:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (status, body) = http_get(port, "/status").await;
+    assert!(status.contains("200"), "{status}");
+    let st: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(st["paused"], true, "{st}");
+
+    // While paused, a new chunk size applies from the next chunk on (one chunk may be queued
+    // with the old size).
+    let chunks = num(&s, "chunks");
+    run.ctl_ok("chunk-size", Some("50")).await;
+    let (status, body) = http_post(port, "/resume", "").await;
+    assert!(status.contains("200"), "{status} {body}");
+    let s = run
+        .wait_status("two more chunks", |s| {
+            num(s, "chunks") >= chunks + 2 || s["phase"] != "copy"
+        })
+        .await;
+    if s["phase"] == "copy" {
+        assert_eq!(num(&s, "last_chunk_rows"), 50, "{s}");
+    }
+    // The counter moved.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = http_get(port, "/metrics").await;
+        let (v, _) = rows_copied_metric(&body);
+        if v > first {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rows_copied_total did not move:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A bad command is refused with a reason, over both interfaces.
+    let (code, v) = run.ctl("chunk-size", Some("many")).await;
+    assert_ne!(code, 0, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    let (status, body) = http_post(port, "/dance", "").await;
+    assert!(status.contains("400"), "{status} {body}");
+    assert!(body.contains("unknown command"), "{body}");
+    run.ctl_ok("chunk-size", Some("auto")).await;
+
+    // The postponed cut-over waits for `ctl cut-over`.
+    run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
+        .await;
+    let t = tables(&server, &db).await;
+    assert!(
+        t.contains(&"_t_new".to_string()) && !t.contains(&"_t_old".to_string()),
+        "not cut over while postponed: {t:?}"
+    );
+    let v = run.ctl_ok("status", None).await;
+    assert_eq!(v["postponed"], true, "{v}");
+    run.ctl_ok("cut-over", None).await;
+    assert!(
+        !postpone.exists(),
+        "cut-over deletes the postpone flag file"
+    );
+    let socket = run.socket.clone();
+    let end = run.wait().await;
+    assert_eq!(end.code, 0, "stdout:\n{}\nstderr:\n{}", end.out, end.err);
+    assert!(end.out.contains("cut-over: table locked"), "{}", end.out);
+    let t = tables(&server, &db).await;
+    assert!(t.contains(&"_t_old".to_string()), "{t:?}");
+    assert_eq!(rows(&server, &db).await, before, "rows changed");
+    assert!(create_of(&server, &db).await.contains("`b`"));
+    assert!(!socket.exists(), "the control socket is removed at the end");
+    assert!(
+        end.err.contains("copy paused by the operator")
+            && end.err.contains("copy throttled")
+            && end.err.contains("copy released"),
+        "state changes are logged:\n{}",
+        end.err
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_mysql() {
+    control(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_mariadb() {
+    control(Engine::MariaDb).await;
+}
+
+/// `ctl postpone` holds a cut-over that no flag file holds; `ctl abort` then stops the
+/// migration, leaving the table untouched and no helper table behind.
+async fn postpone_then_abort(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("abort-{}", engine.name());
+    let db = table_with_rows(&server, &format!("ops_abort_{}", engine.name()), 300).await;
+    let before = rows(&server, &db).await;
+    let create_before = create_of(&server, &db).await;
+    let hold = temp_path(&format!("{name}.hold"));
+    std::fs::write(&hold, "hold").unwrap();
+    let hold_s = hold.display().to_string();
+    // The default socket, found by `ctl --table db.t`.
+    let mut run =
+        Run::start_default_socket(&server, &db, &name, &["--throttle-flag-file", &hold_s]);
+    run.wait_status("the flag-file throttle", |s| s["throttled"] == true)
+        .await;
+    let v = run.ctl_ok("postpone", None).await;
+    assert_eq!(v["postponed"], true, "{v}");
+    std::fs::remove_file(&hold).unwrap();
+    run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
+        .await;
+    assert!(
+        run.socket.metadata().unwrap().permissions().mode() & 0o777 == 0o600,
+        "the control socket is private"
+    );
+    run.ctl_ok("abort", None).await;
+    let run_socket = run.socket.clone();
+    let end = run.wait().await;
+    assert_ne!(end.code, 0, "{}", end.err);
+    assert!(
+        end.err.contains("aborted by the operator")
+            && end.err.contains("original table is untouched"),
+        "{}",
+        end.err
+    );
+    assert_eq!(tables(&server, &db).await, vec!["t".to_string()]);
+    assert_eq!(rows(&server, &db).await, before);
+    assert_eq!(create_of(&server, &db).await, create_before);
+    assert!(
+        !run_socket.exists(),
+        "the control socket is removed at the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postpone_then_abort_mysql() {
+    postpone_then_abort(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postpone_then_abort_mariadb() {
+    postpone_then_abort(Engine::MariaDb).await;
+}
