@@ -43,6 +43,7 @@ pub mod conn;
 pub mod copy;
 pub mod cutover;
 pub mod event;
+pub mod hooks;
 pub mod migrate;
 pub mod position;
 pub mod source;

@@ -21,6 +21,7 @@ use crate::conn::{ConnError, Endpoint};
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::event::SourceEvent;
+use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
 use crate::position::Position;
 use crate::source::stream::{BinlogSource, SourceConfig};
 use crate::sqlvalue::LiteralKind;
@@ -96,6 +97,9 @@ pub enum MigrateError {
         /// The report's terminal summary.
         summary: String,
     },
+    /// A hook before the cut-over failed (nothing was cut over).
+    #[error(transparent)]
+    Hook(#[from] HookError),
     /// Catch-up did not finish.
     #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
     CatchUpTimeout(Duration),
@@ -138,6 +142,8 @@ pub struct MigrateConfig {
     pub skip_verify: bool,
     /// Write the verification report here (`.json` or `.html`).
     pub verify_report: Option<PathBuf>,
+    /// Executables run at phase changes of an `execute` run ([`crate::hooks`]).
+    pub hooks: Hooks,
 }
 
 /// Live progress, published while the migration runs.
@@ -188,7 +194,69 @@ pub async fn run(
     progress: watch::Sender<Progress>,
 ) -> Result<MigrateReport, MigrateError> {
     let span = info_span!("migrate", db = %config.db, table = %config.table);
-    run_inner(config, progress).instrument(span).await
+    async move {
+        // Hooks run for real migrations only (not dry runs, not --abort).
+        let hooks = (config.execute && !config.abort).then(|| config.hooks.clone());
+        let base = HookContext {
+            database: config.db.clone(),
+            table: config.table.clone(),
+            ..HookContext::default()
+        };
+        let started = Instant::now();
+        let startup = match &hooks {
+            Some(h) => {
+                let ctx = HookContext {
+                    phase: "startup".into(),
+                    ..base.clone()
+                };
+                h.fire(HookEvent::Startup, &ctx).await.map_err(Into::into)
+            }
+            None => Ok(()),
+        };
+        let result = match startup {
+            Ok(()) => run_inner(config, progress.clone()).await,
+            Err(e) => Err(e),
+        };
+        if let Some(h) = hooks {
+            let p = progress.borrow().clone();
+            let mut ctx = HookContext {
+                phase: p.phase.to_string(),
+                rows_copied: p.rows_copied,
+                rows_estimate: p.rows_estimate,
+                events: p.events,
+                elapsed: started.elapsed(),
+                ..base
+            };
+            match &result {
+                Ok(r) if r.cutover.is_some() => {
+                    ctx.rows_copied = r.rows_copied;
+                    ctx.events = r.events;
+                    let _ = h.fire(HookEvent::Success, &ctx).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ctx.error = Some(e.to_string());
+                    let _ = h.fire(HookEvent::Failure, &ctx).await;
+                }
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Run the hooks of `event` when this run has hooks (an `execute` run); a failure of a
+/// blocking hook stops the migration.
+async fn fire_hook(
+    config: &MigrateConfig,
+    event: HookEvent,
+    ctx: HookContext,
+) -> Result<(), MigrateError> {
+    if config.execute && !config.abort {
+        config.hooks.fire(event, &ctx).await?;
+    }
+    Ok(())
 }
 
 async fn run_inner(
@@ -516,8 +584,20 @@ async fn run_inner(
         })
     };
 
+    let hook_ctx = |phase: &str, extra: Vec<(String, String)>| HookContext {
+        database: config.db.clone(),
+        table: config.table.clone(),
+        phase: phase.to_string(),
+        rows_copied: rows_before + copy_stats.rows_copied.load(Ordering::Relaxed),
+        rows_estimate,
+        events: router_stats.events.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        error: None,
+        extra,
+    };
     let result = async {
         set_phase("copy");
+        fire_hook(&config, HookEvent::CopyStart, hook_ctx("copy", vec![])).await?;
         let copy_started = Instant::now();
         let plan_copy = CopyPlan {
             endpoint: config.endpoint.clone(),
@@ -533,6 +613,7 @@ async fn run_inner(
             copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx).await?;
         }
         let copy_time = copy_started.elapsed();
+        fire_hook(&config, HookEvent::CopyDone, hook_ctx("copy", vec![])).await?;
 
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
@@ -541,6 +622,7 @@ async fn run_inner(
         tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx))
             .await
             .map_err(|_| MigrateError::CatchUpTimeout(caught_up))??;
+        fire_hook(&config, HookEvent::CatchUpDone, hook_ctx("catch-up", vec![])).await?;
 
         set_phase("verify");
         let _ = phase_tx.send("verify");
@@ -559,8 +641,15 @@ async fn run_inner(
             if !report.is_go() && !config.allow_differences {
                 return Err(MigrateError::Differences { summary: report.summary() });
             }
-            Some(report.summary())
+            Some((report.summary(), report.is_go()))
         };
+        let outcome = match &verification {
+            None => "skipped",
+            Some((_, true)) => "go",
+            Some((_, false)) => "differences-allowed",
+        };
+        fire_hook(&config, HookEvent::VerifyDone, hook_ctx("verify", vec![("ROWSHIFT_VERIFY".into(), outcome.into())])).await?;
+        let verification = verification.map(|(summary, _)| summary);
 
         if let Some(flag) = &config.postpone_flag {
             set_phase("postponed");
@@ -571,6 +660,7 @@ async fn run_inner(
             }
         }
 
+        fire_hook(&config, HookEvent::BeforeCutOver, hook_ctx("cut-over", vec![])).await?;
         set_phase("cut-over");
         let _ = phase_tx.send("cut-over");
         let cmd = cmd_tx.clone();
