@@ -68,6 +68,7 @@ pub async fn show(mut rx: watch::Receiver<Progress>, status_interval: Duration) 
     let mut phase_started = Instant::now();
     let bars = BARS.get();
     let mut bar: Option<ProgressBar> = None;
+
     let tick = if bars.is_some() {
         Duration::from_millis(100)
     } else {
@@ -85,21 +86,21 @@ pub async fn show(mut rx: watch::Receiver<Progress>, status_interval: Duration) 
                 times.push((phase, phase_started.elapsed()));
             }
             if let Some(b) = bar.take() {
-                b.finish_with_message(format!(
-                    "done in {:.1} s",
-                    phase_started.elapsed().as_secs_f64()
-                ));
+                // The engine publishes the final row count before it leaves the copy phase.
+                update_bar(&b, phase, &p);
+                finish(&b, phase, phase_started.elapsed());
             }
             phase = p.phase;
             phase_started = Instant::now();
             match bars {
+                _ if phase == "done" => {}
                 Some(mp) => bar = Some(mp.add(new_bar(phase, &p))),
                 None => eprint_line(&format!("rowshift: phase {phase}")),
             }
         }
         match &bar {
             Some(b) => update_bar(b, phase, &p),
-            None if last_line.elapsed() >= status_interval => {
+            None if bars.is_none() && last_line.elapsed() >= status_interval => {
                 let rate = {
                     let secs = last_rows.0.elapsed().as_secs_f64().max(1e-3);
                     p.rows_copied.saturating_sub(last_rows.1) as f64 / secs
@@ -115,13 +116,21 @@ pub async fn show(mut rx: watch::Receiver<Progress>, status_interval: Duration) 
                 times.push((phase, phase_started.elapsed()));
             }
             if let Some(b) = bar.take() {
-                b.finish_with_message(format!(
-                    "done in {:.1} s",
-                    phase_started.elapsed().as_secs_f64()
-                ));
+                finish(&b, phase, phase_started.elapsed());
             }
             return times;
         }
+    }
+}
+
+/// Leave a finished phase on screen with its duration (and the copy's average rate).
+fn finish(b: &ProgressBar, phase: &str, took: Duration) {
+    let secs = took.as_secs_f64();
+    if phase == "copy" {
+        let rate = b.position() as f64 / secs.max(1e-3);
+        b.abandon_with_message(format!("done in {secs:.1} s ({rate:.0} rows/s)"));
+    } else {
+        b.abandon_with_message(format!("done in {secs:.1} s"));
     }
 }
 
@@ -130,7 +139,7 @@ fn new_bar(phase: &'static str, p: &Progress) -> ProgressBar {
         let b = ProgressBar::new(p.rows_estimate.max(p.rows_copied).max(1));
         b.set_style(
             ProgressStyle::with_template(
-                "{prefix:>10.bold} [{bar:36.cyan/blue}] {human_pos}/{human_len} rows {per_sec} ETA {eta} {msg}",
+                "{prefix:>10.bold} [{bar:36.cyan/blue}] {human_pos}/{human_len} rows, ETA {eta}, {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
@@ -159,7 +168,7 @@ fn update_bar(b: &ProgressBar, phase: &str, p: &Progress) {
             b.set_length(p.rows_copied);
         }
         b.set_position(p.rows_copied);
-        b.set_message(events);
+        b.set_message(format!("{:.0} rows/s, {events}", b.per_sec()));
     } else {
         let what = match phase {
             "catch-up" => "applying the binlog changes made during the copy",

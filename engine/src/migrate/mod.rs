@@ -613,6 +613,8 @@ async fn run_inner(
             copy::copy_table(plan_copy, config.copy.clone(), copy_stats.clone(), hw_tx, wm_tx).await?;
         }
         let copy_time = copy_started.elapsed();
+        // The display's last count before the phase changes is the final one.
+        progress.send_modify(|p| p.rows_copied = rows_before + copy_stats.rows_copied.load(Ordering::Relaxed));
         fire_hook(&config, HookEvent::CopyDone, hook_ctx("copy", vec![])).await?;
 
         set_phase("catch-up");
