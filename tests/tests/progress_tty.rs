@@ -2,7 +2,8 @@
 //! - in a real terminal (a tmux pane, 160×40): the copy bar moves (two captures show different
 //!   row counts), log lines print above the bars without garbling them, and the final summary
 //!   appears; the last capture is printed (the README shows one);
-//! - without a terminal: plain status lines every `--status-interval`, no escape codes.
+//! - without a terminal: plain status lines every `--status-interval`, no escape codes, and
+//!   with `--log-format json` each log record a whole JSON line between them.
 
 mod migrate_support;
 
@@ -186,6 +187,38 @@ async fn plain_status_lines_without_a_terminal(engine: Engine) {
     );
     assert!(o.out.contains("migrated: 64000 rows copied"), "{}", o.out);
     assert!(o.out.contains("phases: "), "{}", o.out);
+    db.assert_only_old_left("t").await;
+    // With --log-format json every log record is one whole JSON line, status lines apart.
+    let o = db
+        .migrate(
+            "t",
+            "ADD COLUMN c INT NOT NULL DEFAULT 4",
+            &[
+                "--execute",
+                "--drop-leftovers",
+                "--log-format",
+                "json",
+                "--status-interval",
+                "100ms",
+            ],
+        )
+        .await;
+    o.assert_ok();
+    let mut records = 0;
+    for l in o.err.lines() {
+        if l.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a log line is not whole JSON ({e}): {l}"));
+            assert!(v.get("level").is_some(), "{l}");
+            records += 1;
+        } else {
+            assert!(
+                l.starts_with('[') || l.starts_with("rowshift: phase "),
+                "neither a log record nor a status line: {l}"
+            );
+        }
+    }
+    assert!(records > 0, "no JSON log records:\n{}", o.err);
     db.assert_only_old_left("t").await;
 }
 
