@@ -1,7 +1,8 @@
 //! Configuration layers of `rowshift migrate` / `verify`: a TOML file (`--config`), environment
 //! variables (`ROWSHIFT_<FLAG>`) and flags, with command line > environment > file > default;
 //! unknown keys and passwords in the wrong place are refused clearly; a real dry run on both
-//! engines follows the file's options.
+//! engines follows the file's options; `--ask-password` reads a password in a real terminal
+//! without echoing it.
 
 mod migrate_support;
 
@@ -274,4 +275,93 @@ async fn dry_run_from_file_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_from_file_mariadb() {
     dry_run_from_file(Engine::MariaDb).await;
+}
+
+/// `--ask-password` in a real terminal (tmux): the prompt appears, the typed password is not
+/// echoed, and the dry run logs in with it as a user that has a password.
+async fn ask_password_in_a_terminal(engine: Engine) {
+    use mysql_async::prelude::Queryable;
+    let db = setup(engine, "cfg_ask").await;
+    db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, a INT NOT NULL) ENGINE=InnoDB"])
+        .await;
+    let user = format!("rs_ask_{}", engine.name());
+    let password = format!("Typed-Pw-{}", engine.name());
+    let mut c = db.conn().await;
+    for host in ["%", "localhost", "127.0.0.1"] {
+        let account = format!("'{user}'@'{host}'");
+        c.query_drop(format!("DROP USER IF EXISTS {account}"))
+            .await
+            .unwrap();
+        c.query_drop(format!("CREATE USER {account} IDENTIFIED BY '{password}'"))
+            .await
+            .unwrap();
+        c.query_drop(format!("GRANT ALL ON *.* TO {account}"))
+            .await
+            .unwrap();
+    }
+    c.disconnect().await.unwrap();
+    let socket = format!("rowshift-ask-{}-{}", engine.name(), std::process::id());
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("tmux is needed: {e}"));
+        assert!(out.status.success(), "tmux {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cmd = format!(
+        "env -u ROWSHIFT_PASSWORD '{}' migrate --source 'mysql://{user}@127.0.0.1:{}' --table '{}.t' --alter 'ADD COLUMN b INT' --ask-password; echo rowshift-exit=$?; exec cat",
+        rowshift_testkit::rowshift_bin().display(),
+        db.server.port(),
+        db.db
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "rs",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        "sh",
+        "-c",
+        &cmd,
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut typed = false;
+    let screen = loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", "rs"]);
+        if !typed && screen.contains("password for mysql://") {
+            tmux(&["send-keys", "-t", "rs", &password, "Enter"]);
+            typed = true;
+        }
+        if screen.contains("rowshift-exit=") {
+            break screen;
+        }
+        assert!(std::time::Instant::now() < deadline, "no end:\n{screen}");
+        // Polling the pane; the program runs on its own.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = std::process::Command::new("tmux")
+        .args(["-L", &socket, "kill-server"])
+        .output();
+    assert!(screen.contains("rowshift-exit=0"), "{screen}");
+    assert!(screen.contains("dry run"), "{screen}");
+    assert!(
+        !screen.contains(&password),
+        "the password was echoed:\n{screen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_password_in_a_terminal_mysql() {
+    ask_password_in_a_terminal(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_password_in_a_terminal_mariadb() {
+    ask_password_in_a_terminal(Engine::MariaDb).await;
 }
