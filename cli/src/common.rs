@@ -1,12 +1,13 @@
 //! Options shared by every subcommand that connects to a server.
 
 use anyhow::{bail, Context, Result};
-use rowshift_engine::conn::{Endpoint, SslMode};
-use std::path::PathBuf;
+use rowshift_engine::conn::{redact_url, Endpoint, SslMode};
+use std::path::{Path, PathBuf};
 
-/// Connection options of one server. The password never comes from argv: it is read from the
-/// environment variable named by `--password-env` (default `ROWSHIFT_PASSWORD`) or from
-/// `--password-file`.
+/// Connection options of one server. The password never comes from argv nor from the config
+/// file: it is read from `--password-file`, asked on the terminal (`--ask-password`) or taken
+/// from the environment variable named by `--password-env` (default `ROWSHIFT_PASSWORD`). A URL
+/// with a password in it is refused, as argv is visible to every user of the machine.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnArgs {
     /// Server URL without password, e.g. mysql://admin@db.example.com:3306
@@ -18,6 +19,13 @@ pub struct ConnArgs {
     /// File holding the password (first line).
     #[arg(long, env = "ROWSHIFT_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
+    /// Ask for the password on the terminal (not echoed).
+    #[arg(long, conflicts_with = "password_file")]
+    pub ask_password: bool,
+    /// Print the effective configuration (each value with where it came from: command line,
+    /// environment, config file or default) and exit without connecting.
+    #[arg(long)]
+    pub print_config: bool,
     /// TLS: disabled, preferred, required, verify-ca, verify-identity.
     #[arg(long, default_value = "preferred", env = "ROWSHIFT_SSL_MODE")]
     pub ssl_mode: String,
@@ -29,22 +37,50 @@ pub struct ConnArgs {
 impl ConnArgs {
     /// The endpoint, with the password from the environment or the file.
     pub fn endpoint(&self) -> Result<Endpoint> {
-        let password = match &self.password_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the password file {}", path.display()))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-            None => std::env::var(&self.password_env).ok(),
-        };
+        refuse_url_password("--source", &self.source)?;
+        let password = read_password(
+            self.password_file.as_deref(),
+            self.ask_password,
+            &self.password_env,
+            &self.source,
+        )?;
         let mode: SslMode = self.ssl_mode.parse()?;
         Ok(Endpoint::new(&self.source)?
             .with_password(password)
             .with_ssl(mode, self.ssl_ca.clone())?)
     }
+}
+
+/// Refuse a URL with a password in it (argv and config files are no place for one).
+pub fn refuse_url_password(flag: &str, url: &str) -> Result<()> {
+    if redact_url(url) != url {
+        bail!(
+            "{flag} {}: the URL holds a password; remove it and give the password with --password-env VAR (default ROWSHIFT_PASSWORD), --password-file FILE or --ask-password",
+            redact_url(url)
+        );
+    }
+    Ok(())
+}
+
+/// The password from the file (first line), a terminal prompt, or the environment variable.
+pub fn read_password(
+    file: Option<&Path>,
+    ask: bool,
+    env: &str,
+    url: &str,
+) -> Result<Option<String>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+    }
+    if ask {
+        let prompt = format!("password for {}: ", redact_url(url));
+        let pw = rpassword::prompt_password(prompt)
+            .context("reading the password from the terminal (--ask-password needs one)")?;
+        return Ok(Some(pw));
+    }
+    Ok(std::env::var(env).ok())
 }
 
 /// Split `db.table` (either part may be backquoted).

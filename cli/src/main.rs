@@ -9,9 +9,11 @@ mod common;
 mod ctl;
 mod migrate;
 mod operate_args;
+mod config;
+mod progress;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Zero-downtime schema changes for MySQL, RDS/Aurora MySQL and MariaDB.
@@ -26,6 +28,10 @@ struct Cli {
         env = "ROWSHIFT_LOG_FORMAT"
     )]
     log_format: String,
+    /// TOML file with flag values (keys = flag names; [migrate]/[verify] sections); flags and
+    /// ROWSHIFT_<FLAG> environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE", env = "ROWSHIFT_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +68,8 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == "json" {
         builder.json().init();
     } else {
@@ -80,8 +87,39 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
         .block_on(f)
 }
 
+/// Parse argv with the environment and config-file layers; `Ok(None)` after `--print-config`.
+fn parse() -> anyhow::Result<Option<Cli>> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (cmd, layer) = config::build(Cli::command(), &argv)?;
+    let matches = cmd.clone().get_matches_from(&argv);
+    if let Some((name, sub)) = matches.subcommand() {
+        let wants_print = sub
+            .try_get_one::<bool>("print_config")
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false);
+        if wants_print {
+            print!("{}", config::describe(&cmd, name, sub, &layer));
+            return Ok(None);
+        }
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => Ok(Some(cli)),
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(Some(cli)) => cli,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rowshift: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    progress::init_terminal();
     init_logging(&cli.log_format);
     let result = match cli.command {
         Command::Migrate(args) => block_on(migrate::run(args)),

@@ -2,11 +2,12 @@
 
 use crate::common::{split_table, ConnArgs};
 use crate::operate_args::OperateArgs;
+use crate::progress;
 use anyhow::Result;
 use rowshift_engine::copy::CopyConfig;
 use rowshift_engine::cutover::CutoverConfig;
+use rowshift_engine::hooks::Hooks;
 use rowshift_engine::migrate::{self, MigrateConfig, Progress};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,6 +75,16 @@ pub struct MigrateArgs {
     reconnect_timeout: u64,
     #[command(flatten)]
     operate: OperateArgs,
+    /// Without a terminal: print a status line this often (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = progress::parse_duration)]
+    status_interval: Duration,
+    /// Folder of hook executables run at phase changes (rowshift-on-startup,
+    /// rowshift-on-copy-done, rowshift-on-before-cut-over, rowshift-on-success, ...; see README).
+    #[arg(long)]
+    hooks_dir: Option<PathBuf>,
+    /// How long one hook may run before it is killed (and, before the cut-over, fails the run).
+    #[arg(long, default_value = "60s", value_parser = progress::parse_duration)]
+    hook_timeout: Duration,
 }
 
 /// Run the subcommand.
@@ -81,16 +92,22 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
     let endpoint = args.conn.endpoint()?;
     let operate = args.operate.config(&args.conn)?;
     let (db, table) = split_table(&args.table)?;
+    let hooks = match &args.hooks_dir {
+        Some(dir) => {
+            Hooks::from_dir(dir, args.hook_timeout)?.hide_env([args.conn.password_env.clone()])
+        }
+        None => Hooks::default(),
+    };
     let postpone_flag = if args.postpone_cut_over || args.postpone_flag_file.is_some() {
         let flag = args
             .postpone_flag_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("rowshift-{db}.{table}.postpone")));
         std::fs::write(&flag, b"delete this file to let rowshift cut over\n")?;
-        eprintln!(
+        progress::eprint_line(&format!(
             "cut-over postponed: delete {} to let it happen",
             flag.display()
-        );
+        ));
         Some(flag)
     } else {
         None
@@ -121,19 +138,17 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         verify_report: args.verify_report,
         reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
         operate,
+        hooks,
         server_id: args
             .server_id
             .unwrap_or_else(|| 1_000_000 + std::process::id() % 1_000_000),
     };
     let execute = config.execute;
     let (tx, rx) = tokio::sync::watch::channel(Progress::default());
-    let printer = tokio::spawn(print_progress(rx));
+    let printer = tokio::spawn(progress::show(rx, args.status_interval));
     let result = migrate::run(config, tx).await;
-    printer.abort();
+    let phases = printer.await.unwrap_or_default();
     let report = result?;
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
     println!("{}", report.plan);
     if report.cutover.is_none() && (args_note(&report.plan)) {
         return Ok(ExitCode::SUCCESS);
@@ -162,48 +177,18 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
             c.old_table
         );
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn print_progress(mut rx: tokio::sync::watch::Receiver<Progress>) {
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
-    let mut last_rows = 0u64;
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if rx.has_changed().is_err() {
-            return;
-        }
-        let p = rx.borrow_and_update().clone();
-        let rate = (p.rows_copied.saturating_sub(last_rows)) as f64 / every.as_secs_f64();
-        last_rows = p.rows_copied;
-        let pct = if p.rows_estimate > 0 {
-            (p.rows_copied as f64 * 100.0 / p.rows_estimate as f64).min(100.0)
-        } else {
-            0.0
-        };
-        let eta = if rate > 0.0 && p.rows_estimate > p.rows_copied {
-            format!("{:.0}s", (p.rows_estimate - p.rows_copied) as f64 / rate)
-        } else {
-            "-".into()
-        };
-        let line = format!(
-            "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s",
-            p.phase, p.rows_copied, p.events, p.skipped, p.lag_secs, p.elapsed.as_secs_f64()
+    if !phases.is_empty() {
+        println!(
+            "phases: {}",
+            phases
+                .iter()
+                .filter(|(p, _)| *p != "done")
+                .map(|(p, d)| format!("{p} {:.1} s", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(" · ")
         );
-        let mut err = std::io::stderr();
-        if tty {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// True for reports that only carry a note (abort, clean-up of a finished earlier run).

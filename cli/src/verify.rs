@@ -4,7 +4,7 @@
 //! Exit codes: 0 equal (GO), 1 differences found (NO-GO), 2 could not verify (the reason is
 //! printed, and written to every `--report *.json`).
 
-use crate::common::ConnArgs;
+use crate::common::{read_password, refuse_url_password, ConnArgs};
 use anyhow::{bail, Context, Result};
 use rowshift_engine::conn::{Endpoint, SslMode};
 use rowshift_engine::verify::{
@@ -38,6 +38,9 @@ pub struct VerifyArgs {
     /// File holding the target's password (first line).
     #[arg(long)]
     target_password_file: Option<PathBuf>,
+    /// Ask for the target's password on the terminal (not echoed).
+    #[arg(long, conflicts_with = "target_password_file")]
+    ask_target_password: bool,
     /// Target TLS: disabled, preferred, required, verify-ca, verify-identity.
     #[arg(long, default_value = "preferred")]
     target_ssl_mode: String,
@@ -147,17 +150,13 @@ async fn verify(args: VerifyArgs) -> Result<VerifyReport> {
 }
 
 fn target_endpoint(args: &VerifyArgs, url: &str) -> Result<Endpoint> {
-    let password = match &args.target_password_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the password file {}", path.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        None => std::env::var(&args.target_password_env).ok(),
-    };
+    refuse_url_password("--target", url)?;
+    let password = read_password(
+        args.target_password_file.as_deref(),
+        args.ask_target_password,
+        &args.target_password_env,
+        url,
+    )?;
     let mode: SslMode = args.target_ssl_mode.parse()?;
     Ok(Endpoint::new(url)?
         .with_password(password)

@@ -140,6 +140,12 @@ impl Endpoint {
 
     /// Driver options for this endpoint with TLS as asked; `tls` false forces plain TCP.
     fn opts(&self, tls: bool) -> Result<Opts, ConnError> {
+        self.opts_for(tls, None)
+    }
+
+    /// Like `opts`, checking the certificate against `name` instead of the URL's host (see
+    /// [`verify_ca_name`]).
+    fn opts_for(&self, tls: bool, name: Option<&str>) -> Result<Opts, ConnError> {
         let base = Opts::from_url(&self.url).map_err(|e| ConnError::BadUrl {
             url: redact_url(&self.url),
             reason: e.to_string(),
@@ -160,12 +166,14 @@ impl Endpoint {
                         .iter()
                         .map(|p| p.clone().into())
                         .collect::<Vec<_>>();
-                    Some(
-                        SslOpts::default()
-                            .with_root_certs(roots)
-                            .with_disable_built_in_roots(true)
-                            .with_danger_skip_domain_validation(self.ssl_mode == SslMode::VerifyCa),
-                    )
+                    let ssl = SslOpts::default()
+                        .with_root_certs(roots)
+                        .with_disable_built_in_roots(true)
+                        .with_danger_skip_domain_validation(self.ssl_mode == SslMode::VerifyCa);
+                    Some(match name {
+                        Some(n) => ssl.with_danger_tls_hostname_override(Some(n.to_string())),
+                        None => ssl,
+                    })
                 }
             }
         };
@@ -192,6 +200,15 @@ impl Endpoint {
     pub async fn connect_raw(&self) -> Result<Conn, ConnError> {
         match Conn::new(self.opts(true)?).await {
             Ok(c) => Ok(c),
+            Err(e) if self.ssl_mode == SslMode::VerifyCa && verify_ca_name(&e).is_some() => {
+                let name = verify_ca_name(&e);
+                Conn::new(self.opts_for(true, name.as_deref())?)
+                    .await
+                    .map_err(|source| ConnError::Connect {
+                        endpoint: self.to_string(),
+                        source,
+                    })
+            }
             Err(e) if self.ssl_mode == SslMode::Preferred && is_tls_unsupported(&e) => {
                 Conn::new(self.opts(false)?)
                     .await
@@ -243,6 +260,24 @@ fn percent(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// For `verify-ca` (chain checked, host name not): the name the server's certificate is valid
+/// for, when the only complaint was the host name.
+///
+/// The driver's own `skip_domain_validation` no longer works with current rustls (it looks
+/// for `NotValidForName` in an error message that now reads "certificate not valid for name").
+/// rustls checks the chain against the CA *before* the name, so this error means the chain is
+/// valid; connecting again with the certificate's own name as the expected name then verifies
+/// the chain once more and lets the name pass.
+pub fn verify_ca_name(e: &mysql_async::Error) -> Option<String> {
+    let text = e.to_string();
+    if !text.contains("not valid for name") {
+        return None;
+    }
+    let rest = text.split("DnsName(\"").nth(1)?;
+    let name = rest.split('"').next()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn is_tls_unsupported(e: &mysql_async::Error) -> bool {

@@ -45,6 +45,7 @@ pub mod copy;
 pub mod cutover;
 pub mod event;
 pub mod metrics;
+pub mod hooks;
 pub mod migrate;
 pub mod position;
 pub mod source;

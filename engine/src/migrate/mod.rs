@@ -22,6 +22,7 @@ use crate::conn::{ConnError, Endpoint};
 use crate::control::operate::Operations;
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
+use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
@@ -110,6 +111,9 @@ pub enum MigrateError {
         /// Who asked and why.
         reason: String,
     },
+    /// A hook before the cut-over failed (nothing was cut over).
+    #[error(transparent)]
+    Hook(#[from] HookError),
     /// Catch-up did not finish.
     #[error("the appliers did not catch up within {0:?}: the write rate may exceed the apply rate; raise --appliers or lower the load")]
     CatchUpTimeout(Duration),
@@ -193,6 +197,8 @@ pub struct MigrateConfig {
     pub reconnect_timeout: Duration,
     /// Throttling, live control (socket, HTTP) and metrics.
     pub operate: crate::control::operate::OperateConfig,
+    /// Executables run at phase changes of an `execute` run ([`crate::hooks`]).
+    pub hooks: Hooks,
 }
 
 /// Live progress, published while the migration runs.
@@ -243,7 +249,69 @@ pub async fn run(
     progress: watch::Sender<Progress>,
 ) -> Result<MigrateReport, MigrateError> {
     let span = info_span!("migrate", db = %config.db, table = %config.table);
-    run_inner(config, progress).instrument(span).await
+    async move {
+        // Hooks run for real migrations only (not dry runs, not --abort).
+        let hooks = (config.execute && !config.abort).then(|| config.hooks.clone());
+        let base = HookContext {
+            database: config.db.clone(),
+            table: config.table.clone(),
+            ..HookContext::default()
+        };
+        let started = Instant::now();
+        let startup = match &hooks {
+            Some(h) => {
+                let ctx = HookContext {
+                    phase: "startup".into(),
+                    ..base.clone()
+                };
+                h.fire(HookEvent::Startup, &ctx).await.map_err(Into::into)
+            }
+            None => Ok(()),
+        };
+        let result = match startup {
+            Ok(()) => run_inner(config, progress.clone()).await,
+            Err(e) => Err(e),
+        };
+        if let Some(h) = hooks {
+            let p = progress.borrow().clone();
+            let mut ctx = HookContext {
+                phase: p.phase.to_string(),
+                rows_copied: p.rows_copied,
+                rows_estimate: p.rows_estimate,
+                events: p.events,
+                elapsed: started.elapsed(),
+                ..base
+            };
+            match &result {
+                Ok(r) if r.cutover.is_some() => {
+                    ctx.rows_copied = r.rows_copied;
+                    ctx.events = r.events;
+                    let _ = h.fire(HookEvent::Success, &ctx).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ctx.error = Some(e.to_string());
+                    let _ = h.fire(HookEvent::Failure, &ctx).await;
+                }
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Run the hooks of `event` when this run has hooks (an `execute` run); a failure of a
+/// blocking hook stops the migration.
+async fn fire_hook(
+    config: &MigrateConfig,
+    event: HookEvent,
+    ctx: HookContext,
+) -> Result<(), MigrateError> {
+    if config.execute && !config.abort {
+        config.hooks.fire(event, &ctx).await?;
+    }
+    Ok(())
 }
 
 async fn run_inner(
@@ -635,8 +703,20 @@ async fn run_inner(
         };
     }
 
+    let hook_ctx = |phase: &str, extra: Vec<(String, String)>| HookContext {
+        database: config.db.clone(),
+        table: config.table.clone(),
+        phase: phase.to_string(),
+        rows_copied: rows_before + copy_stats.rows_copied.load(Ordering::Relaxed),
+        rows_estimate,
+        events: router_stats.events.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        error: None,
+        extra,
+    };
     let result = async {
         set_phase("copy");
+        fire_hook(&config, HookEvent::CopyStart, hook_ctx("copy", vec![])).await?;
         let copy_started = Instant::now();
         let plan_copy = CopyPlan {
             endpoint: config.endpoint.clone(),
@@ -658,6 +738,9 @@ async fn run_inner(
             })?;
         }
         let copy_time = copy_started.elapsed();
+        // The display's last count before the phase changes is the final one.
+        progress.send_modify(|p| p.rows_copied = rows_before + copy_stats.rows_copied.load(Ordering::Relaxed));
+        fire_hook(&config, HookEvent::CopyDone, hook_ctx("copy", vec![])).await?;
 
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
@@ -665,6 +748,7 @@ async fn run_inner(
         let caught_up = Duration::from_secs(600);
         abortable!(tokio::time::timeout(caught_up, wait_marker(&mut marker_conn, &sentry, &cmd_tx)))
             .map_err(|_| MigrateError::CatchUpTimeout(caught_up))??;
+        fire_hook(&config, HookEvent::CatchUpDone, hook_ctx("catch-up", vec![])).await?;
 
         set_phase("verify");
         let _ = phase_tx.send("verify");
@@ -683,8 +767,15 @@ async fn run_inner(
             if !report.is_go() && !config.allow_differences {
                 return Err(MigrateError::Differences { summary: report.summary() });
             }
-            Some(report.summary())
+            Some((report.summary(), report.is_go()))
         };
+        let outcome = match &verification {
+            None => "skipped",
+            Some((_, true)) => "go",
+            Some((_, false)) => "differences-allowed",
+        };
+        fire_hook(&config, HookEvent::VerifyDone, hook_ctx("verify", vec![("ROWSHIFT_VERIFY".into(), outcome.into())])).await?;
+        let verification = verification.map(|(summary, _)| summary);
 
         // Postponed while the flag file exists or the operator holds it (`ctl postpone`);
         // `ctl cut-over` releases both.
@@ -712,6 +803,7 @@ async fn run_inner(
             wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
         }
 
+        fire_hook(&config, HookEvent::BeforeCutOver, hook_ctx("cut-over", vec![])).await?;
         set_phase("cut-over");
         let _ = phase_tx.send("cut-over");
         let cmd = cmd_tx.clone();

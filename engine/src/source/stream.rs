@@ -143,6 +143,17 @@ impl SourceError {
 
 /// Connection options for `url` with the TLS mode applied.
 pub fn connect_opts(url: &str, mode: SslMode, ca: Option<&PathBuf>) -> Result<Opts, SourceError> {
+    connect_opts_for(url, mode, ca, None)
+}
+
+/// [`connect_opts`], checking the certificate against `name` (see
+/// [`crate::conn::verify_ca_name`]).
+fn connect_opts_for(
+    url: &str,
+    mode: SslMode,
+    ca: Option<&PathBuf>,
+    name: Option<&str>,
+) -> Result<Opts, SourceError> {
     let opts = Opts::from_url(url).map_err(|e| SourceError::Url(e.to_string()))?;
     let ssl = match mode {
         SslMode::Disabled => None,
@@ -159,6 +170,9 @@ pub fn connect_opts(url: &str, mode: SslMode, ca: Option<&PathBuf>) -> Result<Op
             if mode == SslMode::VerifyCa {
                 s = s.with_danger_skip_domain_validation(true);
             }
+            if let Some(n) = name {
+                s = s.with_danger_tls_hostname_override(Some(n.to_string()));
+            }
             Some(s)
         }
     };
@@ -173,6 +187,12 @@ pub async fn connect(url: &str, mode: SslMode, ca: Option<&PathBuf>) -> Result<C
     let port = opts.tcp_port();
     match Conn::new(opts).await {
         Ok(c) => Ok(c),
+        Err(e) if mode == SslMode::VerifyCa && crate::conn::verify_ca_name(&e).is_some() => {
+            let name = crate::conn::verify_ca_name(&e);
+            Conn::new(connect_opts_for(url, mode, ca, name.as_deref())?)
+                .await
+                .map_err(|source| SourceError::Connect { host, port, source })
+        }
         Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
             if mode == SslMode::Preferred =>
         {
