@@ -212,6 +212,8 @@ pub struct Controls {
     pub chunk: watch::Receiver<ChunkSize>,
     /// True while the operator holds the cut-over.
     pub postpone: watch::Receiver<bool>,
+    /// The throttler's state: the cut-over waits while throttled.
+    pub throttle: watch::Receiver<ThrottleState>,
 }
 
 /// Carries out the operator's commands for one migration.
@@ -257,6 +259,7 @@ impl Controller {
         let (run, run_rx) = watch::channel(false);
         let (chunk, chunk_rx) = watch::channel(ChunkSize::Auto);
         let (postpone, postpone_rx) = watch::channel(false);
+        let throttle_rx = throttle.clone();
         (
             Controller {
                 requests,
@@ -277,6 +280,7 @@ impl Controller {
                 run: run_rx,
                 chunk: chunk_rx,
                 postpone: postpone_rx,
+                throttle: throttle_rx,
             },
         )
     }

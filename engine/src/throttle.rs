@@ -190,13 +190,14 @@ pub struct Throttler {
 
 impl Throttler {
     /// Watch the signals until a critical load outlasts its grace period (the only way this
-    /// returns). Cancel the task to stop it; then call [`drop_heartbeat`].
-    pub async fn run(self) -> ThrottleError {
+    /// returns). Cancel the task to stop it; then call [`drop_heartbeat`]. The state stays
+    /// published until the throttler is dropped, so report the error before dropping it.
+    pub async fn run(&mut self) -> ThrottleError {
         let span = info_span!("throttle", db = %self.db, table = %self.table);
         self.run_inner().instrument(span).await
     }
 
-    async fn run_inner(mut self) -> ThrottleError {
+    async fn run_inner(&mut self) -> ThrottleError {
         let hb_table = format!("{}.{}", quote_ident(&self.db), quote_ident(HEARTBEAT_TABLE));
         let hb_id = heartbeat_id(&self.table);
         let heartbeat = if self.config.replicas.is_empty() {

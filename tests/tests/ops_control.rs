@@ -239,11 +239,25 @@ async fn control(engine: Engine) {
     );
     let v = run.ctl_ok("status", None).await;
     assert_eq!(v["postponed"], true, "{v}");
+    // A throttle holds the released cut-over until it goes.
+    run.ctl_ok("throttle", None).await;
+    run.wait_status("the operator's throttle", |s| s["throttled"] == true)
+        .await;
     run.ctl_ok("cut-over", None).await;
     assert!(
         !postpone.exists(),
         "cut-over deletes the postpone flag file"
     );
+    run.wait_status("the cut-over held by the throttle", |s| {
+        s["phase"] == "throttled"
+    })
+    .await;
+    let t = tables(&server, &db).await;
+    assert!(
+        !t.contains(&"_t_old".to_string()),
+        "cut over while throttled: {t:?}"
+    );
+    run.ctl_ok("unthrottle", None).await;
     let socket = run.socket.clone();
     let end = run.wait().await;
     assert_eq!(end.code, 0, "stdout:\n{}\nstderr:\n{}", end.out, end.err);

@@ -90,8 +90,10 @@ impl Operations {
         let server = match server::start(&serve, req_tx.clone(), metrics.clone()).await {
             Ok(s) => s,
             // The default path in use (another run of the same table name, e.g. on another
-            // server): fall back to a path of this process rather than fail.
-            Err(ControlError::SocketInUse { path }) if config.control_socket.is_none() => {
+            // server) or not ours to replace: fall back to a path of this process.
+            Err(ControlError::SocketInUse { path } | ControlError::Socket { path, .. })
+                if config.control_socket.is_none() =>
+            {
                 let alt = pid_socket_path(&path);
                 warn!(busy = %path.display(), socket = %alt.display(), "the default control socket is in use; listening on another path");
                 let serve = ServeConfig {
@@ -145,7 +147,7 @@ impl Operations {
         let (state_tx, state_rx) = watch::channel(ThrottleState::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let check_errors = Arc::new(AtomicU64::new(0));
-        let throttler = Throttler {
+        let mut throttler = Throttler {
             config: self.config.throttle.clone(),
             source: source.clone(),
             db: db.to_string(),
@@ -160,7 +162,10 @@ impl Operations {
         let abort = self.abort_tx.clone();
         self.tasks.push(tokio::spawn(async move {
             let e = throttler.run().await;
+            // The abort is queued before the throttle state closes (dropping the throttler):
+            // a migration waiting on that state sees the abort first.
             let _ = abort.send(e.to_string()).await;
+            drop(throttler);
         }));
         let requests = self.requests.take().unwrap_or_else(|| mpsc::channel(1).1);
         let (controller, controls) = Controller::new(

@@ -694,11 +694,12 @@ async fn run_inner(
     macro_rules! abortable {
         ($e:expr) => {
             tokio::select! {
-                r = $e => r,
+                biased;
                 reason = ops.aborted() => {
                     warn!(%reason, "aborting before the cut-over");
                     return Err(MigrateError::Aborted { reason });
                 }
+                r = $e => r,
             }
         };
     }
@@ -799,6 +800,18 @@ async fn run_inner(
                     }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+            });
+            wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+        }
+        // No cut-over while throttled (a lagging replica, a loaded server): it would add to
+        // the trouble, and the lag would reach the application right after.
+        let mut throttle = controls.throttle.clone();
+        let reason = throttle.borrow_and_update().reason.clone();
+        if throttle.borrow().throttled {
+            set_phase("throttled");
+            info!(%reason, "the cut-over waits until the throttle is released");
+            abortable!(async {
+                let _ = throttle.wait_for(|s| !s.throttled).await;
             });
             wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
         }
