@@ -6,10 +6,10 @@
 
 mod binlog_dump;
 mod common;
+mod config;
 mod ctl;
 mod migrate;
 mod operate_args;
-mod config;
 mod progress;
 mod verify;
 

@@ -244,6 +244,50 @@ async fn slow_hook_times_out(engine: Engine) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The throttled / unthrottled hooks follow the throttler: the copy starts throttled by a flag
+/// file, the throttled hook removes the flag, the copy is released and the unthrottled hook
+/// runs; the migration finishes.
+async fn throttle_hooks_follow_the_throttler(engine: Engine) {
+    let db = setup(engine, "hooks_throttle").await;
+    table(&db).await;
+    let dir = temp_dir(&format!("throttle-{}", engine.name()));
+    let out = dir.join("out");
+    let flag = dir.join("throttle.flag");
+    std::fs::write(&flag, "").unwrap();
+    for e in ["throttled", "unthrottled"] {
+        script(
+            &dir,
+            &format!("rowshift-on-{e}"),
+            &format!(
+                "env > '{0}/{e}.env'\necho {e} >> '{0}/order'\nrm -f '{1}'",
+                out.display(),
+                flag.display()
+            ),
+        );
+    }
+    let hooks = dir.join("hooks").display().to_string();
+    let flag_arg = flag.display().to_string();
+    let o = db
+        .migrate(
+            "t",
+            "ADD COLUMN b INT NOT NULL DEFAULT 1",
+            &[
+                "--execute",
+                "--hooks-dir",
+                &hooks,
+                "--throttle-flag-file",
+                &flag_arg,
+            ],
+        )
+        .await;
+    o.assert_ok();
+    assert_eq!(order(&dir), vec!["throttled", "unthrottled"]);
+    let reason = var(&env_of(&dir, "throttled"), "ROWSHIFT_THROTTLE_REASON");
+    assert!(reason.contains("flag"), "reason: {reason}");
+    db.assert_only_old_left("t").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn bad_hook_files_are_refused_before_anything_runs() {
     let dir = temp_dir("bad");
@@ -297,6 +341,7 @@ macro_rules! both_engines {
 }
 
 both_engines!(
+    throttle_hooks_follow_the_throttler,
     hooks_follow_the_phases,
     failing_before_cut_over_aborts,
     slow_hook_times_out

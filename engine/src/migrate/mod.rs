@@ -715,6 +715,49 @@ async fn run_inner(
         error: None,
         extra,
     };
+    // The throttled / unthrottled hooks follow the throttler's state (their failures are
+    // only logged: they never stop a migration).
+    let throttle_hooks = {
+        let mut state = controls.throttle.clone();
+        let (hooks, db, table) = (
+            config.hooks.clone(),
+            config.db.clone(),
+            config.table.clone(),
+        );
+        let copied = copy_stats.clone();
+        tokio::spawn(async move {
+            let mut was = false;
+            while state.changed().await.is_ok() {
+                let (now, reason) = {
+                    let s = state.borrow_and_update();
+                    (s.throttled, s.reason.clone())
+                };
+                if now == was {
+                    continue;
+                }
+                was = now;
+                let ctx = HookContext {
+                    database: db.clone(),
+                    table: table.clone(),
+                    phase: "copy".into(),
+                    rows_copied: rows_before + copied.rows_copied.load(Ordering::Relaxed),
+                    rows_estimate,
+                    events: 0,
+                    elapsed: started.elapsed(),
+                    error: None,
+                    extra: vec![("ROWSHIFT_THROTTLE_REASON".into(), reason)],
+                };
+                let event = if now {
+                    HookEvent::Throttled
+                } else {
+                    HookEvent::Unthrottled
+                };
+                if let Err(e) = hooks.fire(event, &ctx).await {
+                    warn!(error = %e, "a throttle hook failed");
+                }
+            }
+        })
+    };
     let result = async {
         set_phase("copy");
         fire_hook(&config, HookEvent::CopyStart, hook_ctx("copy", vec![])).await?;
@@ -837,6 +880,7 @@ async fn run_inner(
     .await;
     ticker.abort();
     ckpt_writer.abort();
+    throttle_hooks.abort();
     ops.finish().await;
     // A stopped router is the root cause of "the router stopped": report its own error.
     // (The router signals its end just before its task finishes: wait for that task then.)
