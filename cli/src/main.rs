@@ -7,6 +7,7 @@
 mod binlog_dump;
 mod common;
 mod migrate;
+mod sync;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,12 @@ enum Command {
     /// Compare a table with its shadow or a table on another server (exit 0 GO, 1 NO-GO, 2
     /// cannot verify).
     Verify(verify::VerifyArgs),
+    /// Keep tables on another server in step (in a new shape if asked) until stopped.
+    Sync(sync::SyncArgs),
+    /// Stop-the-writes check, drain and verification of a sync: GO (exit 0) or NO-GO (exit 1).
+    Promote(sync::PromoteArgs),
+    /// Lag and positions of the syncs checkpointed on a target.
+    Status(sync::StatusArgs),
 }
 
 /// `rowshift binlog ...`
@@ -84,6 +91,9 @@ fn main() -> ExitCode {
             command: BinlogCommand::Dump(args),
         } => binlog_dump::run(args),
         Command::Verify(args) => block_on(verify::run(args)),
+        Command::Sync(args) => block_on(sync::run_sync(args)),
+        Command::Promote(args) => block_on(sync::run_promote(args)),
+        Command::Status(args) => block_on(sync::run_status(args)),
     };
     match result {
         Ok(code) => code,

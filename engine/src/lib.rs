@@ -37,6 +37,7 @@
 //! `rowshift-transform`. It must not print to the terminal (that is the CLI's job).
 
 pub mod apply;
+pub mod backfill;
 pub mod catalog;
 pub mod checkpoint;
 pub mod conn;
@@ -47,4 +48,5 @@ pub mod migrate;
 pub mod position;
 pub mod source;
 pub mod sqlvalue;
+pub mod sync;
 pub mod verify;
