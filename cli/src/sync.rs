@@ -139,13 +139,19 @@ impl SyncArgs {
 /// Run `rowshift sync` until Ctrl-C / SIGTERM (exit 0) or a failure (exit 2).
 pub async fn run_sync(args: SyncArgs) -> Result<ExitCode> {
     let config = args.config()?;
-    let mut handle = sync::start(config).await?;
+    // Signals first: a stop during the setup leaves nothing half-done (the setup is safe to
+    // run again), so it simply ends the process cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut handle = tokio::select! {
+        h = sync::start(config) => h?,
+        _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        _ = term.recv() => return Ok(ExitCode::SUCCESS),
+    };
     let printer = tokio::spawn(print_progress(handle.progress()));
     eprintln!(
         "rowshift sync: running; stop with Ctrl-C (the checkpoint is kept: run again to resume)"
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
         _ = term.recv() => None,

@@ -47,7 +47,16 @@ pub async fn open(
                         }
                         return Some((Ok(ev), Some(state)));
                     }
-                    Ok(None) => return None,
+                    // The server closed the stream (a clean shutdown): it may come back.
+                    Ok(None) => {
+                        warn!(position = %state.resume_at, "the source ended the binlog stream; reconnecting");
+                        state.source = None;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match reconnect(&state.cfg, &state.resume_at, state.reconnect_for).await {
+                            Ok(s) => state.source = Some(s),
+                            Err(e) => return Some((Err(e), None)),
+                        }
+                    }
                     Err(e) if e.is_transient() => {
                         warn!(error = %e, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
                         state.source = None;
