@@ -33,7 +33,7 @@ async fn killed_and_restarted(from: Engine, to: Engine) {
     let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
     let _ = std::fs::remove_file(&log);
     let mut tconn = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(6_2026_11_24);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(20_261_124);
     let (mut in_backfill, mut in_streaming) = (0, 0);
     for kill in 0..KILLS {
         let mut child = spawn_sync(&args, &log);
