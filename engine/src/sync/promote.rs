@@ -135,7 +135,12 @@ pub async fn promote(
                 new,
                 mapping,
             };
-            reports.push(verify::run(plan, &mut Standalone, VerifyConfig::default()).await?);
+            let report = if lock.is_some() {
+                verify::run(plan, &mut HeldPoint, VerifyConfig::default()).await?
+            } else {
+                verify::run(plan, &mut Standalone, VerifyConfig::default()).await?
+            };
+            reports.push(report);
         }
         Ok((reports, final_position, lock))
     }
@@ -160,6 +165,16 @@ pub async fn promote(
         final_position,
         source_lock,
     })
+}
+
+/// The consistent point under promote's own source lock: nothing more to lock (the appliers
+/// are drained and idle, the source tables are read-locked by promote).
+struct HeldPoint;
+
+impl verify::ConsistentPoint for HeldPoint {
+    fn lock_scope(&self) -> verify::LockScope {
+        verify::LockScope::Held
+    }
 }
 
 /// Wait until the reader has caught up with the source's position and no change of a synced
