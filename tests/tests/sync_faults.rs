@@ -168,3 +168,32 @@ async fn purged_binlog_needs_a_new_backfill() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn target_restart_during_streaming() {
+    let src = TestServer::shared(Engine::MySql);
+    let tgt = Arc::new(TestServer::dedicated(Engine::MariaDb, ServerOptions::default()).unwrap());
+    let db = "sync_faults_tgt_restart";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, ROWS).await.unwrap();
+    let load = LedgerLoad::start(&src.url(), db, ROWS, 2, 43);
+    load.wait_for_commits(50).await;
+    let args = sync_args(&src, &tgt, db, "tgtrestart");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "tgtrestart", &mut child).await;
+    load.wait_for_commits(100).await;
+
+    let t = tgt.clone();
+    tokio::task::spawn_blocking(move || {
+        t.kill();
+        t.start().unwrap();
+    })
+    .await
+    .unwrap();
+    log_contains(&log, "the target accepted the batch again", &mut child).await;
+    finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
+}
