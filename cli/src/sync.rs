@@ -285,6 +285,17 @@ pub async fn run_status(args: StatusArgs) -> Result<ExitCode> {
     if let Some(p) = &position {
         println!("source position: {p}");
     }
+    for l in rowshift_engine::sync::status::live(&target, &args.ckpt_db).await? {
+        let state = if l.age_secs > 5.0 {
+            format!("not running (last report {:.0} s ago)", l.age_secs)
+        } else {
+            "running".to_string()
+        };
+        println!(
+            "sync {} {state}: phase {}, source {}, applied {}, lag {:.1} s / {} events, {:.0} changes/s, {} rows backfilled",
+            l.name, l.phase, l.source_position, l.applied, l.lag_secs, l.lag_events, l.rows_per_sec, l.backfilled
+        );
+    }
     if streams.is_empty() {
         println!("no sync streams in `{}`._rowshift_sync_ckpt", args.ckpt_db);
     }

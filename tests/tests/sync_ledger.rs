@@ -45,6 +45,10 @@ async fn ledger_between(from: Engine, to: Engine) {
         out.contains("ledger:") && out.contains("backfill done"),
         "{out}"
     );
+    assert!(
+        out.contains("sync ledger running") && out.contains("lag ") && out.contains("changes/s"),
+        "{out}"
+    );
 
     let report = load.stop().await;
     assert!(report.committed > 500);

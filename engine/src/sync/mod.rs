@@ -254,6 +254,7 @@ pub struct SyncHandle {
     progress: watch::Receiver<SyncProgress>,
     phase: Arc<watch::Sender<&'static str>>,
     ticker: tokio::task::JoinHandle<()>,
+    status_writer: tokio::task::JoinHandle<()>,
     stats: Arc<SyncRouterStats>,
     born: Instant,
     read_pos: watch::Receiver<Option<Position>>,
@@ -541,11 +542,17 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         backfill_abort,
         cmds: cmd_tx,
         backfill_done: done_rx,
-        progress: progress_rx,
+        progress: progress_rx.clone(),
         phase,
         ticker,
         stats,
         born,
+        status_writer: tokio::spawn(status::writer(
+            config.target.clone(),
+            ckpt.db.clone(),
+            config.name.clone(),
+            progress_rx.clone(),
+        )),
         read_pos: read_rx,
         signal,
         source: config.source.clone(),
@@ -734,6 +741,7 @@ impl SyncHandle {
             }
         }
         self.ticker.abort();
+        self.status_writer.abort();
         let mut conn = self.source.connect().await?;
         self.signal.clear(&mut conn, self.run).await;
         let _ = conn.disconnect().await;
