@@ -212,6 +212,24 @@ impl CkptTable {
             .map_err(self.err("creating the stream's rows"))
     }
 
+    /// Record that the backfill of `stream` is complete (a snapshot backfill done before the
+    /// stream started).
+    pub async fn mark_backfilled(
+        &self,
+        conn: &mut mysql_async::Conn,
+        stream: &str,
+    ) -> Result<(), CkptError> {
+        conn.exec_drop(
+            format!(
+                "UPDATE {} SET `backfill_done` = 1 WHERE `stream` = ?",
+                self.qualified()
+            ),
+            (stream,),
+        )
+        .await
+        .map_err(self.err("recording the snapshot backfill"))
+    }
+
     /// Delete the rows of `stream`.
     pub async fn delete(
         &self,

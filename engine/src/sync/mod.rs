@@ -142,6 +142,16 @@ pub enum SyncError {
         /// The lock name.
         lock: String,
     },
+    /// The source cannot be written and a snapshot backfill is not possible.
+    #[error("cannot write the signal table {table} on the source ({detail}): {why}; or grant CREATE, INSERT, DELETE on that database for the watermark backfill")]
+    ReadOnlySource {
+        /// The signal table.
+        table: String,
+        /// The server's message.
+        detail: String,
+        /// Why no snapshot backfill.
+        why: &'static str,
+    },
     /// A drain did not finish in time.
     #[error("the target did not catch up with the source within {0:?}: the write rate may exceed the apply rate (raise --appliers) or the target refuses writes")]
     DrainTimeout(Duration),
@@ -259,6 +269,7 @@ pub struct SyncHandle {
     born: Instant,
     read_pos: watch::Receiver<Option<Position>>,
     signal: SignalTable,
+    writable: bool,
     source: Endpoint,
     run: u64,
     _lock: mysql_async::Conn,
@@ -368,7 +379,28 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         prepared.push(Prepared { appliers: n, ..p });
     }
 
-    signal.create(&mut src).await?;
+    // The signal table; a source that cannot be written gets a consistent-snapshot backfill
+    // (MariaDB gives the snapshot's binlog position) and position-based drains.
+    let writable = match signal.create(&mut src).await {
+        Ok(()) => true,
+        Err(BackfillError::Signal { source, .. }) if is_not_writable(&source) => {
+            let unfinished = resumed && saved.iter().flatten().any(|c| !c.backfill_done);
+            if unfinished || (!resumed && src_flavor != Flavor::MariaDb) {
+                return Err(SyncError::ReadOnlySource {
+                    table: signal.qualified(),
+                    detail: source.to_string(),
+                    why: if unfinished {
+                        "the backfill of an earlier run is unfinished and a snapshot backfill cannot resume: delete the stream's rows from the checkpoint table and drop (or truncate) the target tables, then run again"
+                    } else {
+                        "MySQL gives no binlog position of a consistent snapshot without a global lock, so the backfill needs the watermark rows"
+                    },
+                });
+            }
+            warn!(error = %source, "the source cannot be written: consistent-snapshot backfill, drains by position");
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     // Where to start.
     let start_pos = if resumed {
@@ -382,12 +414,19 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         info!(position = %min, "resuming from the checkpoints");
         min
     } else {
-        let pos = crate::cutover::server_position(&mut src)
-            .await
-            .map_err(sql_err("reading the source's binlog position"))?;
+        let pos = if writable {
+            crate::cutover::server_position(&mut src)
+                .await
+                .map_err(sql_err("reading the source's binlog position"))?
+        } else {
+            snapshot_backfill(&config, &prepared).await?
+        };
         for (t, p) in config.tables.iter().zip(&prepared) {
-            ckpt.init(&mut tgt, &stream_key(&config.name, t), p.appliers, &pos)
-                .await?;
+            let stream = stream_key(&config.name, t);
+            ckpt.init(&mut tgt, &stream, p.appliers, &pos).await?;
+            if !writable {
+                ckpt.mark_backfilled(&mut tgt, &stream).await?;
+            }
         }
         saved.clear();
         for t in &config.tables {
@@ -555,6 +594,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         )),
         read_pos: read_rx,
         signal,
+        writable,
         source: config.source.clone(),
         run,
         _lock: lock,
@@ -707,14 +747,24 @@ impl SyncHandle {
         let token = (u64::from(crate::cutover::drain_token()) << 20)
             ^ self.born.elapsed().as_nanos() as u64;
         let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(RouterCmd::Drain(token, tx))
-            .await
-            .map_err(|_| SyncError::Stopped("the router stopped".into()))?;
         let mut conn = self.source.connect().await?;
-        self.signal
-            .write(&mut conn, self.run, 0, SignalKind::Drain, token)
-            .await?;
+        if self.writable {
+            self.cmds
+                .send(RouterCmd::Drain(token, tx))
+                .await
+                .map_err(|_| SyncError::Stopped("the router stopped".into()))?;
+            self.signal
+                .write(&mut conn, self.run, 0, SignalKind::Drain, token)
+                .await?;
+        } else {
+            let end = crate::cutover::server_position(&mut conn)
+                .await
+                .map_err(sql_err("reading the source's binlog position"))?;
+            self.cmds
+                .send(RouterCmd::DrainAt(Coord::of_position(&end), tx))
+                .await
+                .map_err(|_| SyncError::Stopped("the router stopped".into()))?;
+        }
         let _ = conn.disconnect().await;
         tokio::select! {
             r = rx => r.map_err(|_| SyncError::Stopped("the router stopped".into())),
@@ -742,9 +792,11 @@ impl SyncHandle {
         }
         self.ticker.abort();
         self.status_writer.abort();
-        let mut conn = self.source.connect().await?;
-        self.signal.clear(&mut conn, self.run).await;
-        let _ = conn.disconnect().await;
+        if self.writable {
+            let mut conn = self.source.connect().await?;
+            self.signal.clear(&mut conn, self.run).await;
+            let _ = conn.disconnect().await;
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -868,6 +920,112 @@ async fn run_backfill(
         let _ = c.disconnect().await;
     }
     Ok(())
+}
+
+/// Access denied, read-only server or transaction: the source cannot be written.
+fn is_not_writable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1142 | 1044 | 1290 | 1227 | 1792 | 1836))
+}
+
+/// The backfill of a source that cannot be written: every table read inside one
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT` (MariaDB reports its binlog position in
+/// `binlog_snapshot_file/position`) and written to the target before the stream starts there.
+/// An interrupted snapshot backfill starts over (the checkpoint is written only after it).
+async fn snapshot_backfill(
+    config: &SyncConfig,
+    prepared: &[Prepared],
+) -> Result<Position, SyncError> {
+    let mut snap = config.source.connect().await?;
+    snap.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(sql_err("setting the snapshot's isolation level"))?;
+    snap.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(sql_err("opening a consistent snapshot on the source"))?;
+    let status: Vec<(String, String)> = snap
+        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+        .await
+        .map_err(sql_err("reading the snapshot's binlog position"))?;
+    let get = |name: &str| {
+        status
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(file), Some(offset)) = (
+        get("binlog_snapshot_file"),
+        get("binlog_snapshot_position").and_then(|v| v.parse::<u64>().ok()),
+    ) else {
+        return Err(SyncError::Stopped(
+            "the source reports no binlog_snapshot_file/position".into(),
+        ));
+    };
+    let pos = Position::at(file, offset);
+    info!(position = %pos, "consistent-snapshot backfill");
+    let mut tgt = config.target.connect().await?;
+    let limit = config.chunk_rows.max(1);
+    for p in prepared {
+        let reader = RowReader::new(&p.old)?;
+        let mut cursor: Option<Vec<String>> = None;
+        loop {
+            let (rows, next) = reader
+                .read_chunk(&mut snap, cursor.as_deref(), None, limit)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut new_rows = Vec::with_capacity(rows.len());
+            for r in &rows {
+                new_rows.push(p.mapping.apply(r).map_err(|e| SyncError::Mapping {
+                    source_table: p.old.qualified_name(),
+                    target_table: p.target.table.clone(),
+                    detail: e.to_string(),
+                })?);
+            }
+            let mut stmts = Vec::new();
+            if !p.target.replace {
+                let keys: Vec<Vec<&rowshift_transform::Value>> = new_rows
+                    .iter()
+                    .map(|r| p.target.key_positions.iter().map(|&i| &r[i]).collect())
+                    .collect();
+                let mut sql = String::new();
+                crate::apply::write_delete(&mut sql, &p.target, &keys);
+                stmts.push(sql);
+            }
+            let mut sql = String::new();
+            let verb = if p.target.replace {
+                "REPLACE INTO "
+            } else {
+                "INSERT INTO "
+            };
+            crate::apply::write_upsert(
+                &mut sql,
+                &p.target,
+                verb,
+                new_rows.iter().map(Vec::as_slice),
+            );
+            stmts.push(sql);
+            tgt.query_drop("BEGIN")
+                .await
+                .map_err(sql_err("snapshot backfill"))?;
+            for s in &stmts {
+                tgt.query_drop(s)
+                    .await
+                    .map_err(sql_err(format!("snapshot backfill of {}", p.target.table)))?;
+            }
+            tgt.query_drop("COMMIT")
+                .await
+                .map_err(sql_err("snapshot backfill"))?;
+            if rows.len() < limit {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    let _ = snap.query_drop("COMMIT").await;
+    let _ = snap.disconnect().await;
+    let _ = tgt.disconnect().await;
+    Ok(pos)
 }
 
 fn is_transient_sync(e: &SyncError) -> bool {

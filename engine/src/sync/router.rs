@@ -74,6 +74,10 @@ pub enum RouterCmd {
     /// When the drain marker with this token is read, mark every applier and reply once all
     /// acknowledged.
     Drain(u64, oneshot::Sender<()>),
+    /// Once the reader has passed this coordinate (a commit or a heartbeat at or after it),
+    /// mark every applier and reply once all acknowledged: the drain of a source that cannot
+    /// be written (no marker row).
+    DrainAt(Coord, oneshot::Sender<()>),
 }
 
 /// One synced table.
@@ -156,6 +160,7 @@ impl SyncRouter {
         let mut windows: Vec<Vec<Window>> = self.tables.iter().map(|_| Vec::new()).collect();
         let mut pending_chunks: HashMap<(usize, u64), ChunkRows> = HashMap::new();
         let mut drains: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
+        let mut drains_at: Vec<(Coord, oneshot::Sender<()>)> = Vec::new();
         let mut txn_start = Arc::new(start);
         let mut last_sent: Option<Coord> = None;
         let mut seq = 0u64;
@@ -164,8 +169,12 @@ impl SyncRouter {
             let ev = tokio::select! {
                 biased;
                 cmd = cmds.recv() => {
-                    if let Some(RouterCmd::Drain(token, reply)) = cmd {
-                        drains.insert(token, reply);
+                    match cmd {
+                        Some(RouterCmd::Drain(token, reply)) => {
+                            drains.insert(token, reply);
+                        }
+                        Some(RouterCmd::DrainAt(at, reply)) => drains_at.push((at, reply)),
+                        None => {}
                     }
                     continue;
                 }
@@ -293,6 +302,17 @@ impl SyncRouter {
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     txn_start = Arc::new(pos);
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
+                    let here = Coord::of_position(&txn_start);
+                    if drains_at.iter().any(|(at, _)| *at <= here) {
+                        seq += 1;
+                        self.mark_all(&here, &txn_start, seq).await?;
+                        let (ready, rest): (Vec<_>, Vec<_>) =
+                            drains_at.drain(..).partition(|(at, _)| *at <= here);
+                        drains_at = rest;
+                        for (_, reply) in ready {
+                            self.reply_when_applied(seq, reply);
+                        }
+                    }
                     if last_mark.elapsed() >= Duration::from_millis(500) {
                         last_mark = Instant::now();
                         seq += 1;
@@ -316,7 +336,24 @@ impl SyncRouter {
                     txn_start = Arc::new(pos);
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                 }
-                SourceEvent::Heartbeat { .. } => {
+                SourceEvent::Heartbeat { pos } => {
+                    let here = Coord {
+                        file: pos.file.clone(),
+                        offset: pos.offset,
+                        row: 0,
+                    };
+                    let here = here.max(Coord::of_position(&txn_start));
+                    if drains_at.iter().any(|(at, _)| *at <= here) {
+                        seq += 1;
+                        let mark = Coord::of_position(&txn_start);
+                        self.mark_all(&mark, &txn_start, seq).await?;
+                        let (ready, rest): (Vec<_>, Vec<_>) =
+                            drains_at.drain(..).partition(|(at, _)| *at <= here);
+                        drains_at = rest;
+                        for (_, reply) in ready {
+                            self.reply_when_applied(seq, reply);
+                        }
+                    }
                     self.stats
                         .last_heartbeat_ms
                         .store(born.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
@@ -332,6 +369,19 @@ impl SyncRouter {
             }
         }
         Ok(())
+    }
+
+    /// Reply once every applier acknowledged mark `seq`.
+    fn reply_when_applied(&self, seq: u64, reply: oneshot::Sender<()>) {
+        let acks: Vec<_> = self.tables.iter().flat_map(|t| t.acks.clone()).collect();
+        tokio::spawn(async move {
+            for mut a in acks {
+                if a.wait_for(|(s, _)| *s >= seq).await.is_err() {
+                    return;
+                }
+            }
+            let _ = reply.send(());
+        });
     }
 
     async fn send(
