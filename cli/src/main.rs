@@ -11,6 +11,7 @@ mod ctl;
 mod migrate;
 mod operate_args;
 mod progress;
+mod sync;
 mod verify;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -52,6 +53,12 @@ enum Command {
     /// Control a running migration through its socket: status, pause, resume, throttle,
     /// unthrottle, chunk-size, chunk-time-ms, max-load, cut-over, postpone, abort.
     Ctl(ctl::CtlArgs),
+    /// Keep tables on another server in step (in a new shape if asked) until stopped.
+    Sync(sync::SyncArgs),
+    /// Stop-the-writes check, drain and verification of a sync: GO (exit 0) or NO-GO (exit 1).
+    Promote(sync::PromoteArgs),
+    /// Lag and positions of the syncs checkpointed on a target.
+    Status(sync::StatusArgs),
 }
 
 /// `rowshift binlog ...`
@@ -128,6 +135,9 @@ fn main() -> ExitCode {
         } => binlog_dump::run(args),
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Ctl(args) => ctl::run(args),
+        Command::Sync(args) => block_on(sync::run_sync(args)),
+        Command::Promote(args) => block_on(sync::run_promote(args)),
+        Command::Status(args) => block_on(sync::run_status(args)),
     };
     match result {
         Ok(code) => code,

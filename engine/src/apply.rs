@@ -67,7 +67,7 @@ pub fn is_transient(e: &mysql_async::Error) -> bool {
 }
 
 /// `DELETE FROM t WHERE pk IN (…)` for `keys`.
-fn write_delete(sql: &mut String, t: &ApplyTarget, keys: &[Vec<&Value>]) {
+pub(crate) fn write_delete(sql: &mut String, t: &ApplyTarget, keys: &[Vec<&Value>]) {
     let single = t.key_positions.len() == 1;
     sql.push_str("DELETE FROM ");
     sql.push_str(&t.table);
@@ -102,7 +102,7 @@ fn write_delete(sql: &mut String, t: &ApplyTarget, keys: &[Vec<&Value>]) {
 }
 
 /// `INSERT|REPLACE INTO t (cols) VALUES (…), (…)` for `rows`.
-fn write_upsert<'a>(
+pub(crate) fn write_upsert<'a>(
     sql: &mut String,
     t: &ApplyTarget,
     verb: &str,
@@ -129,7 +129,7 @@ fn write_upsert<'a>(
 }
 
 /// Deadlock or lock wait timeout: the same connection can simply run the batch again.
-fn is_retryable_in_place(e: &mysql_async::Error) -> bool {
+pub(crate) fn is_retryable_in_place(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1205 | 1213))
 }
 

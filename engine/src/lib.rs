@@ -37,6 +37,7 @@
 //! `rowshift-transform`. It must not print to the terminal (that is the CLI's job).
 
 pub mod apply;
+pub mod backfill;
 pub mod catalog;
 pub mod checkpoint;
 pub mod conn;
@@ -50,5 +51,6 @@ pub mod migrate;
 pub mod position;
 pub mod source;
 pub mod sqlvalue;
+pub mod sync;
 pub mod throttle;
 pub mod verify;

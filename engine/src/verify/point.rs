@@ -35,6 +35,10 @@ pub enum LockScope {
     /// Only the old table: its writes stop, while whatever maintains the new table (migrate's
     /// appliers) keeps writing until [`ConsistentPoint::drain`] says it caught up.
     OldTable,
+    /// No lock: the caller already keeps both tables still (sync's promote holds `LOCK TABLES
+    /// t READ` on the source and has drained its appliers). Another `LOCK TABLES` on the source
+    /// would queue behind the writers waiting for the caller's lock.
+    Held,
 }
 
 /// How the tables are locked.
@@ -151,6 +155,9 @@ pub(crate) async fn open(
             },
             vec![old_table.to_string()],
         )];
+        if scope == LockScope::Held {
+            groups.clear();
+        }
         if scope == LockScope::BothTables {
             if same_server {
                 groups[0].1.push(new_table.to_string());

@@ -1,0 +1,366 @@
+//! Sync appliers: like [`crate::apply`] (batched, collapsed per key, per-key order), plus the
+//! exactly-once checkpoint: every batch's transaction also updates the applier's row in the
+//! target's checkpoint table ([`super::ckpt`]) with the coordinate after the batch's last
+//! change. A batch and its checkpoint commit together or not at all.
+//!
+//! A target that refuses writes for a while (a locked table, `read_only`, a restart, a lost
+//! connection) is waited for: the batch is retried with back-off (lock waits are bounded to a
+//! few seconds per attempt) for up to `retry_for`, then the applier fails with the last error.
+
+use super::ckpt::{ApplierCkpt, CkptTable, Coord};
+use crate::apply::{is_transient, write_delete, write_upsert, ApplyTarget, Op};
+use crate::position::Position;
+use mysql_async::prelude::Queryable;
+use rowshift_transform::key::RowKey;
+use rowshift_transform::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Errors of a sync applier.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncApplyError {
+    /// The target refused a batch for longer than the retry window.
+    #[error("applier {applier} of {table} could not write a batch of {rows} rows for {waited:?} (last error: {source}); the target refuses writes: check it is writable and not locked, then run sync again (it resumes from its checkpoint)")]
+    Batch {
+        /// Applier number.
+        applier: usize,
+        /// Target table.
+        table: String,
+        /// Rows in the batch.
+        rows: usize,
+        /// How long it retried.
+        waited: Duration,
+        /// The last error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The server refused the batch for a reason retrying cannot fix.
+    #[error("applier {applier} of {table}: the target rejected a batch of {rows} rows: {source}")]
+    Rejected {
+        /// Applier number.
+        applier: usize,
+        /// Target table.
+        table: String,
+        /// Rows in the batch.
+        rows: usize,
+        /// The server's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+/// A message to a sync applier.
+#[derive(Debug)]
+pub enum SyncMsg {
+    /// A change at `at`, in a transaction that started at `resume`.
+    Change {
+        /// The key (collation-aware) for collapsing.
+        key: RowKey,
+        /// What to do.
+        op: Op,
+        /// Where in the binlog.
+        at: Coord,
+        /// The commit position the transaction started after.
+        resume: Arc<Position>,
+    },
+    /// Everything before `at` has been sent: commit what is pending, record `at`, acknowledge
+    /// `seq`.
+    Mark {
+        /// Coordinate of a commit.
+        at: Coord,
+        /// That commit's position.
+        resume: Arc<Position>,
+        /// Acknowledged once applied.
+        seq: u64,
+    },
+    /// The backfill chunk `chunk` was sent completely (its rows precede this message).
+    Chunk {
+        /// Chunk number.
+        chunk: u64,
+        /// Cursor after the chunk.
+        cursor: Option<Vec<String>>,
+        /// The last chunk: the backfill is done.
+        done: bool,
+    },
+}
+
+/// Counters shared by the appliers of a stream.
+#[derive(Debug, Default)]
+pub struct SyncApplyStats {
+    /// Changes applied (committed).
+    pub applied: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Batches retried because the target refused them for a moment.
+    pub retries: AtomicU64,
+}
+
+/// How an applier acknowledges marks: (seq, coordinate).
+pub type Ack = watch::Sender<(u64, Coord)>;
+
+/// One applier.
+pub struct SyncApplier {
+    /// Applier number.
+    pub id: usize,
+    /// Where to write.
+    pub target: Arc<ApplyTarget>,
+    /// Checkpoint table.
+    pub ckpt: CkptTable,
+    /// Stream name (checkpoint key).
+    pub stream: String,
+    /// Starting checkpoint.
+    pub state: ApplierCkpt,
+    /// Counters.
+    pub stats: Arc<SyncApplyStats>,
+    /// Longest time a batch is retried.
+    pub retry_for: Duration,
+}
+
+struct Batch {
+    ops: HashMap<RowKey, Op>,
+    order: Vec<RowKey>,
+    changes: u64,
+}
+
+impl SyncApplier {
+    async fn connect(&self) -> Option<mysql_async::Conn> {
+        let mut conn = self.target.endpoint.connect().await.ok()?;
+        // Bounded waits: a locked target table fails the attempt, which is retried.
+        for stmt in [
+            "SET SESSION innodb_lock_wait_timeout = 5",
+            "SET SESSION lock_wait_timeout = 5",
+        ] {
+            if conn.query_drop(stmt).await.is_err() {
+                return None;
+            }
+        }
+        Some(conn)
+    }
+
+    /// Run until the channel closes.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<SyncMsg>,
+        ack: Ack,
+    ) -> Result<(), SyncApplyError> {
+        let mut conn = self.connect().await;
+        let mut batch = Batch {
+            ops: HashMap::new(),
+            order: Vec::new(),
+            changes: 0,
+        };
+        let mut saved = self.state.clone();
+        while let Some(first) = rx.recv().await {
+            let mut msg = Some(first);
+            let mut mark = None;
+            while let Some(m) = msg.take() {
+                match m {
+                    SyncMsg::Change {
+                        key,
+                        op,
+                        at,
+                        resume,
+                    } => {
+                        if !key.is_exact() && batch.ops.contains_key(&key) {
+                            self.flush(&mut conn, &mut batch, &mut saved).await?;
+                        }
+                        if batch.ops.insert(key.clone(), op).is_none() {
+                            batch.order.push(key);
+                        }
+                        batch.changes += 1;
+                        self.state.before = Coord {
+                            row: at.row + 1,
+                            ..at
+                        };
+                        self.state.resume = (*resume).clone();
+                    }
+                    SyncMsg::Mark { at, resume, seq } => {
+                        if at > self.state.before {
+                            self.state.before = at;
+                            self.state.resume = (*resume).clone();
+                        }
+                        mark = Some(seq);
+                        break;
+                    }
+                    SyncMsg::Chunk {
+                        chunk,
+                        cursor,
+                        done,
+                    } => {
+                        self.state.chunk = chunk;
+                        self.state.cursor = cursor;
+                        self.state.backfill_done = done;
+                    }
+                }
+                if batch.ops.len() >= self.target.max_batch {
+                    break;
+                }
+                msg = rx.try_recv().ok();
+            }
+            if !batch.ops.is_empty() || (mark.is_some() && saved != self.state) {
+                self.flush(&mut conn, &mut batch, &mut saved).await?;
+            }
+            if let Some(seq) = mark {
+                let _ = ack.send((seq, self.state.before.clone()));
+            }
+        }
+        if !batch.ops.is_empty() || saved != self.state {
+            self.flush(&mut conn, &mut batch, &mut saved).await?;
+        }
+        if let Some(c) = conn {
+            let _ = c.disconnect().await;
+        }
+        Ok(())
+    }
+
+    /// Commit the batch (possibly empty) together with the checkpoint row.
+    async fn flush(
+        &mut self,
+        conn: &mut Option<mysql_async::Conn>,
+        batch: &mut Batch,
+        saved: &mut ApplierCkpt,
+    ) -> Result<(), SyncApplyError> {
+        let t = self.target.clone();
+        let rows = batch.ops.len();
+        let ops: Vec<&Op> = batch
+            .order
+            .iter()
+            .filter_map(|k| batch.ops.get(k))
+            .collect();
+        let delete_keys: Vec<Vec<&Value>> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Delete(key) => Some(key.iter().collect()),
+                Op::Upsert(row) if !t.replace => {
+                    Some(t.key_positions.iter().map(|&i| &row[i]).collect())
+                }
+                Op::Upsert(_) => None,
+            })
+            .collect();
+        let mut stmts = Vec::with_capacity(3);
+        if !delete_keys.is_empty() {
+            let mut sql = String::new();
+            write_delete(&mut sql, &t, &delete_keys);
+            stmts.push(sql);
+        }
+        if ops.iter().any(|op| matches!(op, Op::Upsert(_))) {
+            let mut sql = String::new();
+            let verb = if t.replace {
+                "REPLACE INTO "
+            } else {
+                "INSERT INTO "
+            };
+            write_upsert(
+                &mut sql,
+                &t,
+                verb,
+                ops.iter().filter_map(|op| match op {
+                    Op::Upsert(row) => Some(row.as_slice()),
+                    Op::Delete(_) => None,
+                }),
+            );
+            stmts.push(sql);
+        }
+        stmts.push(self.ckpt.update_sql(&self.stream, &self.state));
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let result = match conn.as_mut() {
+                None => Err(None),
+                Some(c) => run_txn(c, &stmts).await.map_err(Some),
+            };
+            match result {
+                Ok(()) => break,
+                Err(err) => {
+                    attempt += 1;
+                    let definite = err.as_ref().is_some_and(|e| !is_refusal(e));
+                    if definite {
+                        if let Some(source) = err {
+                            return Err(SyncApplyError::Rejected {
+                                applier: self.id,
+                                table: t.table.clone(),
+                                rows,
+                                source,
+                            });
+                        }
+                    }
+                    if started.elapsed() > self.retry_for {
+                        let source = err.unwrap_or_else(|| {
+                            mysql_async::Error::Other("cannot connect to the target".into())
+                        });
+                        return Err(SyncApplyError::Batch {
+                            applier: self.id,
+                            table: t.table.clone(),
+                            rows,
+                            waited: started.elapsed(),
+                            source,
+                        });
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    match &err {
+                        Some(e) => {
+                            warn!(applier = self.id, attempt, error = %e, "the target refused a batch; retrying")
+                        }
+                        None => warn!(
+                            applier = self.id,
+                            attempt, "no connection to the target; retrying"
+                        ),
+                    }
+                    let lost = err.as_ref().is_none_or(|e| !is_lock_wait(e));
+                    if lost {
+                        *conn = None;
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
+                            .await;
+                        *conn = self.connect().await;
+                    }
+                }
+            }
+        }
+        if attempt > 0 {
+            info!(
+                applier = self.id,
+                attempt, "the target accepted the batch again"
+            );
+        }
+        debug!(rows, "sync batch applied");
+        self.stats
+            .applied
+            .fetch_add(batch.changes, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        batch.ops.clear();
+        batch.order.clear();
+        batch.changes = 0;
+        *saved = self.state.clone();
+        Ok(())
+    }
+}
+
+async fn run_txn(c: &mut mysql_async::Conn, stmts: &[String]) -> Result<(), mysql_async::Error> {
+    let result = async {
+        c.query_drop("BEGIN").await?;
+        for s in stmts {
+            c.query_drop(s).await?;
+        }
+        c.query_drop("COMMIT").await
+    }
+    .await;
+    if result.is_err() {
+        let _ = c.query_drop("ROLLBACK").await;
+    }
+    result
+}
+
+fn is_lock_wait(e: &mysql_async::Error) -> bool {
+    crate::apply::is_retryable_in_place(e)
+}
+
+/// Errors that mean "not now": lost connections, lock waits, deadlocks, a read-only or
+/// shutting-down server.
+fn is_refusal(e: &mysql_async::Error) -> bool {
+    is_transient(e)
+        || matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1290 | 1836 | 1099 | 1100 | 1053 | 2013 | 1927 | 1105))
+}

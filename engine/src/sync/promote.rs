@@ -1,0 +1,211 @@
+//! `promote`: the last step before the application moves to the target.
+//!
+//! 1. Run the sync (resuming from its checkpoints) until the backfill is complete.
+//! 2. Writes stop on the source: either the operator stopped them and rowshift waits until no
+//!    change of the synced tables arrives for a quiet period (with the reader caught up with the
+//!    source's position), or, with `lock_source`, rowshift holds `LOCK TABLES t READ, ...` on a
+//!    connection to the source. That needs only the LOCK TABLES and SELECT privileges (no SUPER,
+//!    no `FLUSH TABLES WITH READ LOCK`), so it works on RDS; writers to those tables wait on the
+//!    lock, readers continue.
+//! 3. Drain: a marker row in the signal table is read back from the binlog and every applier
+//!    acknowledges everything before it.
+//! 4. Verify every table (chunk checksums, transform applied) and report GO or NO-GO.
+//! 5. The sync stops (its checkpoints stay, so `sync` can continue after a NO-GO). The source
+//!    lock is released, or handed back to the caller to hold (`keep_lock`) until the
+//!    application points at the target.
+
+use super::{start, SyncConfig, SyncError, SyncProgress};
+use crate::cutover::server_position;
+use crate::verify::{
+    self, ColumnMapping, NewTable, Standalone, TableRef, VerifyConfig, VerifyPlan,
+};
+use mysql_async::prelude::Queryable;
+use rowshift_transform::schema::quote_ident;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::info;
+
+/// How to promote.
+#[derive(Debug, Clone)]
+pub struct PromoteConfig {
+    /// Hold `LOCK TABLES ... READ` on the source instead of waiting for writes to stop.
+    pub lock_source: bool,
+    /// Keep the source lock after the verdict (returned in the report).
+    pub keep_lock: bool,
+    /// No change of a synced table for this long means writes have stopped.
+    pub quiet: Duration,
+    /// Longest wait for the writes to stop, the backfill and the drain.
+    pub timeout: Duration,
+}
+
+/// The verdict of a promotion.
+pub struct PromoteReport {
+    /// True when every table verified equal.
+    pub go: bool,
+    /// One verification report per table.
+    pub reports: Vec<verify::VerifyReport>,
+    /// The source's position the target was drained to.
+    pub final_position: String,
+    /// The held source lock (`keep_lock`): dropping it releases the tables.
+    pub source_lock: Option<mysql_async::Conn>,
+}
+
+/// Promote: see the module documentation.
+pub async fn promote(
+    config: SyncConfig,
+    p: PromoteConfig,
+    progress: watch::Sender<SyncProgress>,
+) -> Result<PromoteReport, SyncError> {
+    let started = Instant::now();
+    let mut handle = start(config.clone()).await?;
+    let forward = {
+        let mut rx = handle.progress();
+        let tx = progress.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let v = rx.borrow().clone();
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let result = async {
+        let mut done = handle.backfill_watch();
+        tokio::select! {
+            r = done.wait_for(|d| *d) => { r.map_err(|_| SyncError::Stopped("the backfill stopped".into()))?; }
+            e = handle.failed() => return Err(e),
+            _ = tokio::time::sleep(p.timeout) => return Err(SyncError::DrainTimeout(p.timeout)),
+        }
+        let mut lock = None;
+        if p.lock_source {
+            handle.set_phase("locking");
+            let mut c = config.source.connect_raw().await?;
+            let list = config
+                .tables
+                .iter()
+                .map(|t| format!("{}.{} READ", quote_ident(&t.source_db), quote_ident(&t.source_table)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            c.query_drop(format!("LOCK TABLES {list}"))
+                .await
+                .map_err(super::sql_err("locking the source tables (LOCK TABLES ... READ; needs the LOCK TABLES privilege)"))?;
+            info!("source tables locked for reading");
+            lock = Some(c);
+        } else {
+            handle.set_phase("wait-quiet");
+            wait_quiet(&mut handle, &config, &p).await?;
+        }
+        handle.set_phase("draining");
+        handle.drain(p.timeout).await?;
+        let final_position = handle
+            .read_position()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        info!(position = %final_position, "drained");
+        handle.set_phase("verifying");
+        let mut reports = Vec::new();
+        for t in &config.tables {
+            let table = TableRef {
+                db: t.source_db.clone(),
+                table: t.source_table.clone(),
+            };
+            let new = NewTable::Remote {
+                endpoint: config.target.clone(),
+                table: TableRef {
+                    db: t.target_db.clone(),
+                    table: t.target_table.clone(),
+                },
+            };
+            let mapping = if t.alter.is_none() && t.sets.is_empty() {
+                ColumnMapping::Identity
+            } else {
+                verify::mapping_for_alter(
+                    &config.source,
+                    &table,
+                    &new,
+                    t.alter.as_deref().unwrap_or(""),
+                    &t.sets,
+                )
+                .await?
+            };
+            let plan = VerifyPlan {
+                source: config.source.clone(),
+                table,
+                new,
+                mapping,
+            };
+            let report = if lock.is_some() {
+                verify::run(plan, &mut HeldPoint, VerifyConfig::default()).await?
+            } else {
+                verify::run(plan, &mut Standalone, VerifyConfig::default()).await?
+            };
+            reports.push(report);
+        }
+        Ok((reports, final_position, lock))
+    }
+    .await;
+    let stopped = handle.stop().await;
+    forward.abort();
+    let (reports, final_position, lock) = result?;
+    stopped?;
+    let go = reports.iter().all(|r| r.is_go());
+    info!(go, elapsed = ?started.elapsed(), "promotion verdict");
+    let source_lock = match lock {
+        Some(mut c) if !p.keep_lock => {
+            let _ = c.query_drop("UNLOCK TABLES").await;
+            let _ = c.disconnect().await;
+            None
+        }
+        other => other,
+    };
+    Ok(PromoteReport {
+        go,
+        reports,
+        final_position,
+        source_lock,
+    })
+}
+
+/// The consistent point under promote's own source lock: nothing more to lock (the appliers
+/// are drained and idle, the source tables are read-locked by promote).
+struct HeldPoint;
+
+impl verify::ConsistentPoint for HeldPoint {
+    fn lock_scope(&self) -> verify::LockScope {
+        verify::LockScope::Held
+    }
+}
+
+/// Wait until the reader has caught up with the source's position and no change of a synced
+/// table arrived for `quiet`.
+async fn wait_quiet(
+    handle: &mut super::SyncHandle,
+    config: &SyncConfig,
+    p: &PromoteConfig,
+) -> Result<(), SyncError> {
+    let deadline = Instant::now() + p.timeout;
+    let mut conn = config.source.connect_raw().await?;
+    loop {
+        if Instant::now() > deadline {
+            return Err(SyncError::DrainTimeout(p.timeout));
+        }
+        let target = server_position(&mut conn)
+            .await
+            .map_err(super::sql_err("reading the source's position"))?;
+        // Caught up: the reader has passed the position read just now. A drain proves it.
+        handle.drain(p.timeout).await?;
+        let read = handle.read_position();
+        let caught_up = read.as_ref().is_some_and(|r| {
+            super::ckpt::Coord::of_position(r) >= super::ckpt::Coord::of_position(&target)
+        });
+        if caught_up && handle.since_last_table_event() >= p.quiet {
+            let _ = conn.disconnect().await;
+            return Ok(());
+        }
+        tokio::select! {
+            e = handle.failed() => return Err(e),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The sync router: one binlog stream for every synced table. It keeps the changes of those
+//! tables, transforms them, and sends each to the applier owning its key (per-key order), with
+//! its binlog coordinate. It also reads the signal table: watermarks of the backfill
+//! ([`crate::backfill`]) and drain markers.
+//!
+//! Exactly-once on restart: each applier's checkpoint says before which coordinate everything
+//! routed to it is applied; the router drops changes before that coordinate for that applier,
+//! and drops any change at or before the last one it already sent (a reconnected binlog stream
+//! sends the unfinished transaction again).
+
+use super::applier::SyncMsg;
+use super::ckpt::Coord;
+use crate::apply::Op;
+use crate::backfill::{decode_signal, SignalKind, SIGNAL_TABLE};
+use crate::event::{RowKind, SourceEvent};
+use crate::position::Position;
+use rowshift_transform::key::{KeyCodec, RowKey};
+use rowshift_transform::mapping::Mapping;
+use rowshift_transform::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::debug;
+
+/// Errors that stop the router.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncRouterError {
+    /// The binlog stream failed.
+    #[error("binlog source: {0}")]
+    Source(String),
+    /// A change could not be transformed.
+    #[error("transforming a change of {table} at {at}: {detail}")]
+    Transform {
+        /// Source table.
+        table: String,
+        /// Where.
+        at: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An applier stopped (its own error is reported by the caller).
+    #[error("an applier of {0} stopped")]
+    ApplierStopped(String),
+    /// A DDL changed a synced table.
+    #[error("the source table {table} was altered ({query}); the target no longer matches the mapping: adjust the target table and run sync again")]
+    TableChanged {
+        /// Source table.
+        table: String,
+        /// The statement.
+        query: String,
+    },
+}
+
+/// One chunk of the backfill, handed over before its high watermark is written.
+pub struct ChunkRows {
+    /// Table index.
+    pub table: usize,
+    /// Chunk number.
+    pub chunk: u64,
+    /// Rows in source column order.
+    pub rows: Vec<Vec<Value>>,
+    /// Cursor after the chunk.
+    pub cursor: Option<Vec<String>>,
+    /// Last chunk of the table.
+    pub last: bool,
+    /// Told how many rows were emitted once the high watermark was processed.
+    pub emitted: oneshot::Sender<u64>,
+}
+
+/// Requests to the router.
+pub enum RouterCmd {
+    /// When the drain marker with this token is read, mark every applier and reply once all
+    /// acknowledged.
+    Drain(u64, oneshot::Sender<()>),
+    /// Once the reader has passed this coordinate (a commit or a heartbeat at or after it),
+    /// mark every applier and reply once all acknowledged: the drain of a source that cannot
+    /// be written (no marker row).
+    DrainAt(Coord, oneshot::Sender<()>),
+}
+
+/// One synced table.
+pub struct TableRoute {
+    /// Source database.
+    pub db: String,
+    /// Source table.
+    pub table: String,
+    /// Old → new transform.
+    pub mapping: Arc<Mapping>,
+    /// Positions of the new primary key in the mapping's output.
+    pub key_positions: Vec<usize>,
+    /// Key codec of the new primary key.
+    pub codec: KeyCodec,
+    /// Positions of the old primary key in source rows.
+    pub old_key: Vec<usize>,
+    /// The appliers.
+    pub senders: Vec<mpsc::Sender<SyncMsg>>,
+    /// Each applier's acknowledgements.
+    pub acks: Vec<watch::Receiver<(u64, Coord)>>,
+    /// Per applier: changes before this coordinate are already applied.
+    pub skip_before: Vec<Coord>,
+}
+
+/// Live counters of the router.
+#[derive(Debug, Default)]
+pub struct SyncRouterStats {
+    /// Row changes of synced tables read.
+    pub events: AtomicU64,
+    /// Changes sent to appliers.
+    pub sent: AtomicU64,
+    /// Changes dropped because an applier had them already.
+    pub skipped: AtomicU64,
+    /// Backfill rows emitted.
+    pub backfilled: AtomicU64,
+    /// Timestamp of the last commit read (epoch seconds).
+    pub last_commit_ts: AtomicU64,
+    /// When the last change of a synced table was read (ms since the router started).
+    pub last_table_event_ms: AtomicU64,
+    /// Milliseconds since the router started, at the last heartbeat (the reader is at the end
+    /// of the binlog).
+    pub last_heartbeat_ms: AtomicU64,
+}
+
+/// The router.
+pub struct SyncRouter {
+    /// Synced tables.
+    pub tables: Vec<TableRoute>,
+    /// Database of the signal table.
+    pub signal_db: String,
+    /// This run's id (signal rows of other runs are ignored).
+    pub run: u64,
+    /// Counters.
+    pub stats: Arc<SyncRouterStats>,
+    /// Last commit read.
+    pub read_pos: watch::Sender<Option<Position>>,
+}
+
+struct Window {
+    chunk: u64,
+    touched: HashSet<RowKey>,
+}
+
+impl SyncRouter {
+    /// Run until the stream ends or fails.
+    pub async fn run<S, E>(
+        self,
+        mut events: S,
+        start: Position,
+        mut chunks: mpsc::Receiver<ChunkRows>,
+        mut cmds: mpsc::Receiver<RouterCmd>,
+    ) -> Result<(), SyncRouterError>
+    where
+        S: futures_util::Stream<Item = Result<SourceEvent, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        let born = Instant::now();
+        // Open watermark windows per table (the backfill keeps a few chunks in flight).
+        let mut windows: Vec<Vec<Window>> = self.tables.iter().map(|_| Vec::new()).collect();
+        let mut pending_chunks: HashMap<(usize, u64), ChunkRows> = HashMap::new();
+        let mut drains: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
+        let mut drains_at: Vec<(Coord, oneshot::Sender<()>)> = Vec::new();
+        let mut txn_start = Arc::new(start);
+        let mut last_sent: Option<Coord> = None;
+        let mut seq = 0u64;
+        let mut last_mark = Instant::now();
+        loop {
+            let ev = tokio::select! {
+                biased;
+                cmd = cmds.recv() => {
+                    match cmd {
+                        Some(RouterCmd::Drain(token, reply)) => {
+                            drains.insert(token, reply);
+                        }
+                        Some(RouterCmd::DrainAt(at, reply)) => drains_at.push((at, reply)),
+                        None => {}
+                    }
+                    continue;
+                }
+                ev = events.next() => ev,
+            };
+            let Some(ev) = ev else { break };
+            let ev = ev.map_err(|e| SyncRouterError::Source(e.to_string()))?;
+            match ev {
+                SourceEvent::Rows(change) => {
+                    let at = Coord {
+                        file: change.pos.file.clone(),
+                        offset: change.pos.offset,
+                        row: change.pos.row,
+                    };
+                    if last_sent.as_ref().is_some_and(|l| at <= *l) {
+                        continue;
+                    }
+                    last_sent = Some(at.clone());
+                    if &*change.table.name == SIGNAL_TABLE
+                        && &*change.table.schema == self.signal_db.as_str()
+                    {
+                        let Some((run, tbl, kind, chunk)) = change
+                            .after
+                            .as_deref()
+                            .filter(|_| change.kind == RowKind::Insert)
+                            .and_then(decode_signal)
+                        else {
+                            continue;
+                        };
+                        if run != self.run {
+                            continue;
+                        }
+                        match kind {
+                            SignalKind::Low if tbl < windows.len() => {
+                                windows[tbl].push(Window {
+                                    chunk,
+                                    touched: HashSet::new(),
+                                });
+                            }
+                            SignalKind::High if tbl < windows.len() => {
+                                let rows = loop {
+                                    if let Some(r) = pending_chunks.remove(&(tbl, chunk)) {
+                                        break Some(r);
+                                    }
+                                    match chunks.recv().await {
+                                        Some(r) => {
+                                            pending_chunks.insert((r.table, r.chunk), r);
+                                        }
+                                        None => break None,
+                                    }
+                                };
+                                let window = windows[tbl]
+                                    .iter()
+                                    .position(|w| w.chunk == chunk)
+                                    .map(|i| windows[tbl].remove(i));
+                                // A chunk whose high watermark never came (the backfill
+                                // retried it under another number) is closed too.
+                                windows[tbl].retain(|w| w.chunk > chunk);
+                                if let Some(rows) = rows {
+                                    let touched = window.map(|w| w.touched).unwrap_or_default();
+                                    self.emit_chunk(tbl, rows, touched, &at, &txn_start).await?;
+                                }
+                            }
+                            SignalKind::Drain => {
+                                let token = chunk;
+                                if let Some(reply) = drains.remove(&token) {
+                                    seq += 1;
+                                    let pos = txn_start.clone();
+                                    self.mark_all(&at, &pos, seq).await?;
+                                    let acks: Vec<_> =
+                                        self.tables.iter().flat_map(|t| t.acks.clone()).collect();
+                                    let want = seq;
+                                    tokio::spawn(async move {
+                                        for mut a in acks {
+                                            if a.wait_for(|(s, _)| *s >= want).await.is_err() {
+                                                return;
+                                            }
+                                        }
+                                        let _ = reply.send(());
+                                    });
+                                }
+                            }
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    let Some(ti) = self.tables.iter().position(|t| {
+                        *t.db == *change.table.schema && *t.table == *change.table.name
+                    }) else {
+                        continue;
+                    };
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .last_table_event_ms
+                        .store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    let mut ops: Vec<(RowKey, Op)> = Vec::with_capacity(2);
+                    let t = &self.tables[ti];
+                    if let Some(before) = &change.before {
+                        let key_changed = change
+                            .after
+                            .as_ref()
+                            .is_some_and(|a| t.old_key.iter().any(|&i| before.get(i) != a.get(i)));
+                        if change.kind == RowKind::Delete || key_changed {
+                            let (key, row) = transform(t, before, &at)?;
+                            let kv = t.key_positions.iter().map(|&i| row[i].clone()).collect();
+                            ops.push((key, Op::Delete(kv)));
+                        }
+                    }
+                    if let Some(after) = &change.after {
+                        let (key, row) = transform(t, after, &at)?;
+                        ops.push((key, Op::Upsert(row)));
+                    }
+                    for w in windows[ti].iter_mut() {
+                        for (k, _) in &ops {
+                            w.touched.insert(k.clone());
+                        }
+                    }
+                    for (key, op) in ops {
+                        self.send(ti, key, op, &at, &txn_start).await?;
+                    }
+                }
+                SourceEvent::Commit { pos, timestamp, .. } => {
+                    self.stats
+                        .last_commit_ts
+                        .store(u64::from(timestamp), Ordering::Relaxed);
+                    txn_start = Arc::new(pos);
+                    let _ = self.read_pos.send(Some((*txn_start).clone()));
+                    let here = Coord::of_position(&txn_start);
+                    if drains_at.iter().any(|(at, _)| *at <= here) {
+                        seq += 1;
+                        self.mark_all(&here, &txn_start, seq).await?;
+                        let (ready, rest): (Vec<_>, Vec<_>) =
+                            drains_at.drain(..).partition(|(at, _)| *at <= here);
+                        drains_at = rest;
+                        for (_, reply) in ready {
+                            self.reply_when_applied(seq, reply);
+                        }
+                    }
+                    if last_mark.elapsed() >= Duration::from_millis(500) {
+                        last_mark = Instant::now();
+                        seq += 1;
+                        let at = Coord::of_position(&txn_start);
+                        let pos = txn_start.clone();
+                        self.mark_all(&at, &pos, seq).await?;
+                    }
+                }
+                SourceEvent::Ddl {
+                    schema, query, pos, ..
+                } => {
+                    for t in &self.tables {
+                        if rowshift_transform::ddl::touches_table(&t.db, &t.table, &schema, &query)
+                        {
+                            return Err(SyncRouterError::TableChanged {
+                                table: format!("`{}`.`{}`", t.db, t.table),
+                                query,
+                            });
+                        }
+                    }
+                    txn_start = Arc::new(pos);
+                    let _ = self.read_pos.send(Some((*txn_start).clone()));
+                }
+                SourceEvent::Heartbeat { pos } => {
+                    let here = Coord {
+                        file: pos.file.clone(),
+                        offset: pos.offset,
+                        row: 0,
+                    };
+                    let here = here.max(Coord::of_position(&txn_start));
+                    if drains_at.iter().any(|(at, _)| *at <= here) {
+                        seq += 1;
+                        let mark = Coord::of_position(&txn_start);
+                        self.mark_all(&mark, &txn_start, seq).await?;
+                        let (ready, rest): (Vec<_>, Vec<_>) =
+                            drains_at.drain(..).partition(|(at, _)| *at <= here);
+                        drains_at = rest;
+                        for (_, reply) in ready {
+                            self.reply_when_applied(seq, reply);
+                        }
+                    }
+                    self.stats
+                        .last_heartbeat_ms
+                        .store(born.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+                    if last_mark.elapsed() >= Duration::from_millis(500) {
+                        last_mark = Instant::now();
+                        seq += 1;
+                        let at = Coord::of_position(&txn_start);
+                        let pos = txn_start.clone();
+                        self.mark_all(&at, &pos, seq).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reply once every applier acknowledged mark `seq`.
+    fn reply_when_applied(&self, seq: u64, reply: oneshot::Sender<()>) {
+        let acks: Vec<_> = self.tables.iter().flat_map(|t| t.acks.clone()).collect();
+        tokio::spawn(async move {
+            for mut a in acks {
+                if a.wait_for(|(s, _)| *s >= seq).await.is_err() {
+                    return;
+                }
+            }
+            let _ = reply.send(());
+        });
+    }
+
+    async fn send(
+        &self,
+        ti: usize,
+        key: RowKey,
+        op: Op,
+        at: &Coord,
+        resume: &Arc<Position>,
+    ) -> Result<(), SyncRouterError> {
+        let t = &self.tables[ti];
+        let i = key.route(t.senders.len());
+        if *at < t.skip_before[i] {
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        t.senders[i]
+            .send(SyncMsg::Change {
+                key,
+                op,
+                at: at.clone(),
+                resume: resume.clone(),
+            })
+            .await
+            .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))
+    }
+
+    async fn mark_all(
+        &self,
+        at: &Coord,
+        resume: &Arc<Position>,
+        seq: u64,
+    ) -> Result<(), SyncRouterError> {
+        for t in &self.tables {
+            for s in &t.senders {
+                s.send(SyncMsg::Mark {
+                    at: at.clone(),
+                    resume: resume.clone(),
+                    seq,
+                })
+                .await
+                .map_err(|_| {
+                    SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn emit_chunk(
+        &self,
+        ti: usize,
+        chunk: ChunkRows,
+        touched: HashSet<RowKey>,
+        at: &Coord,
+        resume: &Arc<Position>,
+    ) -> Result<(), SyncRouterError> {
+        let t = &self.tables[ti];
+        let mut emitted = 0u64;
+        for row in &chunk.rows {
+            let (key, new_row) = transform(t, row, at)?;
+            if touched.contains(&key) {
+                continue;
+            }
+            emitted += 1;
+            self.send(ti, key, Op::Upsert(new_row), at, resume).await?;
+        }
+        for s in &t.senders {
+            s.send(SyncMsg::Chunk {
+                chunk: chunk.chunk,
+                cursor: chunk.cursor.clone(),
+                done: chunk.last,
+            })
+            .await
+            .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))?;
+        }
+        self.stats.backfilled.fetch_add(emitted, Ordering::Relaxed);
+        debug!(table = %t.table, chunk = chunk.chunk, emitted, dropped = chunk.rows.len() as u64 - emitted, "chunk emitted");
+        let _ = chunk.emitted.send(emitted);
+        Ok(())
+    }
+}
+
+fn transform(
+    t: &TableRoute,
+    row: &[Value],
+    at: &Coord,
+) -> Result<(RowKey, Vec<Value>), SyncRouterError> {
+    let err = |detail: String| SyncRouterError::Transform {
+        table: format!("`{}`.`{}`", t.db, t.table),
+        at: at.to_string(),
+        detail,
+    };
+    let new_row = t.mapping.apply(row).map_err(|e| err(e.to_string()))?;
+    let kv: Vec<Value> = t
+        .key_positions
+        .iter()
+        .map(|&i| new_row[i].clone())
+        .collect();
+    let key = t.codec.key_of_values(&kv).map_err(|e| err(e.to_string()))?;
+    Ok((key, new_row))
+}

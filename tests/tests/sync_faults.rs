@@ -1,0 +1,199 @@
+//! `rowshift sync` under faults (issue 6): the source server restarts during streaming, the
+//! target refuses writes for a while (a table locked), and a checkpoint whose binlog was purged
+//! is refused with what to do. In the first two sync waits, retries and catches up: promote
+//! says GO and the ledger invariant holds on the target.
+
+mod sync_support;
+
+use mysql_async::prelude::Queryable;
+use rowshift_testkit::ledger::{self, LedgerLoad};
+use rowshift_testkit::{run_rowshift, Engine, ServerOptions, TestServer};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sync_support::*;
+
+const ROWS: u64 = 5_000;
+
+async fn finish_and_check(
+    src: &TestServer,
+    tgt: &TestServer,
+    db: &str,
+    args: &[String],
+    load: LedgerLoad,
+    mut child: tokio::process::Child,
+    log: &std::path::Path,
+) {
+    load.wait_for_commits(100).await;
+    let report = load.stop().await;
+    assert!(report.committed > 100);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "sync stopped on the fault (log {})",
+        log.display()
+    );
+    stop_sync(child).await;
+    let (code, out, err) = promote(args, &[]).await;
+    assert_eq!(
+        code,
+        0,
+        "promote did not say GO:\n{out}\n{err}\nsync log: {}",
+        log.display()
+    );
+    assert_target_correct(tgt, db, ROWS).await;
+    assert_same_counts(src, tgt, db).await;
+}
+
+async fn log_contains(log: &std::path::Path, needle: &str, child: &mut tokio::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sync ended: {status:?} (log {})", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sync log never said {needle:?} ({})",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn source_restart_during_streaming() {
+    let src = Arc::new(TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap());
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = "sync_faults_restart";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, ROWS).await.unwrap();
+    drop(conn);
+    let load = LedgerLoad::start(&src.url(), db, ROWS, 2, 31);
+    load.wait_for_commits(50).await;
+    let args = sync_args(&src, &tgt, db, "restart");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "restart", &mut child).await;
+    load.wait_for_commits(100).await;
+
+    let s = src.clone();
+    tokio::task::spawn_blocking(move || {
+        s.stop();
+        s.start().unwrap();
+    })
+    .await
+    .unwrap();
+    log_contains(&log, "binlog stream resumed", &mut child).await;
+    finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn target_table_locked_for_a_while() {
+    let src = TestServer::shared(Engine::MariaDb);
+    let tgt = TestServer::shared(Engine::MySql);
+    let db = "sync_faults_locked";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, ROWS).await.unwrap();
+    let load = LedgerLoad::start(&src.url(), db, ROWS, 2, 37);
+    load.wait_for_commits(50).await;
+    let args = sync_args(&src, &tgt, db, "locked");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "locked", &mut child).await;
+
+    // The target refuses writes to orders until the sync has felt it (a refused batch).
+    let mut locker = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    locker
+        .query_drop(format!("LOCK TABLES `{db}`.`orders` WRITE"))
+        .await
+        .unwrap();
+    log_contains(&log, "the target refused a batch", &mut child).await;
+    load.wait_for_commits(100).await;
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(locker);
+    log_contains(&log, "the target accepted the batch again", &mut child).await;
+    finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purged_binlog_needs_a_new_backfill() {
+    let src = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = "sync_faults_purged";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, 1_000).await.unwrap();
+    let args = sync_args(&src, &tgt, db, "purged");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "purged", &mut child).await;
+    stop_sync(child).await;
+
+    conn.query_drop(format!(
+        "UPDATE `{db}`.`orders` SET counter = counter + 1 WHERE id = 1"
+    ))
+    .await
+    .unwrap();
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let row: mysql_async::Row = conn
+        .query_first("SHOW BINARY LOG STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    let current: String = row.get(0).unwrap();
+    conn.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+        .await
+        .unwrap();
+
+    let mut all: Vec<&str> = vec!["sync"];
+    all.extend(args.iter().map(String::as_str));
+    let (code, out, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&all))
+        .await
+        .expect("sync with a purged checkpoint should stop at once");
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("purged") && err.contains("new backfill is needed"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn target_restart_during_streaming() {
+    let src = TestServer::shared(Engine::MySql);
+    let tgt = Arc::new(TestServer::dedicated(Engine::MariaDb, ServerOptions::default()).unwrap());
+    let db = "sync_faults_tgt_restart";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, ROWS).await.unwrap();
+    let load = LedgerLoad::start(&src.url(), db, ROWS, 2, 43);
+    load.wait_for_commits(50).await;
+    let args = sync_args(&src, &tgt, db, "tgtrestart");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "tgtrestart", &mut child).await;
+    load.wait_for_commits(100).await;
+
+    let t = tgt.clone();
+    tokio::task::spawn_blocking(move || {
+        t.kill();
+        t.start().unwrap();
+    })
+    .await
+    .unwrap();
+    log_contains(&log, "the target accepted the batch again", &mut child).await;
+    finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
+}

@@ -1,0 +1,120 @@
+//! `rowshift sync` options (issue 6): an existing target table in the new shape under another
+//! name (`--target-schema-from-existing`, `--target-table`), an existing target refused without
+//! the flag, and changes made while the sync runs arriving transformed.
+
+mod sync_support;
+
+use mysql_async::prelude::Queryable;
+use rowshift_testkit::ledger::{self, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
+use rowshift_testkit::{run_rowshift, Engine, TestServer};
+use std::time::{Duration, Instant};
+use sync_support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn existing_target_under_another_name() {
+    let src = TestServer::shared(Engine::MariaDb);
+    let tgt = TestServer::shared(Engine::MySql);
+    let db = "sync_opts_src";
+    let tdb = "sync_opts_tgt";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(tdb).await.unwrap();
+    let mut s = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut s, db, 3_000).await.unwrap();
+    // The target in the new shape, made by hand.
+    let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    t.query_drop(format!("USE `{tdb}`")).await.unwrap();
+    t.query_drop(ledger::ORDERS_DDL.replace("`orders`", "`orders_v2`"))
+        .await
+        .unwrap();
+    t.query_drop(format!("ALTER TABLE `orders_v2` {ORDER_STATUS_ALTER}"))
+        .await
+        .unwrap();
+
+    let base = |existing: bool| {
+        let mut v: Vec<String> = [
+            "--source",
+            &src.url(),
+            "--target",
+            &tgt.url(),
+            "--table",
+            &format!("{db}.orders"),
+            "--target-table",
+            &format!("{tdb}.orders_v2"),
+            "--set",
+            &format!("order_status = {ORDER_STATUS_EXPR}"),
+            "--name",
+            "opts",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if existing {
+            v.push("--target-schema-from-existing".into());
+        }
+        v
+    };
+    // Without the flag an existing target is refused.
+    let mut args: Vec<&str> = vec!["sync"];
+    let refused = base(false);
+    args.extend(refused.iter().map(String::as_str));
+    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&args))
+        .await
+        .expect("sync into an existing table must stop at once");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--target-schema-from-existing"), "{err}");
+
+    let args = base(true);
+    let log = std::env::temp_dir().join("rowshift-sync_opts.log");
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, tdb, "opts", &mut child).await;
+    s.query_drop(format!(
+        "UPDATE `{db}`.`orders` SET status_code = 2, note = 'changed' WHERE id BETWEEN 10 AND 19"
+    ))
+    .await
+    .unwrap();
+    s.query_drop(format!("DELETE FROM `{db}`.`orders` WHERE id = 5"))
+        .await
+        .unwrap();
+    // The changes arrive transformed (polled with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let shipped: u64 = t
+            .query_first(format!(
+                "SELECT COUNT(*) FROM `{tdb}`.`orders_v2` WHERE order_status = 'shipped' AND note = 'changed'"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let gone: u64 = t
+            .query_first(format!(
+                "SELECT COUNT(*) FROM `{tdb}`.`orders_v2` WHERE id = 5"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if shipped == 10 && gone == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "changes did not arrive: {shipped} shipped, id 5 present {gone}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_sync(child).await;
+    let (code, out, err) = promote(&args, &[]).await;
+    assert_eq!(code, 0, "promote did not say GO:\n{out}\n{err}");
+    assert_eq!(
+        ledger::wrong_order_status(&mut t, tdb, "orders_v2")
+            .await
+            .unwrap(),
+        0
+    );
+    let n: u64 = t
+        .query_first(format!("SELECT COUNT(*) FROM `{tdb}`.`orders_v2`"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2_999);
+}
