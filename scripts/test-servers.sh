@@ -26,6 +26,7 @@ command -v sysbench >/dev/null 2>&1 || apt_packages+=(sysbench)
 command -v pt-online-schema-change >/dev/null 2>&1 || apt_packages+=(percona-toolkit)
 command -v tmux >/dev/null 2>&1 || apt_packages+=(tmux)
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)  # renders verify reports in tests
+command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)  # certificates for the TLS tests
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_packages[*]}"
   $SUDO apt-get update -q

@@ -282,7 +282,7 @@ async fn main() -> Res<()> {
     };
     let rows: u64 = env_or("ROWSHIFT_BENCH_ROWS", 1_000_000);
     let peer = env_or("ROWSHIFT_BENCH_PEER", 1u8) == 1;
-    let server = TestServer::dedicated(engine, ServerOptions::default())?;
+    let server = TestServer::dedicated(engine, ServerOptions::bench())?;
     let version: Option<String> = mysql_async::Conn::from_url(server.url())
         .await?
         .query_first("SELECT VERSION()")

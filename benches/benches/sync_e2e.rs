@@ -71,8 +71,8 @@ async fn run() -> Res<()> {
     let rows: u64 = env_or("ROWSHIFT_BENCH_ROWS", 200_000);
     let appliers: usize = env_or("ROWSHIFT_BENCH_APPLIERS", 4);
     let secs: u64 = env_or("ROWSHIFT_BENCH_SECS", 30);
-    let src = TestServer::dedicated(src_engine, ServerOptions::default())?;
-    let tgt = TestServer::dedicated(tgt_engine, ServerOptions::default())?;
+    let src = TestServer::dedicated(src_engine, ServerOptions::bench())?;
+    let tgt = TestServer::dedicated(tgt_engine, ServerOptions::bench())?;
     let db = "bench_sync";
     src.fresh_db(db).await?;
     tgt.fresh_db(db).await?;

@@ -13,7 +13,7 @@ use rowshift_engine::verify::{
     self, ColumnMapping, NewTable, Standalone, TableRef, VerifyConfig, VerifyPlan, VerifyReport,
 };
 use rowshift_testkit::ledger::{self, LedgerLoad};
-use rowshift_testkit::{Engine, TestServer};
+use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -46,7 +46,7 @@ async fn run_once(server: &TestServer, db: &str, workers: usize) -> Res<VerifyRe
 }
 
 async fn bench(engine: Engine, rows: u64, workers: usize, runs: usize) -> Res<()> {
-    let server = TestServer::shared(engine);
+    let server = TestServer::dedicated(engine, ServerOptions::bench())?;
     let db = server
         .fresh_db(&format!("bench_verify_{}", engine.name()))
         .await?;

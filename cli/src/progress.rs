@@ -159,8 +159,12 @@ fn new_bar(phase: &'static str, p: &Progress) -> ProgressBar {
 }
 
 fn update_bar(b: &ProgressBar, phase: &str, p: &Progress) {
+    let throttled = match &p.throttled {
+        Some(reason) => format!(", THROTTLED: {reason}"),
+        None => String::new(),
+    };
     let events = format!(
-        "{} events ({} skipped), lag {} s",
+        "{} events ({} skipped), lag {} s{throttled}",
         p.events, p.skipped, p.lag_secs
     );
     if phase == "copy" {
@@ -173,7 +177,9 @@ fn update_bar(b: &ProgressBar, phase: &str, p: &Progress) {
         let what = match phase {
             "catch-up" => "applying the binlog changes made during the copy",
             "verify" => "comparing chunk checksums of both tables",
-            "postponed" => "cut-over held until the flag file is deleted",
+            "postponed" => {
+                "cut-over held until the flag file is deleted or `rowshift ctl cut-over`"
+            }
             "cut-over" => "locking, draining and renaming",
             "preflight" => "checking settings, privileges and the table",
             _ => "",
@@ -193,8 +199,12 @@ fn status_line(p: &Progress, rate: f64) -> String {
     } else {
         "-".into()
     };
+    let throttled = match &p.throttled {
+        Some(reason) => format!(", THROTTLED: {reason}"),
+        None => String::new(),
+    };
     format!(
-        "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s",
+        "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s{throttled}",
         p.phase, p.rows_copied, p.events, p.skipped, p.lag_secs, p.elapsed.as_secs_f64()
     )
 }

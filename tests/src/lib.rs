@@ -103,6 +103,16 @@ pub struct ServerOptions {
     pub extra_args: Vec<String>,
 }
 
+impl ServerOptions {
+    /// Benchmark servers: a buffer pool that holds the benchmark's tables (a 1,000,000-row
+    /// table and its shadow need more than the tests' 256 MB), as a production server would.
+    pub fn bench() -> ServerOptions {
+        ServerOptions {
+            extra_args: vec!["--innodb-buffer-pool-size=1G".into()],
+        }
+    }
+}
+
 /// One running throwaway server.
 #[derive(Debug)]
 pub struct TestServer {

@@ -218,6 +218,8 @@ pub struct Progress {
     pub lag_secs: u64,
     /// Time since the start.
     pub elapsed: Duration,
+    /// Why the copy is throttled, while it is.
+    pub throttled: Option<String>,
 }
 
 /// What a migration did.
@@ -725,6 +727,7 @@ async fn run_inner(
             config.table.clone(),
         );
         let copied = copy_stats.clone();
+        let progress = progress.clone();
         tokio::spawn(async move {
             let mut was = false;
             while state.changed().await.is_ok() {
@@ -736,6 +739,7 @@ async fn run_inner(
                     continue;
                 }
                 was = now;
+                progress.send_modify(|p| p.throttled = now.then(|| reason.clone()));
                 let ctx = HookContext {
                     database: db.clone(),
                     table: table.clone(),
