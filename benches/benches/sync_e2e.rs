@@ -57,6 +57,7 @@ fn config(src: &TestServer, tgt: &TestServer, db: &str, appliers: usize) -> Res<
         chunk_rows: 5_000,
         server_id: 4_242_001,
         retry_for: Duration::from_secs(600),
+        operate: Default::default(),
     })
 }
 

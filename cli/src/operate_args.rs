@@ -1,4 +1,4 @@
-//! `rowshift migrate` flags for operating a migration: throttling, live control, metrics.
+//! `rowshift migrate` and `rowshift sync` flags for operating a run: throttling, live control, metrics.
 
 use crate::common::ConnArgs;
 use anyhow::{bail, Context, Result};

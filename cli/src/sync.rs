@@ -2,6 +2,7 @@
 //! step (in a new shape if asked), promote with a verified GO / NO-GO, show lag.
 
 use crate::common::{split_table, ConnArgs};
+use crate::operate_args::OperateArgs;
 use anyhow::{bail, Context, Result};
 use rowshift_engine::conn::{Endpoint, SslMode};
 use rowshift_engine::sync::promote::{self, PromoteConfig};
@@ -89,6 +90,9 @@ pub struct SyncArgs {
     /// How long a refusing target or a lost source is waited for, in seconds.
     #[arg(long, default_value_t = 600)]
     retry_secs: u64,
+    /// Throttling of the backfill, `rowshift ctl` and metrics (as for migrate).
+    #[command(flatten)]
+    operate: OperateArgs,
 }
 
 impl SyncArgs {
@@ -132,6 +136,7 @@ impl SyncArgs {
                 .server_id
                 .unwrap_or_else(|| 2_000_000 + std::process::id() % 1_000_000),
             retry_for: Duration::from_secs(self.retry_secs),
+            operate: self.operate.config(&self.conn)?,
         })
     }
 }

@@ -161,7 +161,7 @@ impl CopyControl {
     /// Wait until the copy may run. A dropped controller leaves the last state in force; one
     /// dropped while holding the copy releases it (nothing can release it any more).
     /// Returns false when the controller is gone (the copy then runs).
-    async fn wait_open(&mut self, stats: &CopyStats) -> bool {
+    pub async fn wait_open(&mut self, stats: &CopyStats) -> bool {
         if *self.run.borrow() {
             return true;
         }

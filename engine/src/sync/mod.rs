@@ -28,6 +28,9 @@ use crate::apply::ApplyTarget;
 use crate::backfill::{BackfillError, RowReader, SignalKind, SignalTable};
 use crate::catalog::{self, CatalogError};
 use crate::conn::{ConnError, Endpoint};
+use crate::control::operate::{OperateConfig, Operations};
+use crate::control::ControlError;
+use crate::copy::{ChunkSize, CopyControl, CopyStats};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
@@ -161,6 +164,12 @@ pub enum SyncError {
     /// The verification could not run.
     #[error("verification: {0}")]
     Verify(#[from] crate::verify::VerifyError),
+    /// The control socket or HTTP listener could not be opened.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The operator (`rowshift ctl abort`) or a critical load stopped the sync.
+    #[error("sync stopped: {0}; the checkpoint is kept: run the same command again to resume")]
+    Aborted(String),
 }
 
 fn sql_err(step: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> SyncError {
@@ -224,6 +233,9 @@ pub struct SyncConfig {
     pub server_id: u32,
     /// How long a refused batch or a lost source is retried before the sync fails.
     pub retry_for: Duration,
+    /// Throttling of the backfill, live control (`rowshift ctl`) and metrics; the control
+    /// socket is named after the first table.
+    pub operate: OperateConfig,
 }
 
 /// The name of the checkpoint stream of `t` in sync `name`.
@@ -272,6 +284,8 @@ pub struct SyncHandle {
     writable: bool,
     source: Endpoint,
     run: u64,
+    ops: Option<Operations>,
+    progress_feed: tokio::task::JoinHandle<()>,
     _lock: mysql_async::Conn,
 }
 
@@ -333,6 +347,11 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             name: config.name.clone(),
             lock: lock_name,
         });
+    }
+    // The control listeners before anything changes: a socket in use stops the run here.
+    let mut ops = Operations::bind(&config.operate, &first.source_db, &first.source_table).await?;
+    if let Some(path) = ops.socket() {
+        info!(socket = %path.display(), "control socket");
     }
 
     for t in &config.tables {
@@ -531,6 +550,25 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         .instrument(info_span!("router")),
     );
     let (done_tx, done_rx) = watch::channel(jobs.is_empty());
+    let (progress_tx, progress_rx) = watch::channel(SyncProgress::default());
+    let copy_stats = Arc::new(CopyStats::default());
+    let (ops_progress_tx, ops_progress_rx) = watch::channel(crate::migrate::Progress::default());
+    let progress_feed = tokio::spawn(feed_ops_progress(
+        progress_rx.clone(),
+        ops_progress_tx,
+        copy_stats.clone(),
+    ));
+    let (copy_control, _controls) = ops.start(
+        &config.source,
+        &first.source_db,
+        &first.source_table,
+        ops_progress_rx,
+        copy_stats.clone(),
+        Arc::new(crate::migrate::router::RouterStats::default()),
+        Arc::new(crate::apply::ApplyStats::default()),
+        None,
+        Duration::from_millis(500),
+    );
     let backfill_abort = if jobs.is_empty() {
         None
     } else {
@@ -538,12 +576,15 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         let signal = signal.clone();
         let chunk_rows = config.chunk_rows.max(1);
         let retry_for = config.retry_for;
+        let pace = Pace {
+            control: copy_control,
+            stats: copy_stats,
+            chunk_rows,
+        };
         Some(
             tasks.spawn(
                 async move {
-                    match run_backfill(source, signal, run, jobs, chunk_tx, chunk_rows, retry_for)
-                        .await
-                    {
+                    match run_backfill(source, signal, run, jobs, chunk_tx, pace, retry_for).await {
                         Ok(()) => {
                             let _ = done_tx.send(true);
                             TaskEnd::BackfillDone
@@ -558,7 +599,6 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     let _ = src.disconnect().await;
     let _ = tgt.disconnect().await;
 
-    let (progress_tx, progress_rx) = watch::channel(SyncProgress::default());
     let (phase_tx, phase_rx) = watch::channel(if *done_rx.borrow() {
         "streaming"
     } else {
@@ -597,8 +637,37 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         writable,
         source: config.source.clone(),
         run,
+        ops: Some(ops),
+        progress_feed,
         _lock: lock,
     })
+}
+
+/// Publish the sync's progress in the shape the controller reads (`rowshift ctl status`):
+/// rows copied are the backfill's rows.
+async fn feed_ops_progress(
+    mut sync: watch::Receiver<SyncProgress>,
+    tx: watch::Sender<crate::migrate::Progress>,
+    copy: Arc<CopyStats>,
+) {
+    loop {
+        {
+            let p = sync.borrow_and_update();
+            let _ = tx.send(crate::migrate::Progress {
+                phase: p.phase,
+                rows_copied: copy.rows_copied.load(Ordering::Relaxed),
+                rows_estimate: 0,
+                events: p.events,
+                skipped: 0,
+                lag_secs: p.lag_secs as u64,
+                elapsed: p.elapsed,
+                throttled: None,
+            });
+        }
+        if sync.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -710,16 +779,42 @@ impl SyncHandle {
     /// Wait until the first failure of the pipeline and return it (never returns while the
     /// sync runs fine).
     pub async fn failed(&mut self) -> SyncError {
+        let SyncHandle {
+            tasks,
+            backfill_abort,
+            ops,
+            ..
+        } = self;
+        let pipeline = pipeline_failed(tasks, backfill_abort);
+        match ops {
+            Some(ops) => tokio::select! {
+                e = pipeline => e,
+                reason = ops.aborted() => {
+                    warn!(%reason, "sync aborted");
+                    SyncError::Aborted(reason)
+                }
+            },
+            None => pipeline.await,
+        }
+    }
+}
+
+/// Wait until the first failure of the pipeline's tasks.
+async fn pipeline_failed(
+    tasks: &mut JoinSet<TaskEnd>,
+    backfill_abort: &mut Option<tokio::task::AbortHandle>,
+) -> SyncError {
+    {
         let mut router_err = None;
         loop {
-            match self.tasks.join_next().await {
+            match tasks.join_next().await {
                 None => {
                     return router_err
                         .unwrap_or_else(|| SyncError::Stopped("all tasks ended".into()))
                 }
                 Some(Ok(TaskEnd::BackfillDone)) => {
                     info!("backfill complete; streaming");
-                    self.backfill_abort = None;
+                    *backfill_abort = None;
                 }
                 Some(Ok(TaskEnd::Failed(SyncError::Router(SyncRouterError::ApplierStopped(
                     t,
@@ -740,7 +835,9 @@ impl SyncHandle {
             }
         }
     }
+}
 
+impl SyncHandle {
     /// Write a drain marker on the source and wait until every applier has applied everything
     /// logged before it.
     pub async fn drain(&mut self, timeout: Duration) -> Result<(), SyncError> {
@@ -792,6 +889,10 @@ impl SyncHandle {
         }
         self.ticker.abort();
         self.status_writer.abort();
+        self.progress_feed.abort();
+        if let Some(ops) = self.ops.take() {
+            ops.finish().await;
+        }
         if self.writable {
             let mut conn = self.source.connect().await?;
             self.signal.clear(&mut conn, self.run).await;
@@ -821,7 +922,7 @@ async fn run_backfill(
     run: u64,
     jobs: Vec<BackfillJob>,
     chunks: mpsc::Sender<ChunkRows>,
-    chunk_rows: usize,
+    mut pace: Pace,
     retry_for: Duration,
 ) -> Result<(), SyncError> {
     const MAX_CHUNKS_IN_FLIGHT: usize = 8;
@@ -829,6 +930,13 @@ async fn run_backfill(
     let mut in_flight = std::collections::VecDeque::new();
     for mut job in jobs {
         loop {
+            // Paused or throttled: wait before the chunk (the stream keeps being applied).
+            pace.control.wait_open(&pace.stats).await;
+            let chunk_rows = pace.chunk_rows();
+            pace.stats
+                .chunk_rows
+                .store(chunk_rows as u64, Ordering::Relaxed);
+            pace.stats.in_flight.store(1, Ordering::SeqCst);
             let started = Instant::now();
             let mut attempt = 0u32;
             let (rows, cursor) = loop {
@@ -866,6 +974,7 @@ async fn run_backfill(
                 }
             };
             let last = rows.len() < chunk_rows;
+            let n_rows = rows.len() as u64;
             let cursor = cursor.or_else(|| job.cursor.clone());
             let (tx, rx) = oneshot::channel();
             chunks
@@ -908,6 +1017,7 @@ async fn run_backfill(
             }
             job.cursor = cursor;
             job.next_chunk += 1;
+            pace.chunk_done(n_rows, started.elapsed()).await;
             if last {
                 break;
             }
@@ -920,6 +1030,43 @@ async fn run_backfill(
         let _ = c.disconnect().await;
     }
     Ok(())
+}
+
+/// How the backfill is paced: the copy gate (pause, throttle), the chunk size set live, the
+/// nice ratio, and the counters `rowshift ctl status` and the metrics read.
+struct Pace {
+    control: CopyControl,
+    stats: Arc<CopyStats>,
+    /// The configured rows per chunk (used unless `ctl chunk-size N` set a number).
+    chunk_rows: usize,
+}
+
+impl Pace {
+    /// Rows of the next chunk: the operator's number, else the configured one (the backfill
+    /// has no time-based chunk size).
+    fn chunk_rows(&self) -> usize {
+        match *self.control.chunk.borrow() {
+            ChunkSize::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX).max(1),
+            ChunkSize::Auto | ChunkSize::TimeMs(_) => self.chunk_rows,
+        }
+    }
+
+    /// Count a chunk and rest `nice_ratio` times its duration.
+    async fn chunk_done(&self, rows: u64, took: Duration) {
+        let s = &self.stats;
+        s.in_flight.store(0, Ordering::SeqCst);
+        s.rows_copied.fetch_add(rows, Ordering::SeqCst);
+        s.chunks.fetch_add(1, Ordering::SeqCst);
+        s.last_chunk_rows.store(rows, Ordering::SeqCst);
+        s.last_chunk_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        if let Some(times) = &self.control.chunk_times {
+            let _ = times.send(took);
+        }
+        if self.control.nice_ratio > 0.0 {
+            tokio::time::sleep(took.mul_f64(self.control.nice_ratio.min(100.0))).await;
+        }
+    }
 }
 
 /// Access denied, read-only server or transaction: the source cannot be written.

@@ -1,0 +1,201 @@
+//! Operating a `rowshift sync` (issue 7 applied to sync): a throttle flag file holds the
+//! backfill at 0 rows while the stream keeps being applied; removing it lets the backfill finish;
+//! `ctl pause` / `resume` while streaming break nothing; after a SIGTERM the target equals the
+//! source. MySQL → MariaDB.
+
+mod ops_support;
+mod sync_support;
+
+use mysql_async::prelude::Queryable;
+use ops_support::{num, rows, table_with_rows, temp_path, DEADLINE};
+use rowshift_testkit::{rowshift_bin, Engine, TestServer};
+use serde_json::Value;
+use std::time::Instant;
+use sync_support::{spawn_sync, stop_sync, wait_backfill};
+
+const ROWS: u32 = 3_000;
+
+/// `rowshift ctl --table <table> <command> [arg]`: (exit code, JSON reply or Null).
+async fn ctl(table: &str, command: &str, arg: Option<&str>) -> (i32, Value) {
+    let mut args = vec!["ctl", "--table", table, command];
+    args.extend(arg);
+    let out = tokio::process::Command::new(rowshift_bin())
+        .args(&args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// `ctl <command>`, which must succeed.
+async fn ctl_ok(table: &str, command: &str, arg: Option<&str>) -> Value {
+    let (code, v) = ctl(table, command, arg).await;
+    assert_eq!(code, 0, "ctl {command} {arg:?} failed: {v}");
+    assert_eq!(v["ok"], true, "ctl {command}: {v}");
+    v
+}
+
+/// Poll `ctl status` until `pred` holds (the sync must keep running).
+async fn wait_status(
+    table: &str,
+    child: &mut tokio::process::Child,
+    log: &std::path::Path,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last = Value::Null;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "sync ended ({status:?}) while waiting for {what}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let (code, v) = ctl(table, "status", None).await;
+        if code == 0 {
+            if pred(&v) {
+                return v;
+            }
+            last = v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {last}; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Poll until `sql` returns `want` on `server`.
+async fn wait_value(server: &TestServer, sql: &str, want: i64) {
+    let mut c = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got: Option<i64> = c.query_first(sql).await.ok().flatten();
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} returned {got:?}, expected {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_to_mariadb_throttle_pause_resume() {
+    let src = TestServer::shared(Engine::MySql);
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = table_with_rows(&src, "sync_ops_my_ma", ROWS).await;
+    tgt.fresh_db(&db).await.unwrap();
+    let table = format!("{db}.t");
+    let flag = temp_path("sync-throttle-flag");
+    std::fs::write(&flag, b"").unwrap();
+    let name = "ops";
+    let flag_s = flag.display().to_string();
+    let args: Vec<String> = [
+        "--source",
+        &src.url(),
+        "--target",
+        &tgt.url(),
+        "--table",
+        &table,
+        "--name",
+        name,
+        "--chunk-rows",
+        "100",
+        "--throttle-flag-file",
+        &flag_s,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+
+    // Throttled by the flag file: the backfill copies nothing.
+    let v = wait_status(
+        &table,
+        &mut child,
+        &log,
+        "throttled by the flag file",
+        |v| v["throttled"] == true,
+    )
+    .await;
+    let reason = v["throttle_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&flag_s), "throttle reason: {v}");
+    assert_eq!(num(&v, "rows_copied"), 0, "{v}");
+    assert_eq!(v["phase"], "backfill", "{v}");
+
+    // The stream keeps being applied while the backfill is held.
+    let mut s = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    s.query_drop(format!(
+        "INSERT INTO `{db}`.`t` (id, a, s) VALUES (100001, 7, 'during throttle')"
+    ))
+    .await
+    .unwrap();
+    wait_value(
+        &tgt,
+        &format!("SELECT a FROM `{db}`.`t` WHERE id = 100001"),
+        7,
+    )
+    .await;
+    let v = ctl_ok(&table, "status", None).await;
+    assert_eq!(v["throttled"], true, "{v}");
+    assert_eq!(
+        num(&v, "rows_copied"),
+        0,
+        "backfill ran while throttled: {v}"
+    );
+
+    // Released: the backfill finishes in chunks of 100.
+    std::fs::remove_file(&flag).unwrap();
+    wait_backfill(&tgt, &db, name, &mut child).await;
+    let v = wait_status(&table, &mut child, &log, "the backfill counted", |v| {
+        v["throttled"] == false && v["rows_copied"].as_u64() >= Some(u64::from(ROWS))
+    })
+    .await;
+    assert!(num(&v, "chunks") >= u64::from(ROWS) / 100, "{v}");
+    assert!(num(&v, "last_chunk_rows") <= 100, "{v}");
+
+    // Pause / resume while streaming: changes still reach the target.
+    let v = ctl_ok(&table, "pause", None).await;
+    assert_eq!(v["paused"], true, "{v}");
+    s.query_drop(format!("UPDATE `{db}`.`t` SET a = a + 1000 WHERE id <= 50"))
+        .await
+        .unwrap();
+    s.query_drop(format!(
+        "DELETE FROM `{db}`.`t` WHERE id BETWEEN 2001 AND 2010"
+    ))
+    .await
+    .unwrap();
+    let v = ctl_ok(&table, "resume", None).await;
+    assert_eq!(v["paused"], false, "{v}");
+    s.query_drop(format!(
+        "INSERT INTO `{db}`.`t` (id, a, s) VALUES (100002, 9, 'after resume')"
+    ))
+    .await
+    .unwrap();
+    wait_value(
+        &tgt,
+        &format!("SELECT a FROM `{db}`.`t` WHERE id = 100002"),
+        9,
+    )
+    .await;
+    let (code, v) = ctl(&table, "status", None).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["phase"], "streaming", "{v}");
+    s.disconnect().await.unwrap();
+
+    stop_sync(child).await;
+    let (a, b) = (rows(&src, &db).await, rows(&tgt, &db).await);
+    assert_eq!(a.len(), ROWS as usize - 10 + 2);
+    assert!(a == b, "target differs from source; log: {}", log.display());
+    let _ = std::fs::remove_file(&log);
+}
