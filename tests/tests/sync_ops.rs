@@ -87,34 +87,44 @@ async fn wait_value(server: &TestServer, sql: &str, want: i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mysql_to_mariadb_throttle_pause_resume() {
-    let src = TestServer::shared(Engine::MySql);
-    let tgt = TestServer::shared(Engine::MariaDb);
-    let db = table_with_rows(&src, "sync_ops_my_ma", ROWS).await;
-    tgt.fresh_db(&db).await.unwrap();
-    let table = format!("{db}.t");
-    let flag = temp_path("sync-throttle-flag");
-    std::fs::write(&flag, b"").unwrap();
-    let name = "ops";
-    let flag_s = flag.display().to_string();
-    let args: Vec<String> = [
+/// `sync` arguments for `db`.`t` with the throttle flag file `flag`.
+fn args_for(
+    src: &TestServer,
+    tgt: &TestServer,
+    table: &str,
+    name: &str,
+    flag: &str,
+) -> Vec<String> {
+    [
         "--source",
         &src.url(),
         "--target",
         &tgt.url(),
         "--table",
-        &table,
+        table,
         "--name",
         name,
         "--chunk-rows",
         "100",
         "--throttle-flag-file",
-        &flag_s,
+        flag,
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
+    .collect()
+}
+
+async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
+    let src = TestServer::shared(from);
+    let tgt = TestServer::shared(to);
+    let db = table_with_rows(&src, dbname, ROWS).await;
+    tgt.fresh_db(&db).await.unwrap();
+    let table = format!("{db}.t");
+    let flag = temp_path(&format!("{dbname}-flag"));
+    std::fs::write(&flag, b"").unwrap();
+    let name = "ops";
+    let flag_s = flag.display().to_string();
+    let args = args_for(&src, &tgt, &table, name, &flag_s);
     let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);
@@ -197,5 +207,66 @@ async fn mysql_to_mariadb_throttle_pause_resume() {
     let (a, b) = (rows(&src, &db).await, rows(&tgt, &db).await);
     assert_eq!(a.len(), ROWS as usize - 10 + 2);
     assert!(a == b, "target differs from source; log: {}", log.display());
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_to_mariadb_throttle_pause_resume() {
+    throttle_pause_resume(Engine::MySql, Engine::MariaDb, "sync_ops_my_ma").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_to_mysql_throttle_pause_resume() {
+    throttle_pause_resume(Engine::MariaDb, Engine::MySql, "sync_ops_ma_my").await;
+}
+
+/// `ctl abort` during a throttled backfill ends the sync with a non-zero exit and keeps the
+/// checkpoint; the same command without the flag file resumes and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_to_mariadb_abort_keeps_checkpoint() {
+    let src = TestServer::shared(Engine::MySql);
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = table_with_rows(&src, "sync_ops_abort", ROWS).await;
+    tgt.fresh_db(&db).await.unwrap();
+    let table = format!("{db}.t");
+    let flag = temp_path("sync-ops-abort-flag");
+    std::fs::write(&flag, b"").unwrap();
+    let name = "ops";
+    let flag_s = flag.display().to_string();
+    let args = args_for(&src, &tgt, &table, name, &flag_s);
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_status(&table, &mut child, &log, "throttled", |v| {
+        v["throttled"] == true
+    })
+    .await;
+    ctl_ok(&table, "abort", None).await;
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("sync did not end after ctl abort")
+        .unwrap();
+    assert!(!status.success(), "an aborted sync exits non-zero");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("aborted by the operator") && text.contains("checkpoint is kept"),
+        "{text}"
+    );
+    let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    let (streams, done) = sync_support::backfill_state(&mut t, &db, name).await;
+    assert!(
+        streams > 0 && !done,
+        "checkpoint rows kept, backfill unfinished"
+    );
+
+    // The same command, released: resumes and completes.
+    std::fs::remove_file(&flag).unwrap();
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, &db, name, &mut child).await;
+    stop_sync(child).await;
+    assert!(
+        rows(&src, &db).await == rows(&tgt, &db).await,
+        "target differs from source"
+    );
     let _ = std::fs::remove_file(&log);
 }
