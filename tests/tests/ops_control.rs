@@ -13,26 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROWS: u32 = 5000;
 
-/// `GET path` on 127.0.0.1:port: (status line, body).
-async fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 /// `POST path` with `body`: (status line, body).
 async fn http_post(port: u16, path: &str, body: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))

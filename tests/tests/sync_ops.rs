@@ -7,7 +7,7 @@ mod ops_support;
 mod sync_support;
 
 use mysql_async::prelude::Queryable;
-use ops_support::{num, rows, table_with_rows, temp_path, DEADLINE};
+use ops_support::{http_get, metric, num, rows, table_with_rows, temp_path, DEADLINE};
 use rowshift_testkit::{rowshift_bin, Engine, TestServer};
 use serde_json::Value;
 use std::time::Instant;
@@ -124,7 +124,13 @@ async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
     std::fs::write(&flag, b"").unwrap();
     let name = "ops";
     let flag_s = flag.display().to_string();
-    let args = args_for(&src, &tgt, &table, name, &flag_s);
+    let mut args = args_for(&src, &tgt, &table, name, &flag_s);
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    args.extend(["--http".to_string(), format!("127.0.0.1:{port}")]);
     let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);
@@ -202,6 +208,27 @@ async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["phase"], "streaming", "{v}");
     s.disconnect().await.unwrap();
+
+    // /metrics counts the sync's own work: backfilled rows, changes read by kind, applied.
+    let started = Instant::now();
+    loop {
+        let (status, body) = http_get(port, "/metrics").await;
+        assert!(status.contains("200"), "{status}\n{body}");
+        let copied = metric(&body, "rowshift_rows_copied_total", None).unwrap_or(0.0);
+        let updates =
+            metric(&body, "rowshift_events_total", Some(("kind", "update"))).unwrap_or(0.0);
+        let deletes =
+            metric(&body, "rowshift_events_total", Some(("kind", "delete"))).unwrap_or(0.0);
+        let applied = metric(&body, "rowshift_events_applied_total", None).unwrap_or(0.0);
+        if copied >= f64::from(ROWS) && updates >= 50.0 && deletes >= 10.0 && applied >= 62.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "metrics did not count the sync's work: copied {copied}, updates {updates}, deletes {deletes}, applied {applied}\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // polling interval
+    }
 
     stop_sync(child).await;
     let (a, b) = (rows(&src, &db).await, rows(&tgt, &db).await);

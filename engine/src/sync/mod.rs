@@ -553,10 +553,19 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     let (progress_tx, progress_rx) = watch::channel(SyncProgress::default());
     let copy_stats = Arc::new(CopyStats::default());
     let (ops_progress_tx, ops_progress_rx) = watch::channel(crate::migrate::Progress::default());
+    // The metrics read migrate's counters: mirror the sync's into them.
+    let router_mirror = Arc::new(crate::migrate::router::RouterStats::default());
+    let apply_mirror = Arc::new(crate::apply::ApplyStats::default());
     let progress_feed = tokio::spawn(feed_ops_progress(
         progress_rx.clone(),
         ops_progress_tx,
         copy_stats.clone(),
+        Mirror {
+            sync_router: stats.clone(),
+            sync_apply: apply_stats.clone(),
+            router: router_mirror.clone(),
+            apply: apply_mirror.clone(),
+        },
     ));
     let (copy_control, _controls) = ops.start(
         &config.source,
@@ -564,8 +573,8 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         &first.source_table,
         ops_progress_rx,
         copy_stats.clone(),
-        Arc::new(crate::migrate::router::RouterStats::default()),
-        Arc::new(crate::apply::ApplyStats::default()),
+        router_mirror,
+        apply_mirror,
         None,
         Duration::from_millis(500),
     );
@@ -643,14 +652,42 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     })
 }
 
+/// The sync's counters and the migrate-shaped ones the metrics feed reads.
+struct Mirror {
+    sync_router: Arc<SyncRouterStats>,
+    sync_apply: Arc<SyncApplyStats>,
+    router: Arc<crate::migrate::router::RouterStats>,
+    apply: Arc<crate::apply::ApplyStats>,
+}
+
+impl Mirror {
+    fn copy_over(&self) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&self.router.events, load(&self.sync_router.sent));
+        set(&self.router.skipped, 0);
+        set(
+            &self.router.last_event_ts,
+            load(&self.sync_router.last_commit_ts),
+        );
+        for (to, from) in self.router.by_kind.iter().zip(&self.sync_router.by_kind) {
+            set(to, load(from));
+        }
+        set(&self.apply.changes, load(&self.sync_apply.applied));
+        set(&self.apply.batches, load(&self.sync_apply.batches));
+    }
+}
+
 /// Publish the sync's progress in the shape the controller reads (`rowshift ctl status`):
 /// rows copied are the backfill's rows.
 async fn feed_ops_progress(
     mut sync: watch::Receiver<SyncProgress>,
     tx: watch::Sender<crate::migrate::Progress>,
     copy: Arc<CopyStats>,
+    mirror: Mirror,
 ) {
     loop {
+        mirror.copy_over();
         {
             let p = sync.borrow_and_update();
             let _ = tx.send(crate::migrate::Progress {

@@ -120,6 +120,8 @@ pub struct SyncRouterStats {
     /// Milliseconds since the router started, at the last heartbeat (the reader is at the end
     /// of the binlog).
     pub last_heartbeat_ms: AtomicU64,
+    /// Row changes of synced tables read, by kind: insert, update, delete (for metrics).
+    pub by_kind: [AtomicU64; 3],
 }
 
 /// The router.
@@ -267,6 +269,12 @@ impl SyncRouter {
                         continue;
                     };
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    let kind = match change.kind {
+                        RowKind::Insert => 0,
+                        RowKind::Update => 1,
+                        RowKind::Delete => 2,
+                    };
+                    self.stats.by_kind[kind].fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .last_table_event_ms
                         .store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
