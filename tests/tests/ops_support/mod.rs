@@ -286,17 +286,13 @@ pub fn num(v: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("status has no number {key}: {v}"))
 }
 
-/// `GET path` on 127.0.0.1:port: (status line, body).
-pub async fn http_get(port: u16, path: &str) -> (String, String) {
+/// Send one HTTP/1.1 request (`Connection: close`) to 127.0.0.1:port: (status line, body).
+async fn http_request(port: u16, request: String) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -305,6 +301,27 @@ pub async fn http_get(port: u16, path: &str) -> (String, String) {
         head.lines().next().unwrap_or_default().to_string(),
         body.to_string(),
     )
+}
+
+/// `GET path` on 127.0.0.1:port: (status line, body).
+pub async fn http_get(port: u16, path: &str) -> (String, String) {
+    http_request(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// `POST path` with `body`: (status line, body).
+pub async fn http_post(port: u16, path: &str, body: &str) -> (String, String) {
+    http_request(
+        port,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
 }
 
 /// The value of the sample `name` (with label `label = value` when given) in a `/metrics`
