@@ -20,7 +20,7 @@ use crate::catalog::{self, CatalogError};
 use crate::checkpoint::{Checkpoint, CheckpointTable};
 use crate::conn::{ConnError, Endpoint};
 use crate::control::operate::Operations;
-use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater, KeyColumn, KeyLiteral};
+use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
 use crate::position::Position;
@@ -518,7 +518,10 @@ async fn run_inner(
             // Rows above the copy watermark may be stale copies of unfinished chunks: the copy
             // reads them again, and events for them are skipped until it does.
             let above = match &c.copied_upto {
-                Some(w) => format!("WHERE {}", copy::after(&key_columns(&old), w)),
+                Some(w) => format!(
+                    "WHERE {}",
+                    copy::after(&crate::backfill::key_columns(&old), w)
+                ),
                 None => String::new(),
             };
             if !c.copy_finished {
@@ -772,7 +775,7 @@ async fn run_inner(
             target: shadow.clone(),
             insert_columns: mapping.insert_columns().iter().map(|c| quote_ident(c)).collect(),
             select_exprs: mapping.select_exprs(),
-            key: key_columns(&old),
+            key: crate::backfill::key_columns(&old),
             benign_duplicates: benign_duplicate_keys(&new, &mapping),
             start_after: resumed.as_ref().and_then(|c| c.copied_upto.clone()),
         };
@@ -1123,38 +1126,6 @@ fn applier_count(
     } else {
         wanted.max(1)
     }
-}
-
-fn key_columns(old: &TableSchema) -> Vec<KeyColumn> {
-    old.primary_key
-        .iter()
-        .map(|&i| {
-            let c = &old.columns[i];
-            let literal = match &c.data_type {
-                ColumnType::Integer { .. }
-                | ColumnType::Decimal { .. }
-                | ColumnType::Float { .. }
-                | ColumnType::Double { .. }
-                | ColumnType::Year => KeyLiteral::Number,
-                ColumnType::Date
-                | ColumnType::Time { .. }
-                | ColumnType::DateTime { .. }
-                | ColumnType::Timestamp { .. } => KeyLiteral::Temporal,
-                t if t.is_text() => match (t.charset(), t.collation()) {
-                    (Some(cs), Some(co)) => KeyLiteral::Text {
-                        charset: cs.to_string(),
-                        collation: co.to_string(),
-                    },
-                    _ => KeyLiteral::Bytes,
-                },
-                _ => KeyLiteral::Bytes,
-            };
-            KeyColumn {
-                name: quote_ident(&c.name),
-                literal,
-            }
-        })
-        .collect()
 }
 
 fn apply_target(
