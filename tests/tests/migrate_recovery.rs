@@ -1,7 +1,8 @@
 //! The same migrate process carries on through lost connections (issue 8): a KILL of its
 //! binlog connection while it waits to cut over, and restarts of the server during the copy
 //! and after it (verification, postponed cut-over) under the ledger load; a server that stays
-//! away longer than `--reconnect-timeout` leaves a resumable state. And a SIGKILL of rowshift while its cut-over holds the table locks:
+//! away longer than `--reconnect-timeout` leaves a resumable state, and a resumed run applies
+//! changes to rows its first run had copied already. And a SIGKILL of rowshift while its cut-over holds the table locks:
 //! the server releases them, the application's writes continue, and the next run reports the
 //! state (cut-over done or not) and finishes.
 use mysql_async::prelude::Queryable;
@@ -605,11 +606,174 @@ async fn server_gone_keeps_resumable_state_mysql() {
     server_gone_keeps_resumable_state(Engine::MySql).await;
 }
 
-// The MariaDB variant is out of the suite until a bug it found is fixed: in 1 of 3 full runs
-// the `--resume` after the server had been stopped past --reconnect-timeout verified NO-GO
-// (two rows' `counter` differed in the shadow: a change lost or applied twice across the stop
-// and the resume). The verification refused the cut-over, so nothing reached the table, but
-// the resume must not lose changes; see the session 2 closing note (issue 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_gone_keeps_resumable_state_mariadb() {
+    server_gone_keeps_resumable_state(Engine::MariaDb).await;
+}
+
+/// The server's binlog coordinates now.
+async fn server_position(conn: &mut mysql_async::Conn) -> (String, u64) {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
+        Ok(r) => r,
+        Err(_) => conn.query_first("SHOW MASTER STATUS").await.unwrap(),
+    };
+    let row = row.expect("binary logging is on");
+    (row.get(0).unwrap(), row.get(1).unwrap())
+}
+
+/// A resumed copy restarts above the checkpoint's copy watermark, and the rows below it are not
+/// copied again: every change made to them after the checkpoint must come from the binlog, from
+/// the very first event the resumed run reads. (Found by `server_gone_keeps_resumable_state`:
+/// the resumed router skipped such events until the copy had started again.) Here rowshift is
+/// killed mid-copy, rows below the watermark change while it is down, and a `copy-start` hook
+/// holds the resumed copy until the checkpoint shows those changes read and applied.
+async fn resume_applies_changes_below_the_watermark(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("resume_low_{}", engine.name()))
+        .await
+        .unwrap();
+    let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, &db, ROWS).await.unwrap();
+    let load = LedgerLoad::start(&server.url(), &db, ROWS, 4, 57);
+    load.wait_for_commits(100).await;
+    // A row lock in the middle of the table holds the copy there until the kill.
+    let mut blocker = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    blocker.query_drop("START TRANSACTION").await.unwrap();
+    let _: Vec<u64> = blocker
+        .query(format!(
+            "SELECT id FROM `{db}`.orders WHERE id = {} FOR UPDATE",
+            ROWS / 2
+        ))
+        .await
+        .unwrap();
+    let flag = std::env::temp_dir().join(format!(
+        "rowshift-resume-low-{}-{}.postpone",
+        engine.name(),
+        std::process::id()
+    ));
+    std::fs::write(&flag, b"").unwrap();
+    let mut child = spawn_migrate(&server.url(), &db, &flag);
+    wait_ckpt(&mut child, &server.url(), &db, |phase, rows| {
+        phase == "copy" && rows >= 1_000
+    })
+    .await;
+    child.kill().await.unwrap();
+    drop(blocker);
+    let upto: Option<Option<String>> = conn
+        .query_first(format!(
+            "SELECT copied_upto FROM `{db}`.`_orders_ckpt` WHERE id = 1"
+        ))
+        .await
+        .unwrap();
+    let upto: u64 = upto
+        .flatten()
+        .and_then(|w| w.parse().ok())
+        .expect("the checkpoint holds a copy watermark");
+    assert!(upto >= 500, "copy watermark {upto}");
+    // Changes below the watermark while rowshift is down (the ledger load makes more).
+    conn.query_drop(format!(
+        "UPDATE `{db}`.orders SET note = CONCAT('changed while down ', id) WHERE id <= 500"
+    ))
+    .await
+    .unwrap();
+    let after_changes = server_position(&mut conn).await;
+
+    let dir = std::env::temp_dir().join(format!(
+        "rowshift-resume-low-hooks-{}-{}",
+        engine.name(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let release = dir.join("release");
+    let hook = dir.join("rowshift-on-copy-start");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+            release.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hooks = dir.display().to_string();
+    let mut child = spawn_migrate_with(
+        &server.url(),
+        &db,
+        &flag,
+        &[
+            "--chunk-time-ms",
+            "50",
+            "--resume",
+            "--hooks-dir",
+            &hooks,
+            "--hook-timeout",
+            "300s",
+        ],
+    );
+    // The resumed run has read and applied past the changes, its copy not started yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let seen: Option<(String, u64)> = conn
+            .query_first(format!(
+                "SELECT file, file_offset FROM `{db}`.`_orders_ckpt` WHERE id = 1"
+            ))
+            .await
+            .unwrap();
+        if seen.as_ref().is_some_and(|p| *p >= after_changes) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "the resumed migrate exited early ({status}):\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint never passed {after_changes:?}; last {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&release, b"").unwrap();
+    // The verification before the cut-over finds the shadow equal to the table (a lost change
+    // is a NO-GO and a failed run).
+    std::fs::remove_file(&flag).unwrap();
+    let out = output_within(child, Duration::from_secs(300)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the resumed migrate failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rowshift verify: GO"), "{stdout}");
+    let report = load.stop().await;
+    assert!(report.committed > 0);
+    check_migrated(&server, &db, ROWS).await;
+    let changed: Option<u64> = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{db}`.orders WHERE note LIKE 'changed while down %'"
+        ))
+        .await
+        .unwrap();
+    assert!(changed.unwrap_or(0) > 0);
+    conn.disconnect().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_applies_changes_below_the_watermark_mysql() {
+    resume_applies_changes_below_the_watermark(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_applies_changes_below_the_watermark_mariadb() {
+    resume_applies_changes_below_the_watermark(Engine::MariaDb).await;
+}
 
 const CUT_ROWS: u64 = 20_000;
 

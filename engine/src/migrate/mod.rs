@@ -590,8 +590,18 @@ async fn run_inner(
     let appliers = or_clean!(ApplierSet::start(target, n_appliers, 2_048).await);
     let apply_stats = appliers.stats.clone();
     let copy_finished_before = resumed.as_ref().is_some_and(|c| c.copy_finished);
+    // On a resume, keys up to the checkpoint's copy watermark are in the shadow already: the
+    // router must apply their events from the first one it reads, not only once the copy has
+    // started again (events it skipped meanwhile would be lost: nothing copies those keys again).
+    let resumed_upto = resumed
+        .as_ref()
+        .and_then(|c| c.copied_upto.as_ref())
+        .and_then(|w| w.first())
+        .and_then(|k| k.parse::<i128>().ok());
     let (hw_tx, hw_rx) = watch::channel(if copy_finished_before {
         HighWater::Done
+    } else if let Some(k) = resumed_upto {
+        HighWater::Upto(k)
     } else {
         HighWater::Start
     });
