@@ -219,10 +219,29 @@ async fn killed_and_resumed_mariadb() {
     killed_and_resumed(Engine::MariaDb).await;
 }
 
-/// The checkpoint's binlog file is purged: the resume refuses and changes nothing.
-async fn purged_binlog_is_refused(engine: Engine) {
+/// A migration killed (SIGKILL) during its catch-up or verification on a dedicated server,
+/// with what a refused resume must leave unchanged.
+struct Killed {
+    server: TestServer,
+    db: String,
+    conn: mysql_async::Conn,
+    table: String,
+    set: String,
+    tables_before: Vec<String>,
+    ckpt_file: String,
+}
+
+async fn tables_of(conn: &mut mysql_async::Conn, db: &str) -> Vec<String> {
+    conn.query(format!(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"
+    ))
+    .await
+    .unwrap()
+}
+
+async fn killed_migration(engine: Engine, name: &str) -> Killed {
     let server = TestServer::dedicated(engine, ServerOptions::default()).unwrap();
-    let db = server.fresh_db("purged").await.unwrap();
+    let db = server.fresh_db(name).await.unwrap();
     let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
     ledger::create_and_fill(&mut conn, &db, 20_000)
         .await
@@ -244,7 +263,7 @@ async fn purged_binlog_is_refused(engine: Engine) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // Wait until the migration holds its cut-over (the checkpoint says so), then kill it.
+    // Wait until the migration is past its copy (the checkpoint says so), then kill it.
     loop {
         let phase: Option<String> = conn
             .query_first(format!(
@@ -261,10 +280,7 @@ async fn purged_binlog_is_refused(engine: Engine) {
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let before: Vec<(String, u64)> = conn
-        .query(format!("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"))
-        .await
-        .unwrap();
+    let tables_before = tables_of(&mut conn, &db).await;
     let ckpt_file: String = conn
         .query_first(format!(
             "SELECT file FROM `{db}`.`_orders_ckpt` WHERE id = 1"
@@ -272,40 +288,31 @@ async fn purged_binlog_is_refused(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
-    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    // MariaDB keeps a file until its binlog checkpoint is written: purge until it is gone.
-    for attempt in 0.. {
-        let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
-        let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
-        if !names.contains(&ckpt_file) {
-            break;
-        }
-        assert!(attempt < 500, "{ckpt_file} could not be purged: {names:?}");
-        let last = names.last().cloned().unwrap();
-        conn.query_drop(format!("PURGE BINARY LOGS TO '{last}'"))
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    Killed {
+        server,
+        db,
+        conn,
+        table,
+        set,
+        tables_before,
+        ckpt_file,
     }
+}
 
-    let args = migrate_args(&server.url(), &table, &set, &["--resume"]);
+/// `--resume` refuses with an error containing every one of `says` and changes nothing;
+/// then `--abort` cleans up and leaves the table alone.
+async fn resume_is_refused(mut k: Killed, says: &[&str]) {
+    let args = migrate_args(&k.server.url(), &k.table, &k.set, &["--resume"]);
     let (code, _out, err) =
         run_rowshift(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_ne!(code, 0);
-    assert!(
-        err.contains("has been purged") && err.contains("--abort"),
-        "{err}"
-    );
-    let after: Vec<(String, u64)> = conn
-        .query(format!("SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        before.iter().map(|t| &t.0).collect::<Vec<_>>(),
-        after.iter().map(|t| &t.0).collect::<Vec<_>>()
-    );
-    let count: Option<u64> = conn
-        .query_first(format!("SELECT COUNT(*) FROM `{db}`.orders"))
+    for s in says {
+        assert!(err.contains(s), "the error does not say {s:?}:\n{err}");
+    }
+    assert_eq!(tables_of(&mut k.conn, &k.db).await, k.tables_before);
+    let count: Option<u64> = k
+        .conn
+        .query_first(format!("SELECT COUNT(*) FROM `{}`.orders", k.db))
         .await
         .unwrap();
     assert_eq!(count, Some(20_000));
@@ -313,22 +320,66 @@ async fn purged_binlog_is_refused(engine: Engine) {
     let (code, out, err) = run_rowshift(&[
         "migrate",
         "--source",
-        &server.url(),
+        &k.server.url(),
         "--table",
-        &table,
+        &k.table,
         "--alter",
         ORDER_STATUS_ALTER,
         "--set",
-        &set,
+        &k.set,
         "--abort",
     ])
     .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("aborted: dropped"), "{out}");
-    assert!(!table_exists(&mut conn, &db, "_orders_new").await);
-    assert!(!table_exists(&mut conn, &db, "_orders_ckpt").await);
-    assert!(table_exists(&mut conn, &db, "orders").await);
-    conn.disconnect().await.unwrap();
+    assert!(!table_exists(&mut k.conn, &k.db, "_orders_new").await);
+    assert!(!table_exists(&mut k.conn, &k.db, "_orders_ckpt").await);
+    assert!(table_exists(&mut k.conn, &k.db, "orders").await);
+    k.conn.disconnect().await.unwrap();
+}
+
+/// The checkpoint's binlog file is purged: the resume refuses and changes nothing.
+async fn purged_binlog_is_refused(engine: Engine) {
+    let mut k = killed_migration(engine, "purged").await;
+    let conn = &mut k.conn;
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    // MariaDB keeps a file until its binlog checkpoint is written: purge until it is gone.
+    for attempt in 0.. {
+        let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+        let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
+        if !names.contains(&k.ckpt_file) {
+            break;
+        }
+        assert!(
+            attempt < 500,
+            "{} could not be purged: {names:?}",
+            k.ckpt_file
+        );
+        let last = names.last().cloned().unwrap();
+        conn.query_drop(format!("PURGE BINARY LOGS TO '{last}'"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    resume_is_refused(k, &["has been purged", "--abort"]).await;
+}
+
+/// MySQL with GTIDs: the server no longer holds the checkpoint's transactions (as after a
+/// failover to a server restored without them; made here with `RESET BINARY LOGS AND GTIDS`,
+/// which empties `gtid_executed` and starts the binlog anew): the resume refuses and changes
+/// nothing, whatever the binlog files are called now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtids_missing_after_a_failover_are_refused_mysql() {
+    let mut k = killed_migration(Engine::MySql, "gtid_gone").await;
+    k.conn
+        .query_drop("RESET BINARY LOGS AND GTIDS")
+        .await
+        .unwrap();
+    resume_is_refused(
+        k,
+        &["not contained in this server's gtid_executed", "--abort"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

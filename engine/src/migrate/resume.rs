@@ -124,16 +124,8 @@ pub async fn validate(
             stored: ckpt.options.replace('\n', "; "),
         });
     }
-    let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
-    let present = logs
-        .iter()
-        .filter_map(|r| r.get::<String, _>(0))
-        .any(|f| f == ckpt.position.file);
-    if !present {
-        return Err(ResumeError::Purged {
-            file: ckpt.position.file.clone(),
-        });
-    }
+    // GTIDs first: after a failover the file names say little, the GTID set says exactly
+    // whether this server holds every transaction the checkpoint has applied.
     let is_mysql_gtid = ckpt.gtid.contains(':');
     if is_mysql_gtid {
         let contained: Option<i64> = conn
@@ -147,6 +139,16 @@ pub async fn validate(
                 gtid: ckpt.gtid.clone(),
             });
         }
+    }
+    let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
+    let present = logs
+        .iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .any(|f| f == ckpt.position.file);
+    if !present {
+        return Err(ResumeError::Purged {
+            file: ckpt.position.file.clone(),
+        });
     }
     Ok(())
 }
