@@ -364,6 +364,46 @@ async fn purged_binlog_is_refused(engine: Engine) {
     resume_is_refused(k, &["has been purged", "--abort"]).await;
 }
 
+/// The table was altered while rowshift was down: the shadow was built from the old
+/// definition, so the resume refuses and changes nothing.
+async fn altered_table_is_refused(engine: Engine) {
+    let mut k = killed_migration(engine, "altered").await;
+    k.conn
+        .query_drop(format!(
+            "ALTER TABLE `{}`.orders ADD COLUMN `added_meanwhile` INT NULL",
+            k.db
+        ))
+        .await
+        .unwrap();
+    resume_is_refused(
+        k,
+        &[
+            "definition of the table changed",
+            "added_meanwhile",
+            "--abort",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_table_is_refused_mysql() {
+    altered_table_is_refused(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_table_is_refused_mariadb() {
+    altered_table_is_refused(Engine::MariaDb).await;
+}
+
+/// `--resume` with another `--set` than the run it continues: refused, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_options_are_refused_mariadb() {
+    let mut k = killed_migration(Engine::MariaDb, "options").await;
+    k.set = "order_status = 'other'".into();
+    resume_is_refused(k, &["started with other options", "--abort"]).await;
+}
+
 /// MySQL with GTIDs: the server no longer holds the checkpoint's transactions (as after a
 /// failover to a server restored without them; made here with `RESET BINARY LOGS AND GTIDS`,
 /// which empties `gtid_executed` and starts the binlog anew): the resume refuses and changes

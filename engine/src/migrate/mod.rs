@@ -340,7 +340,7 @@ async fn run_inner(
     preflight::replication_privileges(&mut conn).await?;
     let renames = rowshift_transform::mapping::parse_renames(&config.alter)
         .map_err(|e| MigrateError::Mapping(e.to_string()))?;
-    let options = resume::options_fingerprint(&config.alter, &config.sets);
+    let options = resume::options_fingerprint(&config.alter, &config.sets, &old);
     if config.abort {
         let dropped = resume::abort(&mut conn, &config.db, &config.table).await?;
         return Ok(MigrateReport::note(

@@ -5,7 +5,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointTable};
 use crate::cutover::names;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use rowshift_transform::schema::quote_ident;
+use rowshift_transform::schema::{quote_ident, TableSchema};
 
 /// Why a resume is refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,14 @@ pub enum ResumeError {
     OptionsChanged {
         /// The stored options.
         stored: String,
+    },
+    /// The table's definition is not the one the migration started from.
+    #[error("the definition of the table changed since the migration started (then: {then}; now: {now}): the shadow table was built from the old one; run with --abort and start the migration again")]
+    TableChanged {
+        /// The definition the checkpoint was made for.
+        then: String,
+        /// The definition now.
+        now: String,
     },
     /// The binlog file of the checkpoint is gone.
     #[error("the checkpoint's binlog file {file} has been purged from the server: the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
@@ -119,9 +127,17 @@ pub async fn validate(
     ckpt: &Checkpoint,
     options: &str,
 ) -> Result<(), ResumeError> {
-    if ckpt.options != options {
+    let (stored, stored_table) = split_table(&ckpt.options);
+    let (wanted, table) = split_table(options);
+    if stored != wanted {
         return Err(ResumeError::OptionsChanged {
-            stored: ckpt.options.replace('\n', "; "),
+            stored: stored.replace('\n', "; "),
+        });
+    }
+    if stored_table != table {
+        return Err(ResumeError::TableChanged {
+            then: stored_table.to_string(),
+            now: table.to_string(),
         });
     }
     // GTIDs first: after a failover the file names say little, the GTID set says exactly
@@ -153,14 +169,65 @@ pub async fn validate(
     Ok(())
 }
 
-/// The fingerprint of the options that shape the result.
-pub fn options_fingerprint(alter: &str, sets: &[String]) -> String {
+/// The fingerprint of what shapes the result: the options and the table's definition.
+pub fn options_fingerprint(alter: &str, sets: &[String], table: &TableSchema) -> String {
     let mut s = format!("alter={alter}");
     for set in sets {
         s.push_str("\nset=");
         s.push_str(set);
     }
+    s.push_str(TABLE_LINE);
+    s.push_str(&table_fingerprint(table));
     s
+}
+
+const TABLE_LINE: &str = "\ntable=";
+
+/// The options part and the table part of a fingerprint.
+fn split_table(fingerprint: &str) -> (&str, &str) {
+    fingerprint
+        .split_once(TABLE_LINE)
+        .unwrap_or((fingerprint, ""))
+}
+
+/// One line describing what of a table's definition the shadow and the mapping depend on:
+/// columns (name, type, nullability, collation) and the primary and unique keys.
+fn table_fingerprint(t: &TableSchema) -> String {
+    let columns: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {:?}{}{}",
+                quote_ident(&c.name),
+                c.data_type,
+                if c.nullable { " NULL" } else { " NOT NULL" },
+                c.collation
+                    .as_deref()
+                    .map(|x| format!(" {x}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let key = |cols: &[usize]| -> String {
+        cols.iter()
+            .filter_map(|&i| t.columns.get(i))
+            .map(|c| quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let uniques: Vec<String> = t
+        .unique_keys
+        .iter()
+        .map(|k| format!("{:?}", k).replace('\n', " "))
+        .collect();
+    format!(
+        "{}; PRIMARY KEY ({}); unique {}",
+        columns.join(", "),
+        key(&t.primary_key),
+        uniques.join(" ")
+    )
+    .replace('\n', " ")
 }
 
 /// Drop what a migration of `db`.`table` created — shadow, checkpoint, sentry, trip — and
