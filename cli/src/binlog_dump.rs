@@ -501,6 +501,7 @@ pub fn value(v: &Value, col: &ColumnDef) -> J {
             }
         }
         Value::Json(j) => j.clone(),
+        Value::JsonSql(j) => j.doc.clone(),
     }
 }
 

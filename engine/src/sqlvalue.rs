@@ -110,6 +110,7 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
             let text = json.to_string();
             push_bytes(out, text.as_bytes(), kind);
         }
+        Value::JsonSql(j) => out.push_str(&j.sql),
     }
 }
 

@@ -6,6 +6,7 @@
 mod migrate_support;
 
 use migrate_support::*;
+use mysql_async::prelude::Queryable;
 use rand::rngs::SmallRng;
 use rand::Rng;
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
@@ -259,23 +260,39 @@ async fn json_types(engine: Engine) {
 }
 
 /// JSON DECIMAL numbers (from `CAST(.. AS DECIMAL)` into JSON_OBJECT/JSON_ARRAY) keep their
-/// type and every digit. Known failure on MySQL: the binlog decoder turns a JSON DECIMAL into
-/// a double (engine/src/source/values.rs `opaque_to_json`) and a JSON text literal cannot carry
-/// a DECIMAL back, so `1.50` arrives as `1.5` and `12345678901234567890.123456789` as
-/// `1.2345678901234567e19` (MariaDB stores JSON as text: fine there).
+/// type and every digit, and DATE/TIME/DATETIME scalars inside MySQL JSON stay temporal. JSON
+/// text cannot carry these types (a text literal makes `1.50` the DOUBLE `1.5`), so the binlog
+/// path writes such documents as JSON_OBJECT/JSON_ARRAY/CAST expressions
+/// (engine/src/source/json_sql.rs). MariaDB stores JSON as text.
 async fn json_decimals(engine: Engine) {
-    json_documents(
+    let db = json_documents(
         engine,
         "pit_json_dec",
         &[
             "JSON_OBJECT('dec', CAST(1.50 AS DECIMAL(5,2)), 'int', 1, 'dbl', 1.5e0)",
             "JSON_ARRAY(CAST('12345678901234567890.123456789' AS DECIMAL(30,9)), CAST(-0.000001 AS DECIMAL(10,6)))",
+            "JSON_OBJECT('d', CAST('2024-02-29' AS DATE), 't', CAST('-838:59:58.999999' AS TIME(6)), 'dt', CAST('2024-02-29 23:59:59.5' AS DATETIME(6)), 'nested', JSON_ARRAY(TRUE, FALSE, NULL, 'x', JSON_OBJECT('k', CAST(0 AS DECIMAL(1,0)))))",
+            "JSON_EXTRACT(JSON_ARRAY(CAST(-7.25 AS DECIMAL(4,2))), '$[0]')",
         ],
     )
     .await;
+    if engine == Engine::MySql {
+        // Printed JSON cannot tell a DATE from a string: MySQL's own JSON comparison can
+        // (values of different types are never equal).
+        let mut c = db.conn().await;
+        let differing: Option<u64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM `{}`.t a JOIN `{}`.t b USING (id) WHERE NOT (a.j <=> b.j)",
+                db.db,
+                db.oracle_db()
+            ))
+            .await
+            .unwrap();
+        assert_eq!(differing, Some(0), "JSON scalar types changed");
+    }
 }
 
-async fn json_documents(engine: Engine, name: &str, extra: &[&'static str]) {
+async fn json_documents(engine: Engine, name: &str, extra: &[&'static str]) -> TestDb {
     let db = setup(engine, name).await;
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, j JSON NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]).await;
     let docs: Vec<&str> = vec![
@@ -309,6 +326,7 @@ async fn json_documents(engine: Engine, name: &str, extra: &[&'static str]) {
             format!("j = {}", docs[rng.random_range(0..docs.len())])
         }))
         .await;
+    db
 }
 
 /// ENUM and SET travel as ordinals and bitmasks; with the definition reordered they must be
@@ -445,16 +463,6 @@ async fn generated_columns(engine: Engine) {
         .await;
 }
 
-// MySQL's JSON DECIMAL becomes a double through the binlog path (a known bug, see the notes of
-// issue 4): only MariaDB, whose JSON is text, runs this case until it is fixed.
-mod json_decimals {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mariadb() {
-        super::json_decimals(Engine::MariaDb).await;
-    }
-}
-
 macro_rules! both_engines {
     ($($name:ident),* $(,)?) => {
         $(
@@ -474,6 +482,7 @@ macro_rules! both_engines {
 }
 
 both_engines!(
+    json_decimals,
     case_insensitive_primary_key,
     unique_key_swap,
     timestamps_in_non_utc_zone,

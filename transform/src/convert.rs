@@ -265,7 +265,7 @@ impl Kind {
             Kind::Time { .. } => matches!(v, Value::Time { .. }),
             Kind::DateTime { .. } => matches!(v, Value::DateTime { .. }),
             Kind::Timestamp { .. } => matches!(v, Value::Timestamp { .. }),
-            Kind::Json => matches!(v, Value::Json(_)),
+            Kind::Json => matches!(v, Value::Json(_) | Value::JsonSql(_)),
             Kind::Text { .. }
             | Kind::Binary
             | Kind::Geometry
@@ -901,6 +901,7 @@ impl Conversion {
                 *negative, *hours, *minutes, *seconds, *micros, *fsp,
             )),
             (Value::Json(j), _) => Cow::Owned(jsontext::to_mysql_text(j)),
+            (Value::JsonSql(j), _) => Cow::Owned(jsontext::to_mysql_text(&j.doc)),
             _ => return Err(self.unexpected(v)),
         })
     }
@@ -994,7 +995,7 @@ impl Conversion {
 
     fn to_json(&self, v: &Value) -> Result<Value, ConvertError> {
         match v {
-            Value::Json(j) => Ok(Value::Json(j.clone())),
+            Value::Json(_) | Value::JsonSql(_) => Ok(v.clone()),
             Value::Bytes(b) => {
                 let text = self.source_text(b)?;
                 serde_json::from_str(&text)

@@ -1645,7 +1645,7 @@ fn read_col<'a>(
         (ColRead::Timestamp, Value::Timestamp { secs, micros }) => Ev::Val(Cow::Owned(
             temporal::timestamp_to_parts(*secs, *micros).to_datetime_value(),
         )),
-        (ColRead::Json, Value::Json(_)) => Ev::Val(Cow::Borrowed(v)),
+        (ColRead::Json, Value::Json(_) | Value::JsonSql(_)) => Ev::Val(Cow::Borrowed(v)),
         (ColRead::Opaque, _) => Ev::Val(Cow::Borrowed(v)),
         _ => return Err(unexpected()),
     })
@@ -2131,6 +2131,7 @@ fn text_bytes<'a>(v: &'a Ev<'a>, ty: &ExprType, cx: Cx) -> Cow<'a, [u8]> {
                     micros,
                 } => temporal::format_time(*negative, *hours, *minutes, *seconds, *micros, fsp),
                 Value::Json(j) => jsontext::to_mysql_text(j),
+                Value::JsonSql(j) => jsontext::to_mysql_text(&j.doc),
                 _ => String::new(),
             };
             Cow::Owned(text.into_bytes())

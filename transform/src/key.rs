@@ -412,6 +412,7 @@ fn encode(part: &Part, v: &Value, key: &mut RowKey) -> Result<(), KeyError> {
             out.extend_from_slice(&total.to_be_bytes());
         }
         Value::Json(j) => push_len_prefixed(out, TAG_OTHER, j.to_string().as_bytes()),
+        Value::JsonSql(j) => push_len_prefixed(out, TAG_OTHER, j.sql.as_bytes()),
     }
     Ok(())
 }

@@ -90,6 +90,21 @@ pub enum Value {
     /// JSON, decoded from MySQL's binary JSON (or MariaDB's JSON text) keeping number types
     /// (1.0 is not 1).
     Json(serde_json::Value),
+    /// JSON holding MySQL scalar types JSON text cannot carry (DECIMAL, DATE, TIME, DATETIME
+    /// inside a MySQL binary JSON document): written to the server as an expression that
+    /// rebuilds the exact document, since a JSON text literal would turn `1.50` (DECIMAL) into
+    /// the DOUBLE `1.5` and a DATE into a string.
+    JsonSql(Box<JsonSql>),
+}
+
+/// A JSON document with MySQL-typed scalars; see [`Value::JsonSql`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSql {
+    /// The document as JSON text shows it (decimals as numbers, temporals as strings): what
+    /// text conversions and expressions read.
+    pub doc: serde_json::Value,
+    /// A SQL expression (`JSON_OBJECT`, `JSON_ARRAY`, `CAST`) that builds the exact document.
+    pub sql: String,
 }
 
 impl Value {

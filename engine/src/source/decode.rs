@@ -1262,6 +1262,11 @@ impl Decoder {
                         };
                         let mut doc = match before.as_ref().and_then(|b| b.get(i)) {
                             Some(Value::Json(j)) => j.clone(),
+                            Some(Value::JsonSql(_)) => {
+                                return Err(perr(
+                                    "a partial update of a document holding DECIMAL or temporal values cannot be applied exactly; set binlog_row_value_options='' on the source so full documents are logged".into(),
+                                ))
+                            }
                             Some(Value::Null) => {
                                 return Err(perr(
                                     "the before image has no value for the column".into(),

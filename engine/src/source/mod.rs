@@ -13,6 +13,7 @@ mod columns;
 pub mod decode;
 pub mod file;
 mod json_patch;
+mod json_sql;
 mod mariadb;
 pub mod preflight;
 pub mod schema_cache;

@@ -242,7 +242,7 @@ pub(crate) fn decode_value<'a>(
                 }
                 return Ok(RawValue::JsonDiffs(diffs));
             }
-            Value::Json(decode_jsonb(s)?)
+            super::json_sql::decode_json_value(s)?
         }
         ColPlan::Unsupported { type_code } => return Err(ValueError::Unsupported(type_code)),
     };
@@ -250,7 +250,7 @@ pub(crate) fn decode_value<'a>(
 }
 
 /// DECIMAL: an exact decimal string with the column's scale.
-fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<String, ValueError> {
+pub(crate) fn decode_decimal(bytes: &[u8], precision: u8, scale: u8) -> Result<String, ValueError> {
     // Fast path: up to 18 digits fit an i64 (the common DECIMAL(p<=18, s)).
     if precision <= 18 {
         if let Some(s) = decimal_fast(bytes, precision as usize, scale as usize) {
