@@ -5,8 +5,8 @@
 //! - [`lost_connection`] tells a lost connection (worth waiting for) from a definite error,
 //!   anywhere in an error's chain.
 //! - [`retry_lost`] runs a step again, with back-off, while it fails with a lost connection.
-//! - [`open_stream`] is the binlog stream that reconnects from the last commit it read (also
-//!   after a restart: the server starts a new binlog file, old positions stay valid).
+//! - [`open_stream`] is the binlog stream that reconnects from the last commit it read
+//!   ([`crate::source::reconnect`], shared with `sync`).
 //! - [`MarkerConn`] writes drain markers over a connection that is re-opened when lost.
 //!
 //! Every retry is logged with `tracing::warn!` and its reason; past the timeout the step fails
@@ -15,54 +15,26 @@
 
 use super::router::RouterCmd;
 use super::{MigrateConfig, MigrateError};
-use crate::conn::{ConnError, Endpoint};
+use crate::conn::Endpoint;
 use crate::cutover;
 use crate::event::SourceEvent;
-use crate::position::{Position, StartPosition};
-use crate::source::stream::{BinlogSource, SourceConfig, SourceError};
+use crate::position::Position;
+use crate::source::reconnect::chain_is_lost;
+pub use crate::source::reconnect::{error_chain, is_lost, StreamError, MAX_BACKOFF};
+use crate::source::stream::SourceConfig;
 use mysql_async::prelude::Queryable;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
-
-/// Longest pause between two reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// True for a driver error that means the connection (or the server) is gone, not that the
-/// statement was refused: I/O errors, driver errors (connection closed), "server has gone
-/// away" (2006), "lost connection" (2013), "server shutdown in progress" (1053), "connection
-/// killed" (1927).
-pub fn is_lost(e: &mysql_async::Error) -> bool {
-    match e {
-        mysql_async::Error::Server(s) => matches!(s.code, 2006 | 2013 | 1053 | 1927),
-        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
-        _ => false,
-    }
-}
+use tracing::warn;
 
 /// True when `e` or any error in its chain is a lost connection or a server that could not be
 /// reached (see [`is_lost`]), or a binlog stream that failed that way.
 pub fn lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(m) = err.downcast_ref::<mysql_async::Error>() {
-            if is_lost(m) {
-                return true;
-            }
-        }
-        if let Some(ConnError::Connect { .. }) = err.downcast_ref::<ConnError>() {
+        if chain_is_lost(err) {
             return true;
-        }
-        if let Some(s) = err.downcast_ref::<SourceError>() {
-            if s.is_transient() {
-                return true;
-            }
-        }
-        match err.downcast_ref::<StreamError>() {
-            Some(StreamError::GaveUp { .. }) => return true,
-            Some(StreamError::Source(s)) if lost_connection(s) => return true,
-            _ => {}
         }
         if let Some(c) = err.downcast_ref::<crate::cutover::CutoverError>() {
             if c.is_lost_connection() {
@@ -77,6 +49,17 @@ pub fn lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// The binlog stream from `start` (see [`crate::source::reconnect`]), reconnecting from the
+/// last commit read for up to `timeout`.
+pub async fn open_stream(
+    cfg: SourceConfig,
+    start: &Position,
+    timeout: Duration,
+) -> Result<impl futures_util::Stream<Item = Result<SourceEvent, StreamError>> + Unpin, MigrateError>
+{
+    Ok(crate::source::reconnect::open(cfg, start, timeout).await?)
 }
 
 /// Bookkeeping of retries after lost connections: back-off (100 ms doubling to 5 s) and the
@@ -141,141 +124,6 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) => retry.after(e.into()).await?,
-        }
-    }
-}
-
-/// `e` and its causes, joined with ": " (driver errors hide the cause in the chain).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = err.source();
-    }
-    s
-}
-
-/// Errors of the reconnecting binlog stream.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// The source failed (the message shows the error's causes: the router keeps it as text).
-    #[error("reading the binlog: {}", error_chain(.0))]
-    Source(SourceError),
-    /// The connection was lost and did not come back in time.
-    #[error("the binlog connection was lost at {position} and could not be re-established within {waited:?} (last error: {last}); check that the server is up and reachable")]
-    GaveUp {
-        /// The last commit position read.
-        position: String,
-        /// How long rowshift tried.
-        waited: Duration,
-        /// The last error.
-        last: String,
-    },
-}
-
-struct StreamState {
-    source: Option<BinlogSource>,
-    cfg: SourceConfig,
-    resume_at: Position,
-    timeout: Duration,
-}
-
-/// The binlog stream from `start`, as a `Stream` of events. A lost connection (network, server
-/// restart, `KILL` of the replica thread, the stream ending because the server shut down) is
-/// retried with back-off from the last commit position read, for up to `timeout`: the events
-/// of a transaction read only in part are sent again, which the idempotent apply absorbs. After
-/// a restart the server writes a new binlog file; the old file and offsets stay valid and the
-/// server's dump thread moves on to the new file by itself (on MySQL with GTIDs the decoder
-/// learns the GTID state by reading the file from its start). A definite error ends the
-/// stream with the error.
-pub async fn open_stream(
-    cfg: SourceConfig,
-    start: &Position,
-    timeout: Duration,
-) -> Result<impl futures_util::Stream<Item = Result<SourceEvent, StreamError>> + Unpin, MigrateError>
-{
-    let source = retry_lost("starting the binlog stream", timeout, || async {
-        BinlogSource::connect(cfg.clone())
-            .await
-            .map_err(StreamError::Source)
-    })
-    .await?;
-    let state = StreamState {
-        source: Some(source),
-        cfg,
-        resume_at: start.clone(),
-        timeout,
-    };
-    Ok(Box::pin(futures_util::stream::unfold(
-        Some(state),
-        |state| async move {
-            let mut state = state?;
-            loop {
-                let source = state.source.as_mut()?;
-                let reason = match source.next().await {
-                    Ok(Some(ev)) => {
-                        if let SourceEvent::Commit { pos, .. } | SourceEvent::Ddl { pos, .. } = &ev
-                        {
-                            state.resume_at = pos.clone();
-                        }
-                        return Some((Ok(ev), Some(state)));
-                    }
-                    // A blocking dump never ends by itself: the server closed it (shutdown).
-                    Ok(None) => "the server ended the binlog stream".to_string(),
-                    Err(e) if lost_connection(&e) => error_chain(&e),
-                    Err(e) => return Some((Err(StreamError::Source(e)), None)),
-                };
-                warn!(reason = %reason, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
-                if let Some(old) = state.source.take() {
-                    // Do not wait long for a dead server to answer the close.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
-                }
-                match reconnect(&state.cfg, &state.resume_at, state.timeout).await {
-                    Ok(s) => state.source = Some(s),
-                    Err(e) => return Some((Err(e), None)),
-                }
-            }
-        },
-    )))
-}
-
-/// Connect again at `at`, with back-off, for up to `timeout`.
-async fn reconnect(
-    cfg: &SourceConfig,
-    at: &Position,
-    timeout: Duration,
-) -> Result<BinlogSource, StreamError> {
-    let mut cfg = cfg.clone();
-    cfg.start = StartPosition::File {
-        file: at.file.clone(),
-        offset: at.offset,
-    };
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match BinlogSource::connect(cfg.clone()).await {
-            Ok(s) => {
-                info!(position = %at, "binlog stream resumed");
-                return Ok(s);
-            }
-            Err(e) if lost_connection(&e) && started.elapsed() < timeout => {
-                warn!(error = %error_chain(&e), position = %at, "binlog reconnect failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(e) if lost_connection(&e) => {
-                return Err(StreamError::GaveUp {
-                    position: at.to_string(),
-                    waited: started.elapsed(),
-                    last: error_chain(&e),
-                })
-            }
-            Err(e) => return Err(StreamError::Source(e)),
         }
     }
 }

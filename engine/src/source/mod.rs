@@ -16,6 +16,7 @@ mod json_patch;
 mod json_sql;
 mod mariadb;
 pub mod preflight;
+pub mod reconnect;
 pub mod schema_cache;
 pub mod stream;
 mod values;

@@ -22,7 +22,6 @@ pub mod ckpt;
 pub mod promote;
 pub mod router;
 pub mod status;
-pub mod stream;
 
 use crate::apply::ApplyTarget;
 use crate::backfill::{BackfillError, RowReader, SignalKind, SignalTable};
@@ -115,6 +114,9 @@ pub enum SyncError {
     /// The binlog source failed.
     #[error("binlog source: {0}")]
     Source(#[from] crate::source::stream::SourceError),
+    /// The binlog stream failed or its connection did not come back in time.
+    #[error(transparent)]
+    Stream(#[from] crate::source::reconnect::StreamError),
     /// The checkpoints of the tables disagree (some have a stream, others not).
     #[error("the checkpoint table {ckpt} has a stream for {have} but not for {missing}: the set of tables of sync {name} changed. Sync the new tables under another --name")]
     TablesChanged {
@@ -460,7 +462,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     source_cfg.ssl_mode = config.source.ssl_mode;
     source_cfg.ssl_ca = config.source.ssl_ca.clone();
     source_cfg.heartbeat = Duration::from_millis(500);
-    let events = stream::open(source_cfg, &start_pos, config.retry_for).await?;
+    let events = crate::source::reconnect::open(source_cfg, &start_pos, config.retry_for).await?;
 
     // Appliers and routes.
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
