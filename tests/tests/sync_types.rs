@@ -19,6 +19,9 @@ const DDL: &str = "CREATE TABLE `t` (
   `vb` VARBINARY(16) NULL, `bl` BLOB NULL, `tx` TEXT NULL, `j` JSON NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
+/// A JSON document holding DECIMAL, DATE, DATETIME scalars and nesting.
+const TYPED_JSON: &str = "JSON_OBJECT('dec', CAST(1.50 AS DECIMAL(5,2)), 'd', CAST('2024-02-29' AS DATE), 'dt', CAST('2024-02-29 23:59:59.5' AS DATETIME(6)), 'arr', JSON_ARRAY(CAST(-0.000001 AS DECIMAL(10,6)), TRUE, NULL, 'x'))";
+
 fn row(id: u32) -> String {
     format!(
         "({id}, -{}, 18446744073709551{:03}, -12345.{:06}, 1.5, 2.25e-3, b'1010101010', 'b', 'x,z', 2026,
@@ -48,6 +51,9 @@ async fn types_between(from: Engine, to: Engine) {
     s.query_drop("INSERT INTO t (id) VALUES (1000)")
         .await
         .unwrap();
+    s.query_drop(format!("UPDATE t SET j = {TYPED_JSON} WHERE id % 7 = 2"))
+        .await
+        .unwrap();
     let args: Vec<String> = [
         "--source",
         &src.url(),
@@ -73,6 +79,10 @@ async fn types_between(from: Engine, to: Engine) {
         .await
         .unwrap();
     s.query_drop("UPDATE t SET v = 'ça va', d = d * 2, e = 'c', s = '', b = b'1' WHERE id % 3 = 0")
+        .await
+        .unwrap();
+    // JSON with scalars only SQL makes (MySQL keeps them typed in its binary JSON).
+    s.query_drop(format!("UPDATE t SET j = {TYPED_JSON} WHERE id % 5 = 1"))
         .await
         .unwrap();
     s.query_drop("DELETE FROM t WHERE id % 10 = 7")
