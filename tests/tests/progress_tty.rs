@@ -4,7 +4,7 @@
 //!   appears; the last capture is printed (the README shows one);
 //! - without a terminal: plain status lines every `--status-interval`, no escape codes, and
 //!   with `--log-format json` each log record a whole JSON line between them;
-//! - `rowshift sync` in a terminal (MySQL → MariaDB): the backfill bar moves (two captures show
+//! - `rowshift sync` in a terminal (MySQL → MariaDB and MariaDB → MySQL): the backfill bar moves (two captures show
 //!   different row counts), then the streaming line counts the applied events of new writes;
 //!   a SIGTERM leaves the bars finished and the checkpoint kept.
 
@@ -474,6 +474,11 @@ async fn sync_plain_status_lines_mysql_to_mariadb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_bars_in_a_terminal_mysql_to_mariadb() {
     sync_bars_in_a_terminal(Engine::MySql, Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_bars_in_a_terminal_mariadb_to_mysql() {
+    sync_bars_in_a_terminal(Engine::MariaDb, Engine::MySql).await;
 }
 
 macro_rules! both_engines {
