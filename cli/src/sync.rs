@@ -3,11 +3,11 @@
 
 use crate::common::{split_table, ConnArgs};
 use crate::operate_args::OperateArgs;
+use crate::progress;
 use anyhow::{bail, Context, Result};
 use rowshift_engine::conn::{Endpoint, SslMode};
 use rowshift_engine::sync::promote::{self, PromoteConfig};
 use rowshift_engine::sync::{self, SyncConfig, SyncProgress, SyncTable};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -93,6 +93,9 @@ pub struct SyncArgs {
     /// Throttling of the backfill, `rowshift ctl` and metrics (as for migrate).
     #[command(flatten)]
     operate: OperateArgs,
+    /// Without a terminal: print a status line this often (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "2s", value_parser = progress::parse_duration)]
+    status_interval: Duration,
 }
 
 impl SyncArgs {
@@ -153,26 +156,35 @@ pub async fn run_sync(args: SyncArgs) -> Result<ExitCode> {
         _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         _ = term.recv() => return Ok(ExitCode::SUCCESS),
     };
-    let printer = tokio::spawn(print_progress(handle.progress()));
-    eprintln!(
-        "rowshift sync: running; stop with Ctrl-C (the checkpoint is kept: run again to resume)"
+    progress::eprint_line(
+        "rowshift sync: running; stop with Ctrl-C (the checkpoint is kept: run again to resume)",
     );
+    let printer = tokio::spawn(progress::drive(handle.progress(), args.status_interval));
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
         _ = term.recv() => None,
         e = handle.failed() => Some(e),
     };
-    printer.abort();
+    // Stopping ends the progress feed, which leaves the bars finished on screen.
+    let stopped = handle.stop().await;
+    end_display(printer).await;
     if let Some(e) = outcome {
-        let _ = handle.stop().await;
         return Err(e.into());
     }
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
-    handle.stop().await?;
+    stopped?;
     println!("sync stopped; checkpoint kept (run the same command to resume)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wait (briefly) for the progress display to draw its last frame after its feed ended.
+async fn end_display(printer: tokio::task::JoinHandle<progress::PhaseTimes>) {
+    let abort = printer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), printer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 /// Promote: wait for writes to stop (or lock the source), drain, verify, GO / NO-GO.
@@ -215,12 +227,9 @@ pub async fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout_secs),
     };
     let (tx, rx) = tokio::sync::watch::channel(SyncProgress::default());
-    let printer = tokio::spawn(print_progress(rx));
+    let printer = tokio::spawn(progress::drive(rx, args.sync.status_interval));
     let result = promote::promote(config, p, tx).await;
-    printer.abort();
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
+    end_display(printer).await;
     let report = result?;
     for (name, r) in names.iter().zip(&report.reports) {
         println!("{name}:");
@@ -329,42 +338,4 @@ pub async fn run_status(args: StatusArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn print_progress(mut rx: tokio::sync::watch::Receiver<SyncProgress>) {
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(2)
-    };
-    let mut last = 0u64;
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if rx.has_changed().is_err() {
-            return;
-        }
-        let p = rx.borrow_and_update().clone();
-        let rate = p.applied_changes.saturating_sub(last) as f64 / every.as_secs_f64();
-        last = p.applied_changes;
-        let line = format!(
-            "[{:>9}] source {}, applied {}, lag {:.1}s / {} events, {} rows backfilled, {} changes applied ({rate:.0}/s), elapsed {:.0}s",
-            p.phase,
-            p.source_position.map(|p| format!("{}:{}", p.file, p.offset)).unwrap_or_else(|| "-".into()),
-            p.applied.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
-            p.lag_secs,
-            p.lag_events,
-            p.backfilled,
-            p.applied_changes,
-            p.elapsed.as_secs_f64()
-        );
-        let mut err = std::io::stderr();
-        if tty {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
-    }
 }

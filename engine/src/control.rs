@@ -21,6 +21,10 @@
 //! | `max-load Var=N,...` | new load limits for the throttler |
 //! | `postpone` / `cut-over` | hold the cut-over / release a postponed one (deletes the flag file) |
 //! | `abort` | stop before the cut-over; helpers dropped, the original table untouched |
+//!
+//! The same controller serves `rowshift sync` ([`Job::Sync`]): there `abort` stops the sync and
+//! keeps its checkpoint, `postpone` / `cut-over` are refused (`rowshift promote` is a sync's
+//! cut-over), and `status` adds the sync's phase and positions under `"sync"`.
 
 pub mod operate;
 pub mod server;
@@ -104,6 +108,18 @@ pub enum Command {
     /// Abort the migration before the cut-over.
     Abort,
 }
+
+/// The job a controller serves: its replies speak of what that job does.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// `rowshift migrate`.
+    Migrate,
+    /// `rowshift sync` (and the sync inside `rowshift promote`), with its own progress.
+    Sync(watch::Receiver<crate::sync::SyncProgress>),
+}
+
+/// The reply to `postpone` / `cut-over` sent to a sync.
+pub const SYNC_HAS_NO_CUT_OVER: &str = "a sync has no cut-over to postpone or release: `rowshift promote` is the sync's cut-over (it stops the writes or waits for them to stop, drains, verifies and answers GO / NO-GO)";
 
 /// Every command name, for help and errors.
 pub const COMMANDS: &str = "status, pause, resume, throttle, unthrottle, chunk-size N|auto, chunk-time-ms N, max-load Var=N[,Var=N], cut-over, postpone, abort";
@@ -234,6 +250,8 @@ pub struct Controller {
     pub chunk_time: Duration,
     /// Where an abort is requested.
     pub abort: mpsc::Sender<String>,
+    /// The job served.
+    pub job: Job,
     run: watch::Sender<bool>,
     chunk: watch::Sender<ChunkSize>,
     postpone: watch::Sender<bool>,
@@ -245,6 +263,7 @@ impl Controller {
     /// A controller and the receivers the migration reads.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        job: Job,
         requests: mpsc::Receiver<Request>,
         throttle_cmds: mpsc::Sender<ThrottleCmd>,
         throttle: watch::Receiver<ThrottleState>,
@@ -270,6 +289,7 @@ impl Controller {
                 postpone_flag,
                 chunk_time,
                 abort,
+                job,
                 run,
                 chunk,
                 postpone,
@@ -331,8 +351,10 @@ impl Controller {
             info!(?command, "operator command");
         }
         let late = matches!(self.phase(), "cut-over" | "done");
+        let sync = matches!(self.job, Job::Sync(_));
         match command {
             Command::Status => self.status(),
+            Command::Postpone | Command::CutOver if sync => failure(SYNC_HAS_NO_CUT_OVER),
             Command::Pause => {
                 self.paused = true;
                 self.update_gate();
@@ -400,6 +422,17 @@ impl Controller {
                 }
                 self.ok("cut-over released: it runs once the copy and verification are done")
             }
+            Command::Abort if sync => {
+                if self
+                    .abort
+                    .send("aborted by the operator (ctl abort)".into())
+                    .await
+                    .is_err()
+                {
+                    return failure("the sync is not running");
+                }
+                self.ok("abort requested: stops the sync; the checkpoint is kept; run the same command to resume")
+            }
             Command::Abort if late => failure("too late to abort: the cut-over has started"),
             Command::Abort => {
                 if self
@@ -439,8 +472,13 @@ impl Controller {
         };
         let postponed =
             *self.postpone.borrow() || self.postpone_flag.as_ref().is_some_and(|f| f.exists());
-        json!({
+        let (job, sync) = match &self.job {
+            Job::Migrate => ("migrate", Value::Null),
+            Job::Sync(progress) => ("sync", sync_status(&progress.borrow())),
+        };
+        let mut v = json!({
             "ok": true,
+            "job": job,
             "phase": p.phase,
             "rows_copied": rows,
             "rows_estimate": p.rows_estimate,
@@ -462,8 +500,28 @@ impl Controller {
             "postponed": postponed,
             "elapsed_secs": (elapsed * 10.0).round() / 10.0,
             "eta_secs": eta,
-        })
+        });
+        if !sync.is_null() {
+            v["sync"] = sync;
+        }
+        v
     }
+}
+
+/// The sync's own state for `status`: phase, positions, lag and counts.
+fn sync_status(p: &crate::sync::SyncProgress) -> Value {
+    json!({
+        "phase": p.phase,
+        "source_position": p.source_position.as_ref().map(|x| x.to_string()),
+        "applied": p.applied.as_ref().map(|c| c.to_string()),
+        "lag_secs": (p.lag_secs * 10.0).round() / 10.0,
+        "lag_events": p.lag_events,
+        "events_read": p.events,
+        "events_applied": p.events_applied,
+        "backfill_rows": p.backfill_rows,
+        "backfill_estimate": p.backfill_estimate,
+        "backfilled": p.backfilled,
+    })
 }
 
 #[cfg(test)]

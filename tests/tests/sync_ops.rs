@@ -1,7 +1,8 @@
 //! Operating a `rowshift sync` (issue 7 applied to sync): a throttle flag file holds the
 //! backfill at 0 rows while the stream keeps being applied; removing it lets the backfill finish;
 //! `ctl pause` / `resume` while streaming break nothing; after a SIGTERM the target equals the
-//! source. MySQL → MariaDB.
+//! source; `ctl` answers in a sync's terms (status with the sync's phase and positions, abort
+//! keeps the checkpoint, postpone / cut-over refused in favour of `rowshift promote`).
 
 mod ops_support;
 mod sync_support;
@@ -204,9 +205,17 @@ async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
         9,
     )
     .await;
-    let (code, v) = ctl(&table, "status", None).await;
-    assert_eq!(code, 0, "{v}");
+    let v = wait_status(
+        &table,
+        &mut child,
+        &log,
+        "the applied events counted",
+        |v| v["sync"]["events_applied"].as_u64() >= Some(62),
+    )
+    .await;
     assert_eq!(v["phase"], "streaming", "{v}");
+    assert_eq!(v["sync"]["phase"], "streaming", "{v}");
+    assert!(v["sync"]["applied"].is_string(), "{v}");
     s.disconnect().await.unwrap();
 
     // /metrics counts the sync's own work: backfilled rows, changes read by kind, applied.
@@ -264,11 +273,42 @@ async fn mysql_to_mariadb_abort_keeps_checkpoint() {
     let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);
-    wait_status(&table, &mut child, &log, "throttled", |v| {
-        v["throttled"] == true
+    let v = wait_status(&table, &mut child, &log, "throttled", |v| {
+        v["throttled"] == true && v["sync"]["source_position"].is_string()
     })
     .await;
-    ctl_ok(&table, "abort", None).await;
+    // `ctl status` of a sync names the job and carries the sync's phase and positions.
+    assert_eq!(v["job"], "sync", "{v}");
+    assert_eq!(v["sync"]["phase"], "backfill", "{v}");
+    assert_eq!(num(&v["sync"], "backfill_rows"), 0, "{v}");
+    assert!(
+        v["sync"]["source_position"]
+            .as_str()
+            .is_some_and(|p| p.contains(':')),
+        "{v}"
+    );
+    // A sync has no cut-over of its own: postpone and cut-over are refused, naming promote.
+    for command in ["postpone", "cut-over"] {
+        let (code, v) = ctl(&table, command, None).await;
+        assert_eq!(code, 1, "ctl {command} must be refused for a sync: {v}");
+        assert_eq!(v["ok"], false, "{v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("`rowshift promote` is the sync's cut-over"),
+            "ctl {command}: {v}"
+        );
+    }
+    // Abort speaks of the sync: stopped, checkpoint kept, same command resumes.
+    let v = ctl_ok(&table, "abort", None).await;
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stops the sync; the checkpoint is kept; run the same command to resume"),
+        "{v}"
+    );
+    assert!(
+        !message.contains("helpers"),
+        "migrate wording for a sync: {v}"
+    );
     let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
         .expect("sync did not end after ctl abort")

@@ -8,7 +8,7 @@
 //! [`Operations::finish`] stops everything and removes the heartbeat row.
 
 use super::server::{self, ControlServer, ServeConfig};
-use super::{ControlError, Controller, Controls, Request};
+use super::{ControlError, Controller, Controls, Job, Request};
 use crate::apply::ApplyStats;
 use crate::conn::Endpoint;
 use crate::copy::{CopyControl, CopyStats};
@@ -134,6 +134,7 @@ impl Operations {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
+        job: Job,
         source: &Endpoint,
         db: &str,
         table: &str,
@@ -169,6 +170,7 @@ impl Operations {
         }));
         let requests = self.requests.take().unwrap_or_else(|| mpsc::channel(1).1);
         let (controller, controls) = Controller::new(
+            job,
             requests,
             cmd_tx,
             state_rx.clone(),

@@ -691,6 +691,7 @@ async fn run_inner(
         })
     };
     let (copy_control, controls) = ops.start(
+        crate::control::Job::Migrate,
         &config.endpoint,
         &config.db,
         &config.table,

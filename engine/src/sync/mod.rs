@@ -28,7 +28,7 @@ use crate::backfill::{BackfillError, RowReader, SignalKind, SignalTable};
 use crate::catalog::{self, CatalogError};
 use crate::conn::{ConnError, Endpoint};
 use crate::control::operate::{OperateConfig, Operations};
-use crate::control::ControlError;
+use crate::control::{ControlError, Job};
 use crate::copy::{ChunkSize, CopyControl, CopyStats};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
@@ -262,8 +262,17 @@ pub struct SyncProgress {
     pub events: u64,
     /// Changes applied (binlog changes and backfill rows).
     pub applied_changes: u64,
-    /// Rows written by the backfill.
+    /// Rows written by the backfill (rows read minus those a binlog change made obsolete).
     pub backfilled: u64,
+    /// Rows read from the source by this run's backfill.
+    pub backfill_rows: u64,
+    /// Estimated rows this run's backfill reads in all (information_schema `TABLE_ROWS` of
+    /// each table still to backfill); `None` when unknown (no statistics, or a backfill
+    /// resumed mid-table, whose rows left are not counted).
+    pub backfill_estimate: Option<u64>,
+    /// Changes from the binlog applied (applied changes minus the backfill's rows emitted, so
+    /// it may run behind by the backfill rows not yet applied, never ahead).
+    pub events_applied: u64,
     /// Time since the start.
     pub elapsed: Duration,
 }
@@ -469,6 +478,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     let apply_stats = Arc::new(SyncApplyStats::default());
     let mut routes = Vec::new();
     let mut jobs = Vec::new();
+    let mut backfill_estimate = Some(0u64);
     for (ti, ((t, p), s)) in config.tables.iter().zip(prepared).zip(&saved).enumerate() {
         let target = Arc::new(p.target);
         let mut senders = Vec::new();
@@ -506,6 +516,16 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             let reader = RowReader::new(&p.old)?;
             // Read after the stream's start position was fixed (see `max_key`).
             let upper = reader.max_key(&mut src).await?;
+            let resumed_mid_table = from.is_some_and(|c| c.cursor.is_some());
+            backfill_estimate = match (backfill_estimate, upper.is_none()) {
+                (_, true) => backfill_estimate,
+                (Some(sum), false) if !resumed_mid_table => {
+                    estimate_rows(&mut src, &t.source_db, &t.source_table)
+                        .await
+                        .map(|n| sum + n)
+                }
+                _ => None,
+            };
             jobs.push(BackfillJob {
                 table: ti,
                 cursor: from.and_then(|c| c.cursor.clone()),
@@ -562,6 +582,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         progress_rx.clone(),
         ops_progress_tx,
         copy_stats.clone(),
+        backfill_estimate,
         Mirror {
             sync_router: stats.clone(),
             sync_apply: apply_stats.clone(),
@@ -570,6 +591,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         },
     ));
     let (copy_control, _controls) = ops.start(
+        Job::Sync(progress_rx.clone()),
         &config.source,
         &first.source_db,
         &first.source_table,
@@ -589,7 +611,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         let retry_for = config.retry_for;
         let pace = Pace {
             control: copy_control,
-            stats: copy_stats,
+            stats: copy_stats.clone(),
             chunk_rows,
         };
         Some(
@@ -622,6 +644,10 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         done_rx.clone(),
         stats.clone(),
         apply_stats,
+        Backfilling {
+            copy: copy_stats,
+            estimate: backfill_estimate,
+        },
         all_acks,
         read_rx.clone(),
         born,
@@ -686,6 +712,7 @@ async fn feed_ops_progress(
     mut sync: watch::Receiver<SyncProgress>,
     tx: watch::Sender<crate::migrate::Progress>,
     copy: Arc<CopyStats>,
+    estimate: Option<u64>,
     mirror: Mirror,
 ) {
     loop {
@@ -695,7 +722,7 @@ async fn feed_ops_progress(
             let _ = tx.send(crate::migrate::Progress {
                 phase: p.phase,
                 rows_copied: copy.rows_copied.load(Ordering::Relaxed),
-                rows_estimate: 0,
+                rows_estimate: estimate.unwrap_or(0),
                 events: p.events,
                 skipped: 0,
                 lag_secs: p.lag_secs as u64,
@@ -709,6 +736,26 @@ async fn feed_ops_progress(
     }
 }
 
+/// The backfill's counters and its estimated total, for the progress.
+struct Backfilling {
+    copy: Arc<CopyStats>,
+    estimate: Option<u64>,
+}
+
+/// The estimated rows of a table (information_schema `TABLE_ROWS`); `None` when the server
+/// has no figure or says 0 for a table that has rows (statistics not yet computed).
+async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Option<u64> {
+    conn.exec_first::<Option<u64>, _, _>(
+        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (db, table),
+    )
+    .await
+    .ok()
+    .flatten()
+    .flatten()
+    .filter(|n| *n > 0)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn progress_ticker(
     tx: watch::Sender<SyncProgress>,
@@ -716,6 +763,7 @@ async fn progress_ticker(
     done: watch::Receiver<bool>,
     stats: Arc<SyncRouterStats>,
     apply: Arc<SyncApplyStats>,
+    backfill: Backfilling,
     acks: Vec<watch::Receiver<(u64, Coord)>>,
     read: watch::Receiver<Option<Position>>,
     born: Instant,
@@ -758,6 +806,7 @@ async fn progress_ticker(
         }
         let sent = stats.sent.load(Ordering::Relaxed);
         let applied_n = apply.applied.load(Ordering::Relaxed);
+        let backfilled = stats.backfilled.load(Ordering::Relaxed);
         let ph = *phase.borrow();
         let ph = if ph == "backfill" && *done.borrow() {
             "streaming"
@@ -772,7 +821,10 @@ async fn progress_ticker(
             lag_events: sent.saturating_sub(applied_n),
             events: stats.events.load(Ordering::Relaxed),
             applied_changes: applied_n,
-            backfilled: stats.backfilled.load(Ordering::Relaxed),
+            backfilled,
+            backfill_rows: backfill.copy.rows_copied.load(Ordering::Relaxed),
+            backfill_estimate: backfill.estimate,
+            events_applied: applied_n.saturating_sub(backfilled),
             elapsed: born.elapsed(),
         };
         if tx.send(p).is_err() {

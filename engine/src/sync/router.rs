@@ -456,6 +456,9 @@ impl SyncRouter {
                 continue;
             }
             emitted += 1;
+            // Counted before it is sent: applied changes minus backfilled rows never counts a
+            // backfill row as a binlog change (the progress's applied events).
+            self.stats.backfilled.fetch_add(1, Ordering::Relaxed);
             self.send(ti, key, Op::Upsert(new_row), at, resume).await?;
         }
         for s in &t.senders {
@@ -467,7 +470,6 @@ impl SyncRouter {
             .await
             .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))?;
         }
-        self.stats.backfilled.fetch_add(emitted, Ordering::Relaxed);
         debug!(table = %t.table, chunk = chunk.chunk, emitted, dropped = chunk.rows.len() as u64 - emitted, "chunk emitted");
         let _ = chunk.emitted.send(emitted);
         Ok(())
