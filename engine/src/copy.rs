@@ -356,53 +356,46 @@ pub async fn copy_table(
         let mut control = config.control.clone();
         // Rows per second of the last finished chunk.
         let mut rate: Option<f64> = None;
+        // The next chunk's bounds, found before waiting for a free slot (so the boundary query
+        // runs while the workers copy, not after one freed), with the setting and size they
+        // were found for. Used only if the setting is unchanged when the slot frees.
+        let mut ahead: Option<(ChunkSize, u64, Option<Vec<String>>)> = None;
         loop {
+            if ahead.is_none() && *control.run.borrow() {
+                drain_finished(&mut done_rx, &mut tracker, &watermark, &mut rate);
+                let setting = *control.chunk.borrow();
+                chunk_rows = next_chunk_rows(setting, rate, chunk_rows, &config);
+                let upper =
+                    find_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows, started)
+                        .await?;
+                ahead = Some((setting, chunk_rows, upper));
+            }
             let _ = control.wait_open(&stats).await;
             let Ok(permit) = tx.reserve().await else {
                 break;
             };
             // A pause or throttle that came while waiting for a free worker holds this chunk.
             let _ = control.wait_open(&stats).await;
-            // Adapt the chunk size to the measured speed of finished chunks.
-            while let Ok((done_seq, rows, took)) = done_rx.try_recv() {
-                tracker.finished(done_seq, &watermark);
-                if rows > 0 && took > Duration::ZERO {
-                    rate = Some(rows as f64 / took.as_secs_f64());
-                }
-            }
+            // Adapt the chunk size to the measured speed of finished chunks and to the setting
+            // as it is now.
+            drain_finished(&mut done_rx, &mut tracker, &watermark, &mut rate);
             let setting = *control.chunk.borrow();
-            let target = match setting {
-                ChunkSize::Rows(n) => Some(n),
-                ChunkSize::Auto => {
-                    rate.map(|r| (r * config.target_chunk_time.as_secs_f64()) as u64)
+            let wished = next_chunk_rows(setting, rate, chunk_rows, &config);
+            let upper = match ahead.take() {
+                // Found for the same setting and a size within a factor of two of what is
+                // wished now (a fixed size is always exact): send at once.
+                Some((found_for, rows, upper))
+                    if found_for == setting && wished <= rows * 2 && rows <= wished * 2 =>
+                {
+                    chunk_rows = rows;
+                    upper
                 }
-                ChunkSize::TimeMs(ms) => rate.map(|r| (r * ms as f64 / 1000.0) as u64),
+                _ => {
+                    chunk_rows = wished;
+                    find_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows, started).await?
+                }
             };
-            if let Some(n) = target {
-                let floor = if matches!(setting, ChunkSize::Rows(_)) {
-                    1
-                } else {
-                    100
-                };
-                chunk_rows = n.clamp(floor.min(config.max_chunk_rows), config.max_chunk_rows);
-            }
             stats.chunk_rows.store(chunk_rows, Ordering::Relaxed);
-            let upper = loop {
-                match next_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows).await {
-                    Ok(upper) => break upper,
-                    Err(CopyError::Sql { source, .. })
-                        if crate::apply::is_transient(&source)
-                            && started.elapsed() < Duration::from_secs(24 * 3600) =>
-                    {
-                        warn!(error = %source, "finding the next chunk failed; reconnecting");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        if let Ok(conn) = plan.endpoint.connect().await {
-                            finder = conn;
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
             let last = upper.is_none();
             if int_key {
                 let hw = match &upper {
@@ -450,6 +443,74 @@ pub async fn copy_table(
     }
     .instrument(span)
     .await
+}
+
+/// Take the finished chunks' reports: advance the watermark, remember the last rate.
+fn drain_finished(
+    done_rx: &mut mpsc::UnboundedReceiver<(u64, u64, Duration)>,
+    tracker: &mut WatermarkTracker,
+    watermark: &watch::Sender<Watermark>,
+    rate: &mut Option<f64>,
+) {
+    while let Ok((done_seq, rows, took)) = done_rx.try_recv() {
+        tracker.finished(done_seq, watermark);
+        if rows > 0 && took > Duration::ZERO {
+            *rate = Some(rows as f64 / took.as_secs_f64());
+        }
+    }
+}
+
+/// Rows of the next chunk for the operator's setting and the last measured rate (`current`
+/// until a rate is known).
+fn next_chunk_rows(
+    setting: ChunkSize,
+    rate: Option<f64>,
+    current: u64,
+    config: &CopyConfig,
+) -> u64 {
+    let target = match setting {
+        ChunkSize::Rows(n) => Some(n),
+        ChunkSize::Auto => rate.map(|r| (r * config.target_chunk_time.as_secs_f64()) as u64),
+        ChunkSize::TimeMs(ms) => rate.map(|r| (r * ms as f64 / 1000.0) as u64),
+    };
+    match target {
+        Some(n) => {
+            let floor = if matches!(setting, ChunkSize::Rows(_)) {
+                1
+            } else {
+                100
+            };
+            n.clamp(floor.min(config.max_chunk_rows), config.max_chunk_rows)
+        }
+        None => current,
+    }
+}
+
+/// [`next_boundary`], reconnecting and retrying after transient errors (a restarted server)
+/// for up to a day from `started`.
+async fn find_boundary(
+    finder: &mut mysql_async::Conn,
+    plan: &CopyPlan,
+    lower: Option<&[String]>,
+    rows: u64,
+    started: Instant,
+) -> Result<Option<Vec<String>>, CopyError> {
+    loop {
+        match next_boundary(finder, plan, lower, rows).await {
+            Ok(upper) => return Ok(upper),
+            Err(CopyError::Sql { source, .. })
+                if crate::apply::is_transient(&source)
+                    && started.elapsed() < Duration::from_secs(24 * 3600) =>
+            {
+                warn!(error = %source, "finding the next chunk failed; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(conn) = plan.endpoint.connect().await {
+                    *finder = conn;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `key > lower` as SQL (expanded for composite keys so both servers use a range scan).

@@ -2,7 +2,8 @@
 //! per-row costs (e.g. checksum expressions) on both engines.
 //!
 //! `cargo run --release -p rowshift-testkit --example sqlprobe -- mysql 1000000 "SELECT COUNT(*) FROM orders" ...`
-//! Each query runs three times; the median wall time is printed. `PROBE_SERVER_ARGS` adds
+//! Each query runs three times; the median wall time is printed, with the median CPU time the server
+//! process spent on it (`/proc/<pid>/stat`, robust to other load); an `EXPLAIN` prints its plan. `PROBE_SERVER_ARGS` adds
 //! server options.
 
 use mysql_async::prelude::Queryable;
@@ -34,15 +35,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.fresh_db("probe").await?;
     let mut conn = mysql_async::Conn::from_url(server.url_for_db("probe")).await?;
     ledger::create_and_fill(&mut conn, "probe", rows).await?;
+    // The server's CPU time (user + system, all threads) around each query: unlike wall time,
+    // not inflated by other processes on a busy machine.
+    let pid_file: Option<String> = conn.query_first("SELECT @@pid_file").await?;
+    let server_pid = pid_file
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|p| p.trim().parse::<u32>().ok());
     for q in queries {
+        if q.to_ascii_uppercase().starts_with("EXPLAIN") {
+            let rows: Vec<mysql_async::Row> = conn.query(q.as_str()).await?;
+            for r in rows {
+                let cells: Vec<String> = r
+                    .unwrap_raw()
+                    .into_iter()
+                    .map(|v| v.map(|v| v.as_sql(true)).unwrap_or_default())
+                    .collect();
+                println!("  plan: {}", cells.join(" | "));
+            }
+            continue;
+        }
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..3 {
+            let before = server_pid.and_then(process_cpu_secs);
             let t = Instant::now();
             let _: Vec<mysql_async::Row> = conn.query(q.as_str()).await?;
             times.push(t.elapsed().as_secs_f64());
+            if let (Some(pid), Some(before)) = (server_pid, before) {
+                if let Some(after) = process_cpu_secs(pid) {
+                    cpu.push(after - before);
+                }
+            }
         }
         times.sort_by(f64::total_cmp);
-        println!("{:>7.3} s  {q}", times[1]);
+        cpu.sort_by(f64::total_cmp);
+        match cpu.get(cpu.len() / 2) {
+            Some(c) if cpu.len() == 3 => {
+                println!("{:>7.3} s  (server cpu {c:.2} s)  {q}", times[1])
+            }
+            _ => println!("{:>7.3} s  {q}", times[1]),
+        }
     }
     Ok(())
+}
+
+/// User + system CPU seconds of process `pid` so far (`/proc/<pid>/stat`, clock ticks of 10 ms).
+fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

@@ -202,7 +202,7 @@ pub struct VerifyReport {
 }
 
 /// The row hash, as named in reports.
-pub const HASH: &str = "CRC32(CONCAT_WS('#', canonical columns, ISNULL/LENGTH trailers)), SUM per chunk, with COUNT(*)";
+pub const HASH: &str = "CRC32 of 'c1#..#cn#trailers' (canonical columns, strings as bytes, NULL as '', ISNULL/LENGTH trailers), SUM per chunk, with COUNT(*)";
 
 pub(crate) struct Inputs<'a> {
     pub compiled: &'a Compiled,
