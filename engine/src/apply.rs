@@ -6,7 +6,10 @@
 //! and writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the
 //! batch, then one multi-row `INSERT` of the upserted rows. Deleting first (instead of `REPLACE`)
 //! never deletes a *different* row that happens to collide on a unique secondary key, and makes
-//! the apply idempotent: replaying a change after a crash gives the same table.
+//! the apply idempotent: replaying a change after a crash gives the same table. When the target
+//! has no unique key of its own (`ApplyTarget::replace`), upserts are one multi-row `REPLACE`
+//! and only deleted keys get a `DELETE`. A batch's statements travel as one multi-statement
+//! text, one round trip (`BEGIN; …; COMMIT`, or a lone `REPLACE` in autocommit).
 //!
 //! Barriers give the applied position: the router sends `Barrier(seq)` to every applier; an
 //! applier acknowledges it once everything before it is committed. The lowest acknowledged
@@ -353,14 +356,113 @@ struct Applier {
     sql: String,
 }
 
+/// The changes an applier holds: one op per key (the last one), in the order keys first came
+/// (public for the benchmarks).
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Key → index in `ops`.
+    index: HashMap<RowKey, usize>,
+    /// The ops, in the order their keys first came.
+    pub ops: Vec<Op>,
+}
+
+impl Pending {
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// True when `key` has a change held.
+    pub fn contains(&self, key: &RowKey) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// Keep `op` as the key's change: a later change of a key replaces the earlier one.
+    pub fn put(&mut self, key: RowKey, op: Op) {
+        match self.index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => self.ops[*e.get()] = op,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.ops.len());
+                self.ops.push(op);
+            }
+        }
+    }
+
+    /// Forget everything (after the batch is written).
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.ops.clear();
+    }
+}
+
+/// Append the statements of one batch to `sql` as a single multi-statement text (one round
+/// trip): `BEGIN; DELETE …; INSERT|REPLACE …; extra; COMMIT`, or the lone `REPLACE` in
+/// autocommit when nothing needs deleting and there is no `extra` statement (a sync's
+/// checkpoint update, which must commit with the rows). Returns the number of upserted rows.
+pub fn write_batch(sql: &mut String, t: &ApplyTarget, ops: &[Op], extra: Option<&str>) -> usize {
+    let upserts = ops.iter().filter(|op| matches!(op, Op::Upsert(_))).count();
+    // Without unique secondary keys REPLACE only ever replaces the same primary key, so
+    // only deletes need a DELETE; otherwise every key of the batch is deleted first and
+    // the rows inserted, so no other row is ever deleted by a unique-key collision.
+    let delete_keys: Vec<Vec<&Value>> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Delete(key) => Some(key.iter().collect()),
+            Op::Upsert(row) if !t.replace => {
+                Some(t.key_positions.iter().map(|&i| &row[i]).collect())
+            }
+            Op::Upsert(_) => None,
+        })
+        .collect();
+    let wrap = !delete_keys.is_empty() || extra.is_some();
+    if wrap {
+        sql.push_str("BEGIN");
+    }
+    if !delete_keys.is_empty() {
+        sql.push(';');
+        write_delete(sql, t, &delete_keys);
+    }
+    if upserts > 0 {
+        if wrap {
+            sql.push(';');
+        }
+        let verb = if t.replace {
+            "REPLACE INTO "
+        } else {
+            "INSERT INTO "
+        };
+        write_upsert(
+            sql,
+            t,
+            verb,
+            ops.iter().filter_map(|op| match op {
+                Op::Upsert(row) => Some(row.as_slice()),
+                Op::Delete(_) => None,
+            }),
+        );
+    }
+    if let Some(extra) = extra {
+        sql.push(';');
+        sql.push_str(extra);
+    }
+    if wrap {
+        sql.push_str(";COMMIT");
+    }
+    upserts
+}
+
 impl Applier {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<ApplyMsg>,
         ack: watch::Sender<u64>,
     ) -> Result<(), ApplyError> {
-        let mut batch: HashMap<RowKey, Op> = HashMap::new();
-        let mut order: Vec<RowKey> = Vec::new();
+        let mut batch = Pending::default();
         while let Some(first) = rx.recv().await {
             let mut msg = Some(first);
             let mut barrier = None;
@@ -371,12 +473,10 @@ impl Applier {
                         received += 1;
                         // A key folded by an approximate collation may stand for two rows the
                         // server tells apart: never collapse it, flush what came before.
-                        if !key.is_exact() && batch.contains_key(&key) {
-                            self.flush(&mut batch, &mut order).await?;
+                        if !key.is_exact() && batch.contains(&key) {
+                            self.flush(&mut batch).await?;
                         }
-                        if batch.insert(key.clone(), op).is_none() {
-                            order.push(key);
-                        }
+                        batch.put(key, op);
                     }
                     ApplyMsg::Barrier(seq) => {
                         barrier = Some(seq);
@@ -392,7 +492,7 @@ impl Applier {
                 .changes
                 .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
             if !batch.is_empty() {
-                self.flush(&mut batch, &mut order).await?;
+                self.flush(&mut batch).await?;
             }
             if let Some(seq) = barrier {
                 let _ = ack.send(seq);
@@ -402,65 +502,17 @@ impl Applier {
         Ok(())
     }
 
-    async fn flush(
-        &mut self,
-        batch: &mut HashMap<RowKey, Op>,
-        order: &mut Vec<RowKey>,
-    ) -> Result<(), ApplyError> {
+    async fn flush(&mut self, batch: &mut Pending) -> Result<(), ApplyError> {
         let t = &self.target;
         let rows = batch.len();
-        let ops: Vec<&Op> = order.iter().filter_map(|k| batch.get(k)).collect();
-        let upserts = ops.iter().filter(|op| matches!(op, Op::Upsert(_))).count();
-        // Without unique secondary keys REPLACE only ever replaces the same primary key, so
-        // only deletes need a DELETE; otherwise every key of the batch is deleted first and
-        // the rows inserted, so no other row is ever deleted by a unique-key collision.
-        let delete_keys: Vec<Vec<&Value>> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Delete(key) => Some(key.iter().collect()),
-                Op::Upsert(row) if !t.replace => {
-                    Some(t.key_positions.iter().map(|&i| &row[i]).collect())
-                }
-                Op::Upsert(_) => None,
-            })
-            .collect();
-        let mut delete = std::mem::take(&mut self.sql);
-        delete.clear();
-        if !delete_keys.is_empty() {
-            write_delete(&mut delete, t, &delete_keys);
-        }
-        let mut insert = String::new();
-        if upserts > 0 {
-            let verb = if t.replace {
-                "REPLACE INTO "
-            } else {
-                "INSERT INTO "
-            };
-            write_upsert(
-                &mut insert,
-                t,
-                verb,
-                ops.iter().filter_map(|op| match op {
-                    Op::Upsert(row) => Some(row.as_slice()),
-                    Op::Delete(_) => None,
-                }),
-            );
-        }
+        let mut sql = std::mem::take(&mut self.sql);
+        sql.clear();
+        let upserts = write_batch(&mut sql, t, &batch.ops, None);
         // Deadlocks with the copy and lock timeouts are retried; the batch is idempotent.
         let mut attempt = 0u32;
         let mut first_loss: Option<std::time::Instant> = None;
         loop {
-            let result = async {
-                self.conn.query_drop("BEGIN").await?;
-                if !delete.is_empty() {
-                    self.conn.query_drop(&delete).await?;
-                }
-                if upserts > 0 {
-                    self.conn.query_drop(&insert).await?;
-                }
-                self.conn.query_drop("COMMIT").await
-            }
-            .await;
+            let result = self.conn.query_drop(&sql).await;
             match result {
                 Ok(()) => break,
                 Err(source) => {
@@ -496,7 +548,7 @@ impl Applier {
                         }
                         continue;
                     }
-                    self.sql = delete;
+                    self.sql = sql;
                     return Err(ApplyError::Batch {
                         applier: self.id,
                         table: t.table.clone(),
@@ -506,7 +558,7 @@ impl Applier {
                 }
             }
         }
-        self.sql = delete;
+        self.sql = sql;
         debug!(rows, upserts, "batch applied");
         self.stats
             .rows_written
@@ -515,7 +567,113 @@ impl Applier {
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         batch.clear();
-        order.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(replace: bool) -> ApplyTarget {
+        ApplyTarget {
+            endpoint: Endpoint::new("mysql://root@127.0.0.1:3306").unwrap(),
+            table: "`d`.`t`".into(),
+            columns: vec!["`id`".into(), "`v`".into()],
+            kinds: vec![LiteralKind::Plain; 2],
+            key_positions: vec![0],
+            max_batch: 10,
+            replace,
+            reconnect_timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn key(i: i64) -> RowKey {
+        use rowshift_transform::schema::{ColumnInfoRow, Flavor, StatisticsRow, TableSchema};
+        let col = ColumnInfoRow {
+            column_name: "id".into(),
+            ordinal_position: 1,
+            data_type: "bigint".into(),
+            column_type: "bigint".into(),
+            is_nullable: "NO".into(),
+            column_default: None,
+            extra: String::new(),
+            character_set_name: None,
+            collation_name: None,
+            character_maximum_length: None,
+            numeric_precision: None,
+            numeric_scale: None,
+            datetime_precision: None,
+            column_key: "PRI".into(),
+        };
+        let pk = StatisticsRow {
+            index_name: "PRIMARY".into(),
+            seq_in_index: 1,
+            column_name: Some("id".into()),
+            non_unique: false,
+            sub_part: None,
+        };
+        let t =
+            TableSchema::from_information_schema("d", "t", Flavor::MySql, &[col], &[pk]).unwrap();
+        let codec = rowshift_transform::key::KeyCodec::for_primary_key(&t).unwrap();
+        codec.key_of_values(&[Value::Int(i)]).unwrap()
+    }
+
+    #[test]
+    fn pending_keeps_first_order_and_last_op() {
+        let mut p = Pending::default();
+        p.put(key(1), Op::Upsert(vec![Value::Int(1), Value::Int(10)]));
+        p.put(key(2), Op::Upsert(vec![Value::Int(2), Value::Int(20)]));
+        p.put(key(1), Op::Delete(vec![Value::Int(1)]));
+        assert_eq!(p.len(), 2);
+        assert!(p.contains(&key(1)));
+        assert_eq!(
+            p.ops,
+            vec![
+                Op::Delete(vec![Value::Int(1)]),
+                Op::Upsert(vec![Value::Int(2), Value::Int(20)])
+            ]
+        );
+        p.clear();
+        assert!(p.is_empty() && !p.contains(&key(1)));
+    }
+
+    #[test]
+    fn batch_text_shapes() {
+        let up = Op::Upsert(vec![Value::Int(2), Value::Int(20)]);
+        let del = Op::Delete(vec![Value::Int(1)]);
+        let mut sql = String::new();
+        // Upserts only, REPLACE allowed: one statement in autocommit.
+        assert_eq!(
+            write_batch(&mut sql, &target(true), std::slice::from_ref(&up), None),
+            1
+        );
+        assert_eq!(sql, "REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20)");
+        // A delete: one transaction, one round trip.
+        sql.clear();
+        write_batch(&mut sql, &target(true), &[del.clone(), up.clone()], None);
+        assert_eq!(
+            sql,
+            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1);REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20);COMMIT"
+        );
+        // No REPLACE: every key deleted first, then INSERT; the extra statement commits with it.
+        sql.clear();
+        write_batch(
+            &mut sql,
+            &target(false),
+            &[del, up],
+            Some("UPDATE ck SET n = 1"),
+        );
+        assert_eq!(
+            sql,
+            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1,2);INSERT INTO `d`.`t` (`id`,`v`) VALUES (2,20);UPDATE ck SET n = 1;COMMIT"
+        );
+        // Only the extra statement (a sync checkpoint without rows).
+        sql.clear();
+        assert_eq!(
+            write_batch(&mut sql, &target(true), &[], Some("UPDATE ck SET n = 2")),
+            0
+        );
+        assert_eq!(sql, "BEGIN;UPDATE ck SET n = 2;COMMIT");
     }
 }

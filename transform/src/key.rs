@@ -272,6 +272,29 @@ impl KeyCodec {
         Ok(key)
     }
 
+    /// The key of a row whose key values sit at `positions` (key order), e.g. a mapped row in
+    /// insert-column order: like [`KeyCodec::key_of_values`] without gathering the values.
+    pub fn key_at(&self, row: &[Value], positions: &[usize]) -> Result<RowKey, KeyError> {
+        if positions.len() != self.parts.len() {
+            return Err(KeyError::WrongArity {
+                expected: self.parts.len(),
+                actual: positions.len(),
+            });
+        }
+        let mut key = RowKey {
+            bytes: Vec::with_capacity(16 * self.parts.len()),
+            exact: true,
+        };
+        for (part, &p) in self.parts.iter().zip(positions) {
+            let v = row.get(p).ok_or(KeyError::RowTooShort {
+                index: p,
+                len: row.len(),
+            })?;
+            encode(part, v, &mut key)?;
+        }
+        Ok(key)
+    }
+
     /// The key of the key values alone, in key order.
     pub fn key_of_values(&self, values: &[Value]) -> Result<RowKey, KeyError> {
         if values.len() != self.parts.len() {
@@ -478,6 +501,26 @@ mod tests {
 
     fn key(c: &KeyCodec, v: Value) -> RowKey {
         c.key_of(&[v]).unwrap()
+    }
+
+    #[test]
+    fn key_at_equals_key_of_values() {
+        let t = table(&[("a", "int"), ("b", "varchar(10)")], &["b", "a"]);
+        let c = KeyCodec::for_primary_key(&t).unwrap();
+        // A row in some other column order: b at 2, a at 0.
+        let row = [Value::Int(7), Value::Null, s("x")];
+        assert_eq!(
+            c.key_at(&row, &[2, 0]).unwrap(),
+            c.key_of_values(&[s("x"), Value::Int(7)]).unwrap()
+        );
+        assert!(matches!(
+            c.key_at(&row, &[2]),
+            Err(KeyError::WrongArity { .. })
+        ));
+        assert!(matches!(
+            c.key_at(&row, &[2, 5]),
+            Err(KeyError::RowTooShort { .. })
+        ));
     }
 
     #[test]

@@ -413,6 +413,25 @@ pub fn parse_renames(alter: &str) -> Result<Vec<(String, String)>, MappingError>
     Ok(renames)
 }
 
+/// For each slot of `insert`: the old column it may move its value from (a plain copy without
+/// conversion, and no other slot reads that old column by copy).
+fn movable_slots(columns: &[MappedColumn], insert: &[usize]) -> Vec<Option<usize>> {
+    let copied_from = |slot: usize| match (&columns[slot].source, &columns[slot].conversion) {
+        (ColumnSource::Copy { old_index }, None) => Some(*old_index),
+        _ => None,
+    };
+    let reads = |oi: usize| {
+        insert
+            .iter()
+            .filter(|&&s| matches!(columns[s].source, ColumnSource::Copy { old_index } if old_index == oi))
+            .count()
+    };
+    insert
+        .iter()
+        .map(|&slot| copied_from(slot).filter(|&oi| reads(oi) == 1))
+        .collect()
+}
+
 /// The compiled old → new mapping.
 #[derive(Debug, Clone)]
 pub struct Mapping {
@@ -425,6 +444,9 @@ pub struct Mapping {
     new_pk_slots: Vec<usize>,
     old_key: KeyCodec,
     new_key: KeyCodec,
+    /// Per output slot (insert order): the old column whose value [`Mapping::apply_owned`] may
+    /// move instead of cloning (a plain copy, no conversion, the only slot reading it).
+    movable: Vec<Option<usize>>,
 }
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -614,7 +636,9 @@ impl Mapping {
                 new.column_index(target).is_none()
             })
             .collect();
+        let movable = movable_slots(&columns, &insert);
         Ok(Mapping {
+            movable,
             old_key: KeyCodec::for_primary_key(old)?,
             new_key: KeyCodec::for_primary_key(new)?,
             old: old.clone(),
@@ -809,6 +833,26 @@ impl Mapping {
             out.push(self.value_of(&self.columns[slot], old_row)?);
         }
         Ok(())
+    }
+
+    /// Like [`Mapping::apply`], taking the old row by value: plain copies move their value out
+    /// of it instead of cloning (no allocation for strings, decimals, blobs). Expressions and
+    /// conversions read the intact row first.
+    pub fn apply_owned(&self, mut old_row: Vec<Value>) -> Result<Vec<Value>, TransformError> {
+        self.check_width(&old_row)?;
+        let mut out = Vec::with_capacity(self.insert.len());
+        for (&slot, mv) in self.insert.iter().zip(&self.movable) {
+            out.push(match mv {
+                Some(_) => Value::Null,
+                None => self.value_of(&self.columns[slot], &old_row)?,
+            });
+        }
+        for (o, mv) in out.iter_mut().zip(&self.movable) {
+            if let Some(oi) = mv {
+                *o = std::mem::replace(&mut old_row[*oi], Value::Null);
+            }
+        }
+        Ok(out)
     }
 
     fn check_width(&self, old_row: &[Value]) -> Result<(), TransformError> {
@@ -1074,6 +1118,10 @@ mod tests {
         let mut buf = Vec::new();
         m.apply_into(&row, &mut buf).unwrap();
         assert_eq!(buf.len(), 6);
+        // The owning variant moves plain copies and still evaluates expressions over the
+        // intact row (`total = price * 2` reads `price`, which is also copied).
+        assert_eq!(m.apply_owned(row.clone()).unwrap(), buf);
+        assert!(m.apply_owned(row[..3].to_vec()).is_err());
         assert!(matches!(
             m.apply(&row[..3]),
             Err(TransformError::RowWidth {
@@ -1261,6 +1309,10 @@ mod tests {
         assert_eq!(
             m.apply(&[Value::Int(42), s("x")]).unwrap()[1],
             Value::Bytes(vec![b'4', b'2', 0, 0])
+        );
+        assert_eq!(
+            m.apply_owned(vec![Value::Int(42), s("x")]).unwrap(),
+            m.apply(&[Value::Int(42), s("x")]).unwrap()
         );
         let new = table(&[("id", "int"), ("k", "bigint")], &["k"]);
         match Mapping::new(&old, &new, &[], &[set("k = id * 2")]) {

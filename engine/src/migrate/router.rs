@@ -108,9 +108,10 @@ impl Router {
         }
     }
 
+    /// The new row for an old row (taken by value: plain copies move) and its new key.
     fn transform(
         &self,
-        row: &[Value],
+        row: Vec<Value>,
         ev_pos: &EventPos,
     ) -> Result<(RowKey, Vec<Value>), RouterError> {
         let err = |detail: String| RouterError::Transform {
@@ -118,10 +119,13 @@ impl Router {
             pos: ev_pos.to_string(),
             detail,
         };
-        let new_row = self.mapping.apply(row).map_err(|e| err(e.to_string()))?;
+        let new_row = self
+            .mapping
+            .apply_owned(row)
+            .map_err(|e| err(e.to_string()))?;
         let key = self
             .key_codec
-            .key_of_values(&self.key_values(&new_row))
+            .key_at(&new_row, &self.key_positions)
             .map_err(|e| err(e.to_string()))?;
         Ok((key, new_row))
     }
@@ -211,14 +215,14 @@ impl Router {
                     };
                     self.stats.by_kind[kind].fetch_add(1, Ordering::Relaxed);
                     let pos = &change.pos;
-                    if let Some(before) = &change.before {
+                    if let Some(before) = change.before {
                         if change.kind == RowKind::Delete
                             || change
                                 .after
                                 .as_ref()
-                                .is_some_and(|a| self.key_changed(before, a))
+                                .is_some_and(|a| self.key_changed(&before, a))
                         {
-                            if self.covers(before) {
+                            if self.covers(&before) {
                                 let (key, new_row) = self.transform(before, pos)?;
                                 let kv = self.key_values(&new_row);
                                 appliers.send(key.route(n), key, Op::Delete(kv)).await?;
@@ -227,8 +231,8 @@ impl Router {
                             }
                         }
                     }
-                    if let Some(after) = &change.after {
-                        if self.covers(after) {
+                    if let Some(after) = change.after {
+                        if self.covers(&after) {
                             let (key, new_row) = self.transform(after, pos)?;
                             appliers
                                 .send(key.route(n), key, Op::Upsert(new_row))

@@ -8,12 +8,10 @@
 //! few seconds per attempt) for up to `retry_for`, then the applier fails with the last error.
 
 use super::ckpt::{ApplierCkpt, CkptTable, Coord};
-use crate::apply::{is_transient, write_delete, write_upsert, ApplyTarget, Op};
+use crate::apply::{is_transient, write_batch, ApplyTarget, Op, Pending};
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
 use rowshift_transform::key::RowKey;
-use rowshift_transform::Value;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,8 +119,7 @@ pub struct SyncApplier {
 }
 
 struct Batch {
-    ops: HashMap<RowKey, Op>,
-    order: Vec<RowKey>,
+    ops: Pending,
     changes: u64,
 }
 
@@ -149,11 +146,13 @@ impl SyncApplier {
     ) -> Result<(), SyncApplyError> {
         let mut conn = self.connect().await;
         let mut batch = Batch {
-            ops: HashMap::new(),
-            order: Vec::new(),
+            ops: Pending::default(),
             changes: 0,
         };
         let mut saved = self.state.clone();
+        // The resume position of the last change taken, copied into the state only when a
+        // batch is written or compared (not once per change: a GTID set is costly to clone).
+        let mut pending: Option<Arc<Position>> = None;
         while let Some(first) = rx.recv().await {
             let mut msg = Some(first);
             let mut mark = None;
@@ -165,23 +164,22 @@ impl SyncApplier {
                         at,
                         resume,
                     } => {
-                        if !key.is_exact() && batch.ops.contains_key(&key) {
-                            self.flush(&mut conn, &mut batch, &mut saved).await?;
+                        if !key.is_exact() && batch.ops.contains(&key) {
+                            self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                                .await?;
                         }
-                        if batch.ops.insert(key.clone(), op).is_none() {
-                            batch.order.push(key);
-                        }
+                        batch.ops.put(key, op);
                         batch.changes += 1;
                         self.state.before = Coord {
                             row: at.row + 1,
                             ..at
                         };
-                        self.state.resume = (*resume).clone();
+                        pending = Some(resume);
                     }
                     SyncMsg::Mark { at, resume, seq } => {
                         if at > self.state.before {
                             self.state.before = at;
-                            self.state.resume = (*resume).clone();
+                            pending = Some(resume);
                         }
                         mark = Some(seq);
                         break;
@@ -201,15 +199,21 @@ impl SyncApplier {
                 }
                 msg = rx.try_recv().ok();
             }
+            if mark.is_some() {
+                settle(&mut self.state, &mut pending);
+            }
             if !batch.ops.is_empty() || (mark.is_some() && saved != self.state) {
-                self.flush(&mut conn, &mut batch, &mut saved).await?;
+                self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                    .await?;
             }
             if let Some(seq) = mark {
                 let _ = ack.send((seq, self.state.before.clone()));
             }
         }
+        settle(&mut self.state, &mut pending);
         if !batch.ops.is_empty() || saved != self.state {
-            self.flush(&mut conn, &mut batch, &mut saved).await?;
+            self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                .await?;
         }
         if let Some(c) = conn {
             let _ = c.disconnect().await;
@@ -223,55 +227,20 @@ impl SyncApplier {
         conn: &mut Option<mysql_async::Conn>,
         batch: &mut Batch,
         saved: &mut ApplierCkpt,
+        pending: &mut Option<Arc<Position>>,
     ) -> Result<(), SyncApplyError> {
+        settle(&mut self.state, pending);
         let t = self.target.clone();
         let rows = batch.ops.len();
-        let ops: Vec<&Op> = batch
-            .order
-            .iter()
-            .filter_map(|k| batch.ops.get(k))
-            .collect();
-        let delete_keys: Vec<Vec<&Value>> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Delete(key) => Some(key.iter().collect()),
-                Op::Upsert(row) if !t.replace => {
-                    Some(t.key_positions.iter().map(|&i| &row[i]).collect())
-                }
-                Op::Upsert(_) => None,
-            })
-            .collect();
-        let mut stmts = Vec::with_capacity(3);
-        if !delete_keys.is_empty() {
-            let mut sql = String::new();
-            write_delete(&mut sql, &t, &delete_keys);
-            stmts.push(sql);
-        }
-        if ops.iter().any(|op| matches!(op, Op::Upsert(_))) {
-            let mut sql = String::new();
-            let verb = if t.replace {
-                "REPLACE INTO "
-            } else {
-                "INSERT INTO "
-            };
-            write_upsert(
-                &mut sql,
-                &t,
-                verb,
-                ops.iter().filter_map(|op| match op {
-                    Op::Upsert(row) => Some(row.as_slice()),
-                    Op::Delete(_) => None,
-                }),
-            );
-            stmts.push(sql);
-        }
-        stmts.push(self.ckpt.update_sql(&self.stream, &self.state));
+        let ckpt_sql = self.ckpt.update_sql(&self.stream, &self.state);
+        let mut sql = String::new();
+        write_batch(&mut sql, &t, &batch.ops.ops, Some(&ckpt_sql));
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             let result = match conn.as_mut() {
                 None => Err(None),
-                Some(c) => run_txn(c, &stmts).await.map_err(Some),
+                Some(c) => run_txn(c, &sql).await.map_err(Some),
             };
             match result {
                 Ok(()) => break,
@@ -332,22 +301,25 @@ impl SyncApplier {
             .fetch_add(batch.changes, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         batch.ops.clear();
-        batch.order.clear();
         batch.changes = 0;
         *saved = self.state.clone();
         Ok(())
     }
 }
 
-async fn run_txn(c: &mut mysql_async::Conn, stmts: &[String]) -> Result<(), mysql_async::Error> {
-    let result = async {
-        c.query_drop("BEGIN").await?;
-        for s in stmts {
-            c.query_drop(s).await?;
+/// Copy the pending resume position into the state.
+fn settle(state: &mut ApplierCkpt, pending: &mut Option<Arc<Position>>) {
+    if let Some(p) = pending.take() {
+        if state.resume != *p {
+            state.resume = (*p).clone();
         }
-        c.query_drop("COMMIT").await
     }
-    .await;
+}
+
+/// Run one batch's multi-statement transaction (`BEGIN; …; COMMIT`, one round trip); roll
+/// back what a failed statement left open.
+async fn run_txn(c: &mut mysql_async::Conn, sql: &str) -> Result<(), mysql_async::Error> {
+    let result = c.query_drop(sql).await;
     if result.is_err() {
         let _ = c.query_drop("ROLLBACK").await;
     }

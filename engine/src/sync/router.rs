@@ -280,7 +280,7 @@ impl SyncRouter {
                         .store(born.elapsed().as_millis() as u64, Ordering::Relaxed);
                     let mut ops: Vec<(RowKey, Op)> = Vec::with_capacity(2);
                     let t = &self.tables[ti];
-                    if let Some(before) = &change.before {
+                    if let Some(before) = change.before {
                         let key_changed = change
                             .after
                             .as_ref()
@@ -291,7 +291,7 @@ impl SyncRouter {
                             ops.push((key, Op::Delete(kv)));
                         }
                     }
-                    if let Some(after) = &change.after {
+                    if let Some(after) = change.after {
                         let (key, row) = transform(t, after, &at)?;
                         ops.push((key, Op::Upsert(row)));
                     }
@@ -443,14 +443,15 @@ impl SyncRouter {
     async fn emit_chunk(
         &self,
         ti: usize,
-        chunk: ChunkRows,
+        mut chunk: ChunkRows,
         touched: HashSet<RowKey>,
         at: &Coord,
         resume: &Arc<Position>,
     ) -> Result<(), SyncRouterError> {
         let t = &self.tables[ti];
         let mut emitted = 0u64;
-        for row in &chunk.rows {
+        let read = chunk.rows.len() as u64;
+        for row in std::mem::take(&mut chunk.rows) {
             let (key, new_row) = transform(t, row, at)?;
             if touched.contains(&key) {
                 continue;
@@ -470,7 +471,7 @@ impl SyncRouter {
             .await
             .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))?;
         }
-        debug!(table = %t.table, chunk = chunk.chunk, emitted, dropped = chunk.rows.len() as u64 - emitted, "chunk emitted");
+        debug!(table = %t.table, chunk = chunk.chunk, emitted, dropped = read - emitted, "chunk emitted");
         let _ = chunk.emitted.send(emitted);
         Ok(())
     }
@@ -478,7 +479,7 @@ impl SyncRouter {
 
 fn transform(
     t: &TableRoute,
-    row: &[Value],
+    row: Vec<Value>,
     at: &Coord,
 ) -> Result<(RowKey, Vec<Value>), SyncRouterError> {
     let err = |detail: String| SyncRouterError::Transform {
@@ -486,12 +487,10 @@ fn transform(
         at: at.to_string(),
         detail,
     };
-    let new_row = t.mapping.apply(row).map_err(|e| err(e.to_string()))?;
-    let kv: Vec<Value> = t
-        .key_positions
-        .iter()
-        .map(|&i| new_row[i].clone())
-        .collect();
-    let key = t.codec.key_of_values(&kv).map_err(|e| err(e.to_string()))?;
+    let new_row = t.mapping.apply_owned(row).map_err(|e| err(e.to_string()))?;
+    let key = t
+        .codec
+        .key_at(&new_row, &t.key_positions)
+        .map_err(|e| err(e.to_string()))?;
     Ok((key, new_row))
 }
