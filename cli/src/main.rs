@@ -117,6 +117,11 @@ fn parse() -> anyhow::Result<Option<Cli>> {
     }
 }
 
+/// mimalloc: the pipeline allocates rows on one thread and frees them on others, where glibc
+/// malloc/free cost ~30 % of the router thread.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(Some(cli)) => cli,
