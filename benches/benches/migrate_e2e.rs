@@ -23,7 +23,13 @@ use rowshift_engine::source::stream::{BinlogSource, SourceConfig};
 use rowshift_testkit::ledger::{
     self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR,
 };
+use rowshift_testkit::procstat::{cpu_seconds, server_pid};
 use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
+
+/// CPU seconds of `pid` (0 when unreadable: the split is then not shown right, nothing else).
+fn cpu_secs(pid: &str) -> f64 {
+    cpu_seconds(pid).unwrap_or(0.0)
+}
 use rowshift_transform::key::KeyCodec;
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::schema::Flavor;
@@ -146,31 +152,6 @@ async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Durat
     let n = conn.affected_rows();
     conn.query_drop("DROP TABLE limit_copy").await?;
     Ok((took, n))
-}
-
-/// User + system CPU seconds of process `pid` ("self" for this one), from `/proc`.
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// The pid of the test server listening on `port` (its command line names the port).
-fn server_pid(port: u16) -> Option<String> {
-    let needle = format!("--port={port}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let name = e.file_name().into_string().ok()?;
-        let cmd = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd);
-        cmd.split('\0').any(|a| a == needle).then_some(name)
-    })
 }
 
 /// Drain a backlog of `rows` row events (one UPDATE of every row) through the real pipeline.

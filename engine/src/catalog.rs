@@ -147,3 +147,17 @@ pub async fn table_exists(
         .await?;
     Ok(n.unwrap_or(0) > 0)
 }
+
+/// The estimated rows of a table (information_schema `TABLE_ROWS`); `None` when the server
+/// has no figure or says 0 for a table that has rows (statistics not yet computed).
+pub async fn estimate_rows(conn: &mut Conn, db: &str, table: &str) -> Option<u64> {
+    conn.exec_first::<Option<u64>, _, _>(
+        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (db, table),
+    )
+    .await
+    .ok()
+    .flatten()
+    .flatten()
+    .filter(|n| *n > 0)
+}

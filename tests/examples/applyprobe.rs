@@ -21,6 +21,7 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
+use rowshift_testkit::procstat::{cpu_seconds, server_pid};
 use rowshift_testkit::{ledger, Engine, ServerOptions, TestServer};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -28,31 +29,6 @@ use std::time::Instant;
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const COLS: &str = "id, customer_id, status_code, amount, counter, note, created_at, updated_at";
-
-/// User + system CPU seconds of process `pid`, from `/proc`.
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// The pid of the test server listening on `port`.
-fn server_pid(port: u16) -> Option<String> {
-    let needle = format!("--port={port}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let name = e.file_name().into_string().ok()?;
-        let cmd = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
-        let cmd = String::from_utf8_lossy(&cmd);
-        cmd.split('\0').any(|a| a == needle).then_some(name)
-    })
-}
 
 fn push_text(sql: &mut String, v: &Value) {
     match v {
@@ -253,7 +229,7 @@ async fn main() -> Res<()> {
         for (i, r) in all.iter().enumerate() {
             shares[(i / batch) % conns].push(r.clone());
         }
-        let cpu0 = cpu_secs(&pid);
+        let cpu0 = cpu_seconds(&pid).unwrap_or(0.0);
         let t = Instant::now();
         let mut tasks = Vec::new();
         for share in shares {
@@ -270,7 +246,7 @@ async fn main() -> Res<()> {
             t.await??;
         }
         let wall = t.elapsed().as_secs_f64();
-        let cpu = cpu_secs(&pid) - cpu0;
+        let cpu = cpu_seconds(&pid).unwrap_or(0.0) - cpu0;
         let n = all.len() as f64;
         println!(
             "pass {pass} {shape:>12}: {n:.0} rows in {wall:.2} s = {:>7.0} rows/s; server CPU {cpu:.2} s = {:.1} us/row",

@@ -7,6 +7,7 @@
 //! server options.
 
 use mysql_async::prelude::Queryable;
+use rowshift_testkit::procstat::cpu_seconds;
 use rowshift_testkit::{ledger, Engine, ServerOptions, TestServer};
 use std::time::Instant;
 
@@ -57,12 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut times = Vec::new();
         let mut cpu = Vec::new();
         for _ in 0..3 {
-            let before = server_pid.and_then(process_cpu_secs);
+            let before = server_pid.and_then(|p| cpu_seconds(&p.to_string()));
             let t = Instant::now();
             let _: Vec<mysql_async::Row> = conn.query(q.as_str()).await?;
             times.push(t.elapsed().as_secs_f64());
             if let (Some(pid), Some(before)) = (server_pid, before) {
-                if let Some(after) = process_cpu_secs(pid) {
+                if let Some(after) = cpu_seconds(&pid.to_string()) {
                     cpu.push(after - before);
                 }
             }
@@ -77,15 +78,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
-}
-
-/// User + system CPU seconds of process `pid` so far (`/proc/<pid>/stat`, clock ticks of 10 ms).
-fn process_cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }

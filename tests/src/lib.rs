@@ -12,6 +12,7 @@
 //! tests never skip.
 
 pub mod ledger;
+pub mod procstat;
 
 use std::fs;
 use std::io::{self, BufRead};

@@ -8,8 +8,8 @@ mod ops_support;
 mod sync_support;
 
 use mysql_async::prelude::Queryable;
-use ops_support::{http_get, metric, num, rows, table_with_rows, temp_path, DEADLINE};
-use rowshift_testkit::{rowshift_bin, Engine, TestServer};
+use ops_support::{ctl_args, http_get, metric, num, rows, table_with_rows, temp_path, DEADLINE};
+use rowshift_testkit::{Engine, TestServer};
 use serde_json::Value;
 use std::time::Instant;
 use sync_support::{spawn_sync, stop_sync, wait_backfill};
@@ -18,16 +18,7 @@ const ROWS: u32 = 3_000;
 
 /// `rowshift ctl --table <table> <command> [arg]`: (exit code, JSON reply or Null).
 async fn ctl(table: &str, command: &str, arg: Option<&str>) -> (i32, Value) {
-    let mut args = vec!["ctl", "--table", table, command];
-    args.extend(arg);
-    let out = tokio::process::Command::new(rowshift_bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v)
+    ctl_args(&["--table", table], command, arg).await
 }
 
 /// `ctl <command>`, which must succeed.

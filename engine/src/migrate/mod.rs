@@ -448,7 +448,9 @@ async fn run_inner(
             return Err(e);
         }
     };
-    let rows_estimate = estimate_rows(&mut conn, &config.db, &config.table).await;
+    let rows_estimate = catalog::estimate_rows(&mut conn, &config.db, &config.table)
+        .await
+        .unwrap_or(0);
     let mut plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
     if let Some(c) = &resumed {
         // Say exactly what state the earlier run left: the shadow still stands beside the
@@ -1168,18 +1170,6 @@ fn apply_target(
         replace: added_unique_secondary(mapping).is_empty(),
         reconnect_timeout: config.reconnect_timeout,
     }
-}
-
-async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str) -> u64 {
-    conn.exec_first::<Option<u64>, _, _>(
-        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-        (db, table),
-    )
-    .await
-    .ok()
-    .flatten()
-    .flatten()
-    .unwrap_or(0)
 }
 
 fn describe_plan(

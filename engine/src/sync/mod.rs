@@ -520,7 +520,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             backfill_estimate = match (backfill_estimate, upper.is_none()) {
                 (_, true) => backfill_estimate,
                 (Some(sum), false) if !resumed_mid_table => {
-                    estimate_rows(&mut src, &t.source_db, &t.source_table)
+                    crate::catalog::estimate_rows(&mut src, &t.source_db, &t.source_table)
                         .await
                         .map(|n| sum + n)
                 }
@@ -740,20 +740,6 @@ async fn feed_ops_progress(
 struct Backfilling {
     copy: Arc<CopyStats>,
     estimate: Option<u64>,
-}
-
-/// The estimated rows of a table (information_schema `TABLE_ROWS`); `None` when the server
-/// has no figure or says 0 for a table that has rows (statistics not yet computed).
-async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Option<u64> {
-    conn.exec_first::<Option<u64>, _, _>(
-        "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-        (db, table),
-    )
-    .await
-    .ok()
-    .flatten()
-    .flatten()
-    .filter(|n| *n > 0)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -225,8 +225,8 @@ pub async fn ctl(socket: &Path, command: &str, arg: Option<&str>) -> (i32, Value
     ctl_args(&["--socket", socket_s.as_str()], command, arg).await
 }
 
-/// `rowshift ctl <target...> command [arg]`.
-async fn ctl_args(target: &[&str], command: &str, arg: Option<&str>) -> (i32, Value) {
+/// `rowshift ctl <target...> command [arg]`: (exit code, JSON reply or Null).
+pub async fn ctl_args(target: &[&str], command: &str, arg: Option<&str>) -> (i32, Value) {
     let mut args = vec!["ctl"];
     args.extend_from_slice(target);
     args.push(command);

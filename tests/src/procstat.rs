@@ -1,0 +1,25 @@
+//! CPU time of processes from `/proc`, for benchmarks and probes that split the cost between
+//! the server and rowshift (robust to other load on the machine, unlike wall time).
+
+/// User + system CPU seconds of process `pid` so far (`"self"` for this process), from
+/// `/proc/<pid>/stat` (clock ticks of 10 ms); `None` when it cannot be read.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The pid of the test server listening on `port` (its command line names the port).
+pub fn server_pid(port: u16) -> Option<String> {
+    let needle = format!("--port={port}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let cmd = std::fs::read(format!("/proc/{name}/cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd);
+        cmd.split('\0').any(|a| a == needle).then_some(name)
+    })
+}
