@@ -197,6 +197,20 @@ async fn output_within(child: tokio::process::Child, limit: Duration) -> std::pr
     }
 }
 
+/// A transaction holding a row lock on `id` of `db`.orders (the copy stops there) until the
+/// returned connection is dropped.
+async fn hold_row(url: &str, db: &str, id: u64) -> mysql_async::Conn {
+    let mut blocker = mysql_async::Conn::from_url(url).await.unwrap();
+    blocker.query_drop("START TRANSACTION").await.unwrap();
+    let _: Vec<u64> = blocker
+        .query(format!(
+            "SELECT id FROM `{db}`.orders WHERE id = {id} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    blocker
+}
+
 /// The ledger load commits again: proof that no lock of rowshift is left.
 async fn load_commits(load: &LedgerLoad, n: u64, what: &str) {
     if tokio::time::timeout(Duration::from_secs(120), load.wait_for_commits(n))
@@ -253,15 +267,7 @@ async fn server_restarted_during_copy(engine: Engine) {
     // A row lock in the middle of the table: the copy gets through the first half and then
     // waits on it, so the restart below lands in the copy whatever the machine's speed (the
     // restart ends the lock with its session).
-    let mut blocker = mysql_async::Conn::from_url(server.url()).await.unwrap();
-    blocker.query_drop("START TRANSACTION").await.unwrap();
-    let _: Vec<u64> = blocker
-        .query(format!(
-            "SELECT id FROM `{db}`.orders WHERE id = {} FOR UPDATE",
-            RESTART_ROWS / 2
-        ))
-        .await
-        .unwrap();
+    let blocker = hold_row(&server.url(), &db, RESTART_ROWS / 2).await;
     let set = format!("order_status = {ORDER_STATUS_EXPR}");
     let mut child = tokio::process::Command::new(rowshift_bin())
         .args([
@@ -520,15 +526,7 @@ async fn server_gone_keeps_resumable_state(engine: Engine) {
     let load = LedgerLoad::start(&server.url(), &db, RESTART_ROWS, 4, 41);
     load.wait_for_commits(100).await;
     // As above: a row lock holds the copy in the middle of the table until the stop.
-    let mut blocker = mysql_async::Conn::from_url(server.url()).await.unwrap();
-    blocker.query_drop("START TRANSACTION").await.unwrap();
-    let _: Vec<u64> = blocker
-        .query(format!(
-            "SELECT id FROM `{db}`.orders WHERE id = {} FOR UPDATE",
-            RESTART_ROWS / 2
-        ))
-        .await
-        .unwrap();
+    let blocker = hold_row(&server.url(), &db, RESTART_ROWS / 2).await;
     let set = format!("order_status = {ORDER_STATUS_EXPR}");
     let table = format!("{db}.orders");
     let url = server.url();
@@ -638,15 +636,7 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
     let load = LedgerLoad::start(&server.url(), &db, ROWS, 4, 57);
     load.wait_for_commits(100).await;
     // A row lock in the middle of the table holds the copy there until the kill.
-    let mut blocker = mysql_async::Conn::from_url(server.url()).await.unwrap();
-    blocker.query_drop("START TRANSACTION").await.unwrap();
-    let _: Vec<u64> = blocker
-        .query(format!(
-            "SELECT id FROM `{db}`.orders WHERE id = {} FOR UPDATE",
-            ROWS / 2
-        ))
-        .await
-        .unwrap();
+    let blocker = hold_row(&server.url(), &db, ROWS / 2).await;
     let flag = std::env::temp_dir().join(format!(
         "rowshift-resume-low-{}-{}.postpone",
         engine.name(),
