@@ -147,19 +147,32 @@ async fn control(engine: Engine) {
     let st: Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(st["paused"], true, "{st}");
 
-    // While paused, a new chunk size applies from the next chunk on (one chunk may be queued
-    // with the old size).
+    // While paused, a new chunk size applies to every chunk dispatched after it. Chunks
+    // dispatched before the pause keep the old size: one held by each of the two workers at
+    // their gate and one queued, so at most three 20-row chunks come first.
     let chunks = num(&s, "chunks");
+    let copied = num(&s, "rows_copied");
     run.ctl_ok("chunk-size", Some("50")).await;
     let (status, body) = http_post(port, "/resume", "").await;
     assert!(status.contains("200"), "{status} {body}");
     let s = run
-        .wait_status("two more chunks", |s| {
-            num(s, "chunks") >= chunks + 2 || s["phase"] != "copy"
+        .wait_status("a 50-row chunk", |s| {
+            num(s, "last_chunk_rows") == 50 || s["phase"] != "copy"
         })
         .await;
     if s["phase"] == "copy" {
-        assert_eq!(num(&s, "last_chunk_rows"), 50, "{s}");
+        let (n, rows) = (num(&s, "chunks") - chunks, num(&s, "rows_copied") - copied);
+        // n chunks after the resume, `old` of them (20 rows), the rest new (50 rows).
+        let old = (50 * n - rows) / 30;
+        assert_eq!(
+            20 * old + 50 * (n - old),
+            rows,
+            "only 20 and 50-row chunks: {s}"
+        );
+        assert!(
+            old <= 3,
+            "{old} chunks of the old size after the resume: {s}"
+        );
     }
     // The counter moved.
     let deadline = Instant::now() + DEADLINE;
