@@ -9,7 +9,7 @@
 //! 1000000), `ROWSHIFT_BENCH_PEER=0` to skip pt-online-schema-change,
 //! `ROWSHIFT_BENCH_ONLY=catchup` to measure the catch-up rate alone, and
 //! `ROWSHIFT_BENCH_CATCHUP=4x500,2x2000` for the catch-up settings tried (appliers x batch rows,
-//! default the migrate default `4x500`), `ROWSHIFT_BENCH_ARGS="--appliers 2 ..."` for extra
+//! default the migrate default `4x500`; `none` skips it), `ROWSHIFT_BENCH_ARGS="--appliers 2 ..."` for extra
 //! `rowshift migrate` options. Results: benches/README.md.
 
 use mysql_async::prelude::Queryable;
@@ -292,7 +292,7 @@ async fn main() -> Res<()> {
 
     // Catch-up apply rate on a backlog.
     let settings = std::env::var("ROWSHIFT_BENCH_CATCHUP").unwrap_or_else(|_| "4x500".into());
-    for setting in settings.split(',') {
+    for setting in settings.split(',').filter(|s| *s != "none") {
         let (appliers, batch) = setting
             .split_once('x')
             .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))

@@ -13,6 +13,7 @@ use rowshift_engine::verify::{
     self, ColumnMapping, NewTable, Standalone, TableRef, VerifyConfig, VerifyPlan, VerifyReport,
 };
 use rowshift_testkit::ledger::{self, LedgerLoad};
+use rowshift_testkit::procstat::{cpu_seconds, server_pid};
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,14 @@ async fn run_once(server: &TestServer, db: &str, workers: usize) -> Res<VerifyRe
         new: NewTable::Shadow(TableRef::new(db, "_orders_new")),
         mapping: ColumnMapping::Identity,
     };
-    let config = VerifyConfig {
+    let mut config = VerifyConfig {
         workers,
         max_reported_rows: 100,
         ..VerifyConfig::default()
     };
+    if let Ok(ms) = std::env::var("ROWSHIFT_BENCH_CHUNK_MS") {
+        config.target_chunk_time = Duration::from_millis(ms.parse()?);
+    }
     Ok(verify::run(plan, &mut Standalone, config).await?)
 }
 
@@ -64,14 +68,28 @@ async fn bench(engine: Engine, rows: u64, workers: usize, runs: usize) -> Res<()
     // 1. Quiet server: checksum speed.
     let mut rates = Vec::new();
     let mut held = Vec::new();
+    let pid = server_pid(server.port()).unwrap_or_default();
     for run in 0..runs {
+        let cpu = (cpu_seconds(&pid), cpu_seconds("self"));
         let r = run_once(&server, &db, workers).await?;
+        let cpu = match (cpu, (cpu_seconds(&pid), cpu_seconds("self"))) {
+            ((Some(s0), Some(r0)), (Some(s1), Some(r1))) => (s1 - s0, r1 - r0),
+            _ => (f64::NAN, f64::NAN),
+        };
         assert!(r.is_go(), "{}", r.summary());
         eprintln!(
-            "  quiet run {run}: {:.2} s checksums, {:.0} rows/s, lock held {:.2} ms",
+            "  quiet run {run}: {:.2} s checksums, {:.0} rows/s, lock held {:.2} ms, CPU server {:.2} s + rowshift {:.2} s, {} chunks finishing at {} ms",
             r.checksum_ms / 1e3,
             r.rows_per_second,
-            r.lock.held_ms
+            r.lock.held_ms,
+            cpu.0,
+            cpu.1,
+            r.chunks_checked,
+            r.progress
+                .iter()
+                .map(|p| format!("{:.0}", p.elapsed_ms))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         rates.push(r.rows_per_second);
         held.push(r.lock.held_ms);

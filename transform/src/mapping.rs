@@ -1299,6 +1299,56 @@ mod tests {
     }
 
     #[test]
+    fn owned_apply_converts_moved_values() {
+        // Widened, narrowed and unchanged copies plus an expression over a moved column: the
+        // owning variant gives what `apply` gives, and refuses what it refuses.
+        let old = table(
+            &[
+                ("id", "int"),
+                ("n", "int"),
+                ("s", "varchar(10)"),
+                ("d", "decimal(5,2)"),
+            ],
+            &["id"],
+        );
+        let new = table(
+            &[
+                ("id", "bigint"),
+                ("n", "tinyint"),
+                ("s", "varchar(20)"),
+                ("d", "decimal(5,2)"),
+                ("twice", "bigint"),
+            ],
+            &["id"],
+        );
+        let m = Mapping::new(&old, &new, &[], &[set("twice = n * 2")]).unwrap();
+        let row = vec![
+            Value::Int(7),
+            Value::Int(100),
+            s("abc"),
+            Value::Decimal("1.50".into()),
+        ];
+        let want = m.apply(&row).unwrap();
+        assert_eq!(want[0], Value::Int(7));
+        assert_eq!(m.apply_owned(row).unwrap(), want);
+        let too_big = vec![Value::Int(1), Value::Int(300), s("x"), Value::Null];
+        assert!(matches!(
+            m.apply(&too_big),
+            Err(TransformError::LossyConversion { .. })
+        ));
+        assert!(matches!(
+            m.apply_owned(too_big),
+            Err(TransformError::LossyConversion { .. })
+        ));
+        // A decoder bug (a number where a string belongs) is caught on the moving path too.
+        let wrong = vec![Value::Int(1), Value::Int(1), Value::Int(5), Value::Null];
+        assert!(matches!(
+            m.apply_owned(wrong),
+            Err(TransformError::UnexpectedValue { .. })
+        ));
+    }
+
+    #[test]
     fn primary_key_must_be_copied() {
         let old = table(&[("id", "int"), ("email", "varchar(50)")], &["id"]);
         let new = table(&[("id", "int"), ("email", "varchar(50)")], &["email"]);
