@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench -p rowshift-benches --bench verify` with env
 //! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb|both` (default both), `ROWSHIFT_BENCH_ROWS` (default
-//! 1000000), `ROWSHIFT_BENCH_WORKERS` (default 2), `ROWSHIFT_BENCH_RUNS` (default 3).
+//! 1000000), `ROWSHIFT_BENCH_WORKERS` (default 2), `ROWSHIFT_BENCH_RUNS` (default 3),
+//! `ROWSHIFT_BENCH_CHUNK_MS` (target chunk time; default the verifier's). Each quiet run prints
+//! the server's and this process's CPU seconds and when each chunk finished.
 //! Results: benches/README.md.
 
 use mysql_async::prelude::Queryable;
