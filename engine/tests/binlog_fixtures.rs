@@ -101,7 +101,8 @@ fn error_offset(e: &DecodeError) -> u64 {
         | DecodeError::BadValue { offset, .. }
         | DecodeError::PartialJson { offset, .. }
         | DecodeError::Incident { offset, .. }
-        | DecodeError::Unsupported { offset, .. } => *offset,
+        | DecodeError::Unsupported { offset, .. }
+        | DecodeError::XaRollbackNotUndone { offset, .. } => *offset,
         DecodeError::BadMagic { .. } => 0,
     }
 }

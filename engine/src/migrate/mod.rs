@@ -816,11 +816,9 @@ async fn run_inner(
 
         set_phase("verify");
         let _ = phase_tx.send("verify");
-        let verification = if config.skip_verify {
-            warn!("verification skipped (--skip-verify): cutting over on the copy and binlog apply alone");
-            None
-        } else {
-            let report = abortable!(retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)))?;
+        // The verification, its report written; a difference stops the run (unless allowed).
+        let verify_now = || async {
+            let report = retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)).await?;
             info!(go = report.is_go(), "verification done");
             if let Some(path) = &config.verify_report {
                 let body = if path.extension().is_some_and(|e| e == "html") { report.to_html() } else { report.to_json() };
@@ -831,7 +829,13 @@ async fn run_inner(
             if !report.is_go() && !config.allow_differences {
                 return Err(MigrateError::Differences { summary: report.summary() });
             }
-            Some((report.summary(), report.is_go()))
+            Ok::<_, MigrateError>((report.summary(), report.is_go()))
+        };
+        let verification = if config.skip_verify {
+            warn!("verification skipped (--skip-verify): cutting over on the copy and binlog apply alone");
+            None
+        } else {
+            Some(abortable!(verify_now())?)
         };
         let outcome = match &verification {
             None => "skipped",
@@ -839,17 +843,19 @@ async fn run_inner(
             Some((_, false)) => "differences-allowed",
         };
         fire_hook(&config, HookEvent::VerifyDone, hook_ctx("verify", vec![("ROWSHIFT_VERIFY".into(), outcome.into())])).await?;
-        let verification = verification.map(|(summary, _)| summary);
+        let mut verification = verification.map(|(summary, _)| summary);
 
         // Postponed while the flag file exists or the operator holds it (`ctl postpone`);
         // `ctl cut-over` releases both.
         let mut postpone = controls.postpone.clone();
+        let mut postponed = false;
         loop {
             let flag = config.postpone_flag.as_ref().filter(|f| f.exists());
             if flag.is_none() && !*postpone.borrow_and_update() {
                 break;
             }
             set_phase("postponed");
+            postponed = true;
             match flag {
                 Some(flag) => info!(flag = %flag.display(), "cut-over postponed while the flag file exists (or until `rowshift ctl cut-over`)"),
                 None => info!("cut-over postponed by the operator until `rowshift ctl cut-over`"),
@@ -865,6 +871,14 @@ async fn run_inner(
                 }
             });
             wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+        }
+        // What was verified before a postponement may be hours old: verify what the binlog
+        // applied since, too, before cutting over.
+        if postponed && verification.is_some() {
+            set_phase("verify");
+            let _ = phase_tx.send("verify");
+            info!("verifying again after the postponement");
+            verification = Some(abortable!(verify_now())?.0);
         }
         // No cut-over while throttled (a lagging replica, a loaded server): it would add to
         // the trouble, and the lag would reach the application right after.

@@ -27,6 +27,7 @@ use super::json_patch::apply_diffs;
 use super::mariadb::{self, types as maria};
 use super::schema_cache::SchemaCache;
 use super::values::{decode_value, Cursor, RawValue, ValueError};
+use super::xa::{self, XaEnd, XaHold};
 use crate::event::{AbsentColumns, EventPos, Marker, RowChange, RowKind, SourceEvent, TableRef};
 use crate::position::{Gtid, GtidSet, GtidState, GtidTag, Position, Uuid};
 
@@ -37,6 +38,18 @@ pub const MAX_EVENT_SIZE: u64 = 1 << 30;
 /// settings, what to change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
+    /// An XA branch whose rows were applied was rolled back, and it had too many rows to keep.
+    #[error("{file}:{offset}: XA transaction {xid} was rolled back after its {rows} prepared rows were applied; rowshift keeps at most {max} rows of prepared XA transactions to undo them. The target now holds rows the source rolled back: for a migration, run it again with --abort and start it anew; for a sync, start a new backfill into a fresh target table", max = xa::MAX_HELD_ROWS)]
+    XaRollbackNotUndone {
+        /// File.
+        file: String,
+        /// Offset of the XA ROLLBACK.
+        offset: u64,
+        /// The XID.
+        xid: String,
+        /// Rows the branch had.
+        rows: usize,
+    },
     /// The data ends inside an event (truncated file, or the active file of a running server).
     #[error("{file}: truncated at offset {offset}: {what} needs {needed} bytes, {available} left")]
     Truncated {
@@ -225,6 +238,7 @@ impl DecodeError {
             DecodeError::PartialJson { .. } => "partial_json",
             DecodeError::Incident { .. } => "incident",
             DecodeError::Unsupported { .. } => "unsupported",
+            DecodeError::XaRollbackNotUndone { .. } => "xa_rollback_not_undone",
         }
     }
 }
@@ -431,6 +445,8 @@ pub struct Decoder {
     inline_payloads: bool,
     /// Offset where the next event is expected (streams: for events with log_pos 0).
     next_offset: u64,
+    /// Rows of prepared XA branches, to undo at `XA ROLLBACK`.
+    xa: XaHold,
 }
 
 impl Decoder {
@@ -453,6 +469,7 @@ impl Decoder {
             payload: None,
             inline_payloads: true,
             next_offset: 4,
+            xa: XaHold::default(),
         }
     }
 
@@ -640,7 +657,57 @@ impl Decoder {
         }
     }
 
+    /// A transaction starts here unless one is open already.
+    fn begin(&mut self, ev: &RawEvent<'_>, out: &mut Vec<SourceEvent>) {
+        if !self.in_txn {
+            self.in_txn = true;
+            out.push(SourceEvent::Begin {
+                gtid: self.txn_gtid,
+                pos: self.event_pos(ev, 0),
+                timestamp: ev.header.timestamp(),
+            });
+        }
+    }
+
+    /// `XA COMMIT` / `XA ROLLBACK`: a rolled-back branch whose rows were applied gets them
+    /// undone (inverse changes, newest first) in this transaction.
+    fn xa_finish(
+        &mut self,
+        ev: &RawEvent<'_>,
+        text: &str,
+        out: &mut Vec<SourceEvent>,
+    ) -> Result<(), DecodeError> {
+        let undo = match xa::parse_end(text) {
+            Some(end) => self
+                .xa
+                .finish(&end)
+                .map_err(|rows| DecodeError::XaRollbackNotUndone {
+                    file: self.file(),
+                    offset: ev.offset,
+                    xid: match &end {
+                        XaEnd::Commit(x) | XaEnd::Rollback(x) => x.to_string(),
+                    },
+                    rows,
+                })?,
+            None => None,
+        };
+        if let Some(undo) = undo {
+            self.begin(ev, out);
+            for (i, mut r) in undo.into_iter().enumerate() {
+                r.pos = self.event_pos(ev, u32::try_from(i).unwrap_or(u32::MAX));
+                r.gtid = self.txn_gtid;
+                out.push(SourceEvent::Rows(r));
+            }
+        }
+        self.commit(ev, None, out);
+        Ok(())
+    }
+
     fn commit(&mut self, ev: &RawEvent<'_>, xid: Option<u64>, out: &mut Vec<SourceEvent>) {
+        if self.xa.in_branch() && ev.header.event_type_raw() != 38 {
+            // A branch that ends without XA PREPARE (XA COMMIT .. ONE PHASE): nothing to keep.
+            self.xa.ended();
+        }
         let gtid = self.txn_gtid.take();
         if let Some(g) = &gtid {
             self.gtid_state.add(g);
@@ -761,7 +828,18 @@ impl Decoder {
             23..=25
             | 30..=32
             | 39
-            | maria::WRITE_ROWS_COMPRESSED_V1..=maria::DELETE_ROWS_COMPRESSED => self.rows(ev, out),
+            | maria::WRITE_ROWS_COMPRESSED_V1..=maria::DELETE_ROWS_COMPRESSED => {
+                let first = out.len();
+                self.rows(ev, out)?;
+                if self.xa.in_branch() {
+                    for e in &out[first..] {
+                        if let SourceEvent::Rows(r) = e {
+                            self.xa.keep(r);
+                        }
+                    }
+                }
+                Ok(())
+            }
             20..=22 => Err(DecodeError::Unsupported {
                 file: self.file(),
                 offset: ev.offset,
@@ -855,7 +933,12 @@ impl Decoder {
             }
             38 => {
                 // XA PREPARE: the prepared branch's rows were logged; treat it as the commit
-                // boundary (XA COMMIT/ROLLBACK follow as separate groups).
+                // boundary (XA COMMIT/ROLLBACK follow as separate groups) and keep the rows
+                // until the branch ends.
+                match xa::xid_of_prepare(ev.body) {
+                    Some(xid) => self.xa.prepared(xid),
+                    None => return Err(self.corrupt(ev, "short XA_PREPARE event")),
+                }
                 self.commit(ev, None, out);
                 Ok(())
             }
@@ -893,6 +976,9 @@ impl Decoder {
                     .ok_or_else(|| self.corrupt(ev, "short GTID event"))?;
                 self.flavor = Flavor::MariaDb;
                 self.txn_gtid = Some(Gtid::MariaDb(g.gtid));
+                if g.flags & mariadb::FL_PREPARED_XA != 0 {
+                    self.xa.start();
+                }
                 if g.flags & mariadb::FL_STANDALONE == 0 {
                     // A MariaDB GTID event stands for BEGIN.
                     self.in_txn = true;
@@ -998,19 +1084,13 @@ impl Decoder {
             q.query().into_owned()
         };
         match classify_query(&text) {
-            QueryKind::Begin | QueryKind::XaStart => {
-                if !self.in_txn {
-                    self.in_txn = true;
-                    out.push(SourceEvent::Begin {
-                        gtid: self.txn_gtid,
-                        pos: self.event_pos(ev, 0),
-                        timestamp: ev.header.timestamp(),
-                    });
-                }
+            QueryKind::Begin => self.begin(ev, out),
+            QueryKind::XaStart => {
+                self.xa.start();
+                self.begin(ev, out);
             }
-            QueryKind::Commit | QueryKind::Rollback | QueryKind::XaFinish => {
-                self.commit(ev, None, out)
-            }
+            QueryKind::XaFinish => self.xa_finish(ev, &text, out)?,
+            QueryKind::Commit | QueryKind::Rollback => self.commit(ev, None, out),
             QueryKind::XaEnd | QueryKind::Savepoint => self.marker(
                 ev,
                 Marker::Skipped {

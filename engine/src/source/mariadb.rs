@@ -37,6 +37,10 @@ pub(crate) mod types {
 /// GTID event flag: the group is a single statement without BEGIN/COMMIT (DDL).
 pub(crate) const FL_STANDALONE: u8 = 1;
 
+/// GTID event flag: the group is an XA branch that ends with XA PREPARE (MariaDB logs its
+/// `XA START` in the GTID event, not as a query).
+pub(crate) const FL_PREPARED_XA: u8 = 64;
+
 /// A decoded MariaDB GTID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GtidEvent {

@@ -20,6 +20,7 @@ pub mod reconnect;
 pub mod schema_cache;
 pub mod stream;
 mod values;
+pub mod xa;
 
 pub use decode::{DecodeError, DecodeOptions, Decoder, Flavor, RawEvent, TableFilter};
 pub use file::{decode_bytes, BinlogReader, FileError};

@@ -1,0 +1,169 @@
+//! Changes while the cut-over is postponed. XA transactions: a prepared branch is in the
+//! binlog (and applied to the shadow) before it is committed or rolled back; a rolled-back
+//! branch must be undone in the shadow, a committed one kept, and the migrated table must hold
+//! exactly the source's rows. And the verification runs again when a postponed cut-over is
+//! released: a shadow that went wrong while waiting is never swapped in.
+
+mod ops_support;
+
+use mysql_async::prelude::Queryable;
+use ops_support::*;
+use rowshift_testkit::{Engine, TestServer};
+use std::time::{Duration, Instant};
+
+async fn shadow_a(server: &TestServer, db: &str, id: i64) -> Option<i64> {
+    let mut c = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    let v: Option<i64> = c
+        .query_first(format!("SELECT a FROM `{db}`.`_t_new` WHERE id = {id}"))
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    v
+}
+
+async fn xa_branches(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("xa-{}", engine.name());
+    let db = table_with_rows(&server, &format!("mig_xa_{}", engine.name()), 300).await;
+    let mut run = Run::start(&server, &db, &name, &["--postpone-cut-over"]);
+    run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
+        .await;
+    let before = rows(&server, &db).await;
+    let a_of = |id: i64| before.iter().find(|r| r.0 == id).map(|r| r.1).unwrap();
+
+    let mut c = mysql_async::Conn::from_url(server.url_for_db(&db))
+        .await
+        .unwrap();
+    // Prepared, applied to the shadow, then rolled back: updates, a delete, an insert, and one
+    // key changed twice and deleted and re-inserted (undone newest first).
+    for q in [
+        "XA START 'rs1'",
+        "UPDATE t SET a = a + 100 WHERE id <= 20",
+        "DELETE FROM t WHERE id BETWEEN 21 AND 25",
+        "INSERT INTO t (id, a, s) VALUES (1001, 1, 'xa')",
+        "UPDATE t SET a = a * 2 WHERE id = 40",
+        "UPDATE t SET a = a + 7, s = 'twice' WHERE id = 40",
+        "DELETE FROM t WHERE id = 41",
+        "INSERT INTO t (id, a, s) VALUES (41, -1, 'again')",
+        "XA END 'rs1'",
+        "XA PREPARE 'rs1'",
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    // Wait until the prepared rows reached the shadow, so the rollback has something to undo.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shadow_a(&server, &db, 1).await != Some(a_of(1) + 100)
+        || shadow_a(&server, &db, 1001).await.is_none()
+    {
+        run.assert_running("the prepared XA rows in the shadow");
+        assert!(
+            Instant::now() < deadline,
+            "the prepared rows never reached the shadow"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.query_drop("XA ROLLBACK 'rs1'").await.unwrap();
+    // Committed after a prepare (with a branch qualifier and format ID), and in one phase.
+    for q in [
+        "XA START 'rs2','b',7",
+        "UPDATE t SET a = a + 1 WHERE id = 30",
+        "XA END 'rs2','b',7",
+        "XA PREPARE 'rs2','b',7",
+        "XA COMMIT 'rs2','b',7",
+        "XA START 'rs3'",
+        "UPDATE t SET a = a + 2 WHERE id = 31",
+        "XA END 'rs3'",
+        "XA COMMIT 'rs3' ONE PHASE",
+        // Prepared and rolled back before rowshift could apply anything in between.
+        "XA START 'rs4'",
+        "DELETE FROM t WHERE id = 32",
+        "XA END 'rs4'",
+        "XA PREPARE 'rs4'",
+        "XA ROLLBACK 'rs4'",
+        "UPDATE t SET a = a + 3 WHERE id = 33",
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    c.disconnect().await.unwrap();
+    let mut want = before.clone();
+    for r in &mut want {
+        r.1 += match r.0 {
+            30 => 1,
+            31 => 2,
+            33 => 3,
+            _ => 0,
+        };
+    }
+    assert_eq!(
+        rows(&server, &db).await,
+        want,
+        "the source after the XA branches"
+    );
+
+    run.ctl_ok("cut-over", None).await;
+    let end = run.wait().await;
+    assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
+    assert!(end.out.contains("GO"), "{}", end.out);
+    assert!(
+        tables(&server, &db).await.contains(&"_t_old".to_string()),
+        "the old table is kept"
+    );
+    assert_eq!(
+        rows(&server, &db).await,
+        want,
+        "the migrated table holds the source's rows"
+    );
+}
+
+/// A shadow changed behind rowshift's back while the cut-over waits: the verification after
+/// the release finds the row and the cut-over is refused; the table is untouched.
+async fn reverified_after_postponement(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("reverify-{}", engine.name());
+    let db = table_with_rows(&server, &format!("mig_reverify_{}", engine.name()), 300).await;
+    let before = rows(&server, &db).await;
+    let create_before = create_of(&server, &db).await;
+    let mut run = Run::start(&server, &db, &name, &["--postpone-cut-over"]);
+    run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
+        .await;
+    let mut c = mysql_async::Conn::from_url(server.url_for_db(&db))
+        .await
+        .unwrap();
+    c.query_drop("UPDATE _t_new SET a = a + 1 WHERE id = 77")
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    run.ctl_ok("cut-over", None).await;
+    let end = run.wait().await;
+    assert_ne!(end.code, 0, "{}\n{}", end.out, end.err);
+    assert!(
+        end.err.contains("verifying again after the postponement")
+            && end.err.contains("NO-GO")
+            && end.err.contains("changed         id=77  columns: a"),
+        "{}",
+        end.err
+    );
+    assert_eq!(tables(&server, &db).await, vec!["t".to_string()]);
+    assert_eq!(rows(&server, &db).await, before);
+    assert_eq!(create_of(&server, &db).await, create_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverified_after_postponement_mysql() {
+    reverified_after_postponement(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverified_after_postponement_mariadb() {
+    reverified_after_postponement(Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_branches_mysql() {
+    xa_branches(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_branches_mariadb() {
+    xa_branches(Engine::MariaDb).await;
+}
