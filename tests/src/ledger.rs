@@ -145,6 +145,20 @@ impl LedgerLoad {
     /// Start `clients` writers on `db` (created by [`create_and_fill`] with `rows` rows).
     /// `seed` makes the choice of rows repeatable.
     pub fn start(url: &str, db: &str, rows: u64, clients: usize, seed: u64) -> LedgerLoad {
+        LedgerLoad::start_paced(url, db, rows, clients, seed, None)
+    }
+
+    /// Like [`LedgerLoad::start`], each client committing at most `per_client` transactions
+    /// per second (`None`: as fast as it can). Tests whose subject must keep up with the load
+    /// in a debug build use it, so the outcome does not hang on the machine's speed.
+    pub fn start_paced(
+        url: &str,
+        db: &str,
+        rows: u64,
+        clients: usize,
+        seed: u64,
+        per_client: Option<u32>,
+    ) -> LedgerLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
         let next_new_id = Arc::new(AtomicU64::new(rows + 1));
@@ -159,6 +173,7 @@ impl LedgerLoad {
                     next_new_id: next_new_id.clone(),
                     rng: SmallRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(i as u64)),
                     started,
+                    interval: per_client.map(|n| Duration::from_secs(1) / n.max(1)),
                 };
                 tokio::spawn(client.run())
             })
@@ -217,13 +232,21 @@ struct Client {
     next_new_id: Arc<AtomicU64>,
     rng: SmallRng,
     started: Instant,
+    /// Least time between two transactions' starts (pacing), if any.
+    interval: Option<Duration>,
 }
 
 impl Client {
     async fn run(mut self) -> LoadReport {
         let mut report = LoadReport::default();
         let mut conn: Option<Conn> = None;
+        let mut next = tokio::time::Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if let Some(interval) = self.interval {
+                // Pacing the load, not waiting for anything.
+                tokio::time::sleep_until(next).await;
+                next = (next + interval).max(tokio::time::Instant::now());
+            }
             if conn.is_none() {
                 match Opts::from_url(&self.url) {
                     Ok(opts) => match Conn::new(opts).await {

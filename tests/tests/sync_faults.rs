@@ -31,14 +31,7 @@ async fn finish_and_check(
         "sync stopped on the fault (log {})",
         log.display()
     );
-    stop_sync(child).await;
-    let (code, out, err) = promote(args, &[]).await;
-    assert_eq!(
-        code,
-        0,
-        "promote did not say GO:\n{out}\n{err}\nsync log: {}",
-        log.display()
-    );
+    stop_and_promote(child, args, log).await;
     assert_target_correct(tgt, db, ROWS).await;
     assert_same_counts(src, tgt, db).await;
 }

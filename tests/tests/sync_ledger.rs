@@ -52,15 +52,8 @@ async fn ledger_between(from: Engine, to: Engine) {
 
     let report = load.stop().await;
     assert!(report.committed > 500);
-    stop_sync(child).await;
 
-    let (code, out, err) = promote(&args, &[]).await;
-    assert_eq!(
-        code,
-        0,
-        "promote did not say GO:\n{out}\n{err}\nsync log: {}",
-        log.display()
-    );
+    let out = stop_and_promote(child, &args, &log).await;
     assert!(out.contains("GO:"), "{out}");
     assert_target_correct(&tgt, &db, ROWS).await;
     assert_same_counts(&src, &tgt, &db).await;

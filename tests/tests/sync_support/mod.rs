@@ -103,6 +103,19 @@ pub async fn promote(args: &[String], extra: &[&str]) -> (i32, String, String) {
     run_rowshift(&all).await
 }
 
+/// Stop the sync, run `promote` and require GO; returns promote's stdout.
+pub async fn stop_and_promote(child: Child, args: &[String], log: &std::path::Path) -> String {
+    stop_sync(child).await;
+    let (code, out, err) = promote(args, &[]).await;
+    assert_eq!(
+        code,
+        0,
+        "promote did not say GO:\n{out}\n{err}\nsync log: {}",
+        log.display()
+    );
+    out
+}
+
 /// The ledger invariant and the transformed column hold on the target.
 pub async fn assert_target_correct(tgt: &TestServer, db: &str, rows: u64) {
     let mut conn = mysql_async::Conn::from_url(tgt.url()).await.unwrap();

@@ -1,0 +1,91 @@
+//! XA transactions under `rowshift sync`, both directions: a branch prepared on the source is
+//! applied to the target at `XA PREPARE`; its `XA ROLLBACK` must undo it there, so `promote`
+//! says GO and the target holds the source's rows.
+
+mod sync_support;
+
+use mysql_async::prelude::Queryable;
+use rowshift_testkit::ledger;
+use rowshift_testkit::{Engine, TestServer};
+use std::time::{Duration, Instant};
+use sync_support::*;
+
+const ROWS: u64 = 2_000;
+
+async fn counter(server: &TestServer, db: &str, id: u64) -> Option<i64> {
+    let mut c = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    let v = c
+        .query_first(format!(
+            "SELECT counter FROM `{db}`.`orders` WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    v
+}
+
+async fn rolled_back_branch(from: Engine, to: Engine) {
+    let src = TestServer::shared(from);
+    let tgt = TestServer::shared(to);
+    let db = format!("sync_xa_{}_{}", from.name(), to.name());
+    src.fresh_db(&db).await.unwrap();
+    tgt.fresh_db(&db).await.unwrap();
+    let mut c = mysql_async::Conn::from_url(src.url_for_db(&db))
+        .await
+        .unwrap();
+    ledger::create_and_fill(&mut c, &db, ROWS).await.unwrap();
+    let name = format!("xa{}{}", from.name(), to.name());
+    let args = sync_args(&src, &tgt, &db, &name);
+    let log = std::env::temp_dir().join(format!("rs-sync-xa-{}-{name}.log", std::process::id()));
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, &db, &name, &mut child).await;
+
+    let before = counter(&src, &db, 1).await.unwrap();
+    for q in [
+        "XA START 'sx1'",
+        "UPDATE orders SET counter = counter + 1000 WHERE id <= 10",
+        "DELETE FROM orders WHERE id = 11",
+        "UPDATE orders SET note = 'xa' WHERE id = 12",
+        "XA END 'sx1'",
+        "XA PREPARE 'sx1'",
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    // The prepared rows reach the target before the rollback.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counter(&tgt, &db, 1).await != Some(before + 1000) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sync ended: {status:?} (log {})", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prepared rows never reached the target (log {})",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.query_drop("XA ROLLBACK 'sx1'").await.unwrap();
+    c.query_drop("UPDATE orders SET note = 'after' WHERE id = 13")
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+
+    stop_and_promote(child, &args, &log).await;
+    assert_eq!(counter(&tgt, &db, 1).await, Some(before));
+    assert!(
+        counter(&tgt, &db, 11).await.is_some(),
+        "the deleted row is back"
+    );
+    assert_same_counts(&src, &tgt, &db).await;
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_branch_mysql_to_mariadb() {
+    rolled_back_branch(Engine::MySql, Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_branch_mariadb_to_mysql() {
+    rolled_back_branch(Engine::MariaDb, Engine::MySql).await;
+}
