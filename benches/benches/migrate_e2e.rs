@@ -23,13 +23,9 @@ use rowshift_engine::source::stream::{BinlogSource, SourceConfig};
 use rowshift_testkit::ledger::{
     self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR,
 };
-use rowshift_testkit::procstat::{cpu_seconds, server_pid};
+use rowshift_testkit::procstat::{server_pid, CpuSince};
 use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
 
-/// CPU seconds of `pid` (0 when unreadable: the split is then not shown right, nothing else).
-fn cpu_secs(pid: &str) -> f64 {
-    cpu_seconds(pid).unwrap_or(0.0)
-}
 use rowshift_transform::key::KeyCodec;
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::schema::Flavor;
@@ -203,7 +199,7 @@ async fn catch_up_rate(
         reconnect_timeout: Duration::from_secs(300),
     };
     let server_pid = server_pid(server.port()).unwrap_or_default();
-    let (cpu_server0, cpu_self0) = (cpu_secs(&server_pid), cpu_secs("self"));
+    let cpu = CpuSince::start(&[&server_pid, "self"]);
     let started = Instant::now();
     let mut cfg = SourceConfig::new(server.url());
     cfg.start = StartPosition::File {
@@ -238,10 +234,11 @@ async fn catch_up_rate(
     let (applied_tx, _applied_rx) = tokio::sync::watch::channel(None);
     router.run(stream, appliers, cmd_rx, applied_tx).await?;
     let took = started.elapsed();
+    let used = cpu.used();
     println!(
         "catch-up CPU: server {:.2} s, rowshift pipeline {:.2} s (wall {:.2} s)",
-        cpu_secs(&server_pid) - cpu_server0,
-        cpu_secs("self") - cpu_self0,
+        used[0],
+        used[1],
         took.as_secs_f64()
     );
     let diff: Option<u64> = conn

@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use rowshift_engine::conn::Endpoint;
 use rowshift_engine::sync::{self, SyncConfig, SyncTable};
 use rowshift_testkit::ledger::{self, LedgerLoad, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
-use rowshift_testkit::procstat::{cpu_seconds, server_pid};
+use rowshift_testkit::procstat::{server_pid, CpuSince};
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 
@@ -141,28 +141,18 @@ async fn run() -> Res<()> {
     let events = rounds * per_round;
     // CPU seconds of the source server, the target server and this process (rowshift) over
     // the drain, per million events: where the time goes.
-    let pids = [
+    let (src_pid, tgt_pid) = (
         server_pid(src.port()).unwrap_or_default(),
         server_pid(tgt.port()).unwrap_or_default(),
-        "self".to_string(),
-    ];
-    let cpu = || {
-        pids.iter()
-            .map(|p| cpu_seconds(p).unwrap_or(f64::NAN))
-            .collect::<Vec<_>>()
-    };
-    let cpu0 = cpu();
+    );
+    let cpu = CpuSince::start(&[&src_pid, &tgt_pid, "self"]);
     println!("  draining the backlog");
     let mut handle = sync::start(cfg).await?;
     let t = Instant::now();
     handle.drain(Duration::from_secs(3_600)).await?;
     let drain = t.elapsed().as_secs_f64();
     handle.stop().await?;
-    let per_m: Vec<f64> = cpu()
-        .iter()
-        .zip(&cpu0)
-        .map(|(b, a)| (b - a) * 1e6 / events as f64)
-        .collect();
+    let per_m: Vec<f64> = cpu.used().iter().map(|s| s * 1e6 / events as f64).collect();
     println!(
         "  backlog: {events} row events drained in {drain:.1} s = {:.0} row events/s (target >= 100000); CPU s per million: source {:.1}, target {:.1}, rowshift {:.1}",
         events as f64 / drain,

@@ -15,7 +15,7 @@ use rowshift_engine::verify::{
     self, ColumnMapping, NewTable, Standalone, TableRef, VerifyConfig, VerifyPlan, VerifyReport,
 };
 use rowshift_testkit::ledger::{self, LedgerLoad};
-use rowshift_testkit::procstat::{cpu_seconds, server_pid};
+use rowshift_testkit::procstat::{server_pid, CpuSince};
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 
@@ -72,20 +72,17 @@ async fn bench(engine: Engine, rows: u64, workers: usize, runs: usize) -> Res<()
     let mut held = Vec::new();
     let pid = server_pid(server.port()).unwrap_or_default();
     for run in 0..runs {
-        let cpu = (cpu_seconds(&pid), cpu_seconds("self"));
+        let cpu = CpuSince::start(&[&pid, "self"]);
         let r = run_once(&server, &db, workers).await?;
-        let cpu = match (cpu, (cpu_seconds(&pid), cpu_seconds("self"))) {
-            ((Some(s0), Some(r0)), (Some(s1), Some(r1))) => (s1 - s0, r1 - r0),
-            _ => (f64::NAN, f64::NAN),
-        };
+        let cpu = cpu.used();
         assert!(r.is_go(), "{}", r.summary());
         eprintln!(
             "  quiet run {run}: {:.2} s checksums, {:.0} rows/s, lock held {:.2} ms, CPU server {:.2} s + rowshift {:.2} s, {} chunks finishing at {} ms",
             r.checksum_ms / 1e3,
             r.rows_per_second,
             r.lock.held_ms,
-            cpu.0,
-            cpu.1,
+            cpu[0],
+            cpu[1],
             r.chunks_checked,
             r.progress
                 .iter()

@@ -23,3 +23,34 @@ pub fn server_pid(port: u16) -> Option<String> {
         cmd.split('\0').any(|a| a == needle).then_some(name)
     })
 }
+
+/// CPU seconds a set of processes use from a starting point on (benchmarks that split a
+/// run's cost between the servers and rowshift).
+#[derive(Debug)]
+pub struct CpuSince {
+    pids: Vec<String>,
+    start: Vec<f64>,
+}
+
+impl CpuSince {
+    /// Start counting for `pids` (`"self"` for this process).
+    pub fn start(pids: &[&str]) -> CpuSince {
+        let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let start = pids.iter().map(|p| read(p)).collect();
+        CpuSince { pids, start }
+    }
+
+    /// CPU seconds each process used since [`CpuSince::start`], in the order given (NaN when
+    /// a process could not be read).
+    pub fn used(&self) -> Vec<f64> {
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|(p, s)| read(p) - s)
+            .collect()
+    }
+}
+
+fn read(pid: &str) -> f64 {
+    cpu_seconds(pid).unwrap_or(f64::NAN)
+}

@@ -704,10 +704,8 @@ impl Decoder {
     }
 
     fn commit(&mut self, ev: &RawEvent<'_>, xid: Option<u64>, out: &mut Vec<SourceEvent>) {
-        if self.xa.in_branch() && ev.header.event_type_raw() != 38 {
-            // A branch that ends without XA PREPARE (XA COMMIT .. ONE PHASE): nothing to keep.
-            self.xa.ended();
-        }
+        // After XA PREPARE the branch was handed over already; any other end keeps nothing.
+        self.xa.ended();
         let gtid = self.txn_gtid.take();
         if let Some(g) = &gtid {
             self.gtid_state.add(g);

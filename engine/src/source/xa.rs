@@ -163,38 +163,35 @@ fn decode_hex(h: &str) -> Option<Vec<u8>> {
 }
 
 /// The change that undoes `r` (its before image back; the after image of an insert gone).
-pub fn inverse(r: &RowChange) -> RowChange {
-    let mut inv = r.clone();
-    inv.kind = match r.kind {
+pub fn inverse(mut r: RowChange) -> RowChange {
+    r.kind = match r.kind {
         RowKind::Insert => RowKind::Delete,
         RowKind::Update => RowKind::Update,
         RowKind::Delete => RowKind::Insert,
     };
-    inv.before = r.after.clone();
-    inv.after = r.before.clone();
-    if let Some(a) = &mut inv.absent {
+    std::mem::swap(&mut r.before, &mut r.after);
+    if let Some(a) = &mut r.absent {
         std::mem::swap(&mut a.before, &mut a.after);
     }
-    inv
+    r
 }
 
-/// What is kept of one prepared branch.
+/// What is kept of one XA branch.
 #[derive(Debug)]
 enum Held {
     /// Its rows for the watched tables, in binlog order.
     Rows(Vec<RowChange>),
-    /// It had more rows than could be kept.
+    /// It had more rows than could be kept: how many.
     TooMany(usize),
 }
 
 /// Rows of XA branches: the one being read, and the prepared ones awaiting their end.
 #[derive(Debug, Default)]
 pub struct XaHold {
-    /// Rows of the branch being read (between `XA START` and `XA PREPARE`); `None` outside one.
-    current: Option<Vec<RowChange>>,
-    /// Rows counted in `current` beyond the bound.
-    current_dropped: usize,
+    /// The branch being read (between `XA START` and `XA PREPARE`); `None` outside one.
+    current: Option<Held>,
     prepared: HashMap<Xid, Held>,
+    /// Rows kept in `prepared`.
     held_rows: usize,
 }
 
@@ -202,8 +199,7 @@ impl XaHold {
     /// An XA branch starts: its rows are kept from now on.
     pub fn start(&mut self) {
         if self.current.is_none() {
-            self.current = Some(Vec::new());
-            self.current_dropped = 0;
+            self.current = Some(Held::Rows(Vec::new()));
         }
     }
 
@@ -214,43 +210,41 @@ impl XaHold {
 
     /// Keep a copy of `r` (a row of the current branch), within the bound.
     pub fn keep(&mut self, r: &RowChange) {
-        let Some(rows) = &mut self.current else {
-            return;
+        let over = match &mut self.current {
+            None => return,
+            Some(Held::TooMany(n)) => {
+                *n += 1;
+                return;
+            }
+            Some(Held::Rows(rows)) if self.held_rows + rows.len() < MAX_HELD_ROWS => {
+                rows.push(r.clone());
+                return;
+            }
+            Some(Held::Rows(rows)) => rows.len() + 1,
         };
-        if self.current_dropped > 0 {
-            self.current_dropped += 1;
-        } else if self.held_rows + rows.len() < MAX_HELD_ROWS {
-            rows.push(r.clone());
-        } else {
-            // Over the bound: count the branch's rows from here on, keep none of them.
-            self.current_dropped = rows.len() + 1;
-            *rows = Vec::new();
-        }
+        // Over the bound: count the branch's rows from here on, keep none of them.
+        self.current = Some(Held::TooMany(over));
     }
 
     /// The current branch was prepared as `xid`: keep its rows until it ends.
     pub fn prepared(&mut self, xid: Xid) {
-        let Some(rows) = self.current.take() else {
-            return;
+        let held = match self.current.take() {
+            None => return,
+            Some(Held::Rows(rows)) if rows.is_empty() => return,
+            Some(held) => held,
         };
-        let held = if self.current_dropped > 0 {
-            Held::TooMany(self.current_dropped)
-        } else if rows.is_empty() {
-            return;
-        } else {
+        if let Held::Rows(rows) = &held {
             self.held_rows += rows.len();
-            Held::Rows(rows)
-        };
+        }
         if let Some(Held::Rows(old)) = self.prepared.insert(xid, held) {
             self.held_rows -= old.len();
         }
     }
 
-    /// A transaction ended without `XA PREPARE` (a plain commit, or `XA COMMIT .. ONE PHASE`):
-    /// nothing of it is kept.
+    /// A transaction ended: a branch still being read (no `XA PREPARE`: a plain commit or
+    /// `XA COMMIT .. ONE PHASE`) keeps nothing.
     pub fn ended(&mut self) {
         self.current = None;
-        self.current_dropped = 0;
     }
 
     /// The branch `xid` ended. For a rollback of a branch whose rows were kept: the changes
@@ -266,7 +260,9 @@ impl XaHold {
             self.held_rows -= rows.len();
         }
         match (held, rollback) {
-            (Some(Held::Rows(rows)), true) => Ok(Some(rows.iter().rev().map(inverse).collect())),
+            (Some(Held::Rows(rows)), true) => {
+                Ok(Some(rows.into_iter().rev().map(inverse).collect()))
+            }
             (Some(Held::TooMany(n)), true) => Err(n),
             _ => Ok(None),
         }
