@@ -258,7 +258,9 @@ async fn mysql_to_mariadb_abort_keeps_checkpoint() {
     let table = format!("{db}.t");
     let flag = temp_path("sync-ops-abort-flag");
     std::fs::write(&flag, b"").unwrap();
-    let name = "ops";
+    // Its own sync name: the throttle test runs at the same time against the same target
+    // server, and a sync name is one lock per target server.
+    let name = "opsabort";
     let flag_s = flag.display().to_string();
     let args = args_for(&src, &tgt, &table, name, &flag_s);
     let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
