@@ -456,6 +456,12 @@ impl Controller {
 
     fn status(&self) -> Value {
         let p = self.progress.borrow().clone();
+        // Before the job publishes its first phase.
+        let phase = if p.phase.is_empty() {
+            "starting"
+        } else {
+            p.phase
+        };
         let t = self.throttle.borrow().clone();
         let rows = self.copy.rows_copied.load(Ordering::SeqCst);
         let elapsed = p.elapsed.as_secs_f64();
@@ -479,7 +485,7 @@ impl Controller {
         let mut v = json!({
             "ok": true,
             "job": job,
-            "phase": p.phase,
+            "phase": phase,
             "rows_copied": rows,
             "rows_estimate": p.rows_estimate,
             "events": p.events,
@@ -511,7 +517,7 @@ impl Controller {
 /// The sync's own state for `status`: phase, positions, lag and counts.
 fn sync_status(p: &crate::sync::SyncProgress) -> Value {
     json!({
-        "phase": p.phase,
+        "phase": if p.phase.is_empty() { "starting" } else { p.phase },
         "source_position": p.source_position.as_ref().map(|x| x.to_string()),
         "applied": p.applied.as_ref().map(|c| c.to_string()),
         "lag_secs": (p.lag_secs * 10.0).round() / 10.0,

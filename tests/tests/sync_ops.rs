@@ -127,13 +127,14 @@ async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);
 
-    // Throttled by the flag file: the backfill copies nothing.
+    // Throttled by the flag file: the backfill copies nothing. The throttler may report the
+    // flag before the sync has published its first phase (`starting`), so wait for both.
     let v = wait_status(
         &table,
         &mut child,
         &log,
-        "throttled by the flag file",
-        |v| v["throttled"] == true,
+        "throttled by the flag file in the backfill",
+        |v| v["throttled"] == true && v["phase"] == "backfill",
     )
     .await;
     let reason = v["throttle_reason"].as_str().unwrap_or_default();
