@@ -193,6 +193,19 @@ impl Run {
         }
     }
 
+    /// Wait until the paused copy is idle (gate closed, no chunk in flight) and return a status
+    /// read after that. The status that shows the idle copy may itself be torn: it reads its
+    /// counters one after the other, and a chunk finishing between the reads shows in
+    /// `chunks` but not in the `rows_copied` read before. Once idle, nothing moves until the
+    /// copy is released, so the next status is consistent.
+    pub async fn wait_paused_idle(&mut self, what: &str) -> Value {
+        self.wait_status(what, |s| {
+            s["copy_open"] == false && num(s, "chunks_in_flight") == 0
+        })
+        .await;
+        self.ctl_ok("status", None).await
+    }
+
     /// Wait for the run to end.
     pub async fn wait(mut self) -> Ended {
         let status = tokio::time::timeout(DEADLINE, self.child.wait())
