@@ -166,10 +166,15 @@ async fn throttle_pause_resume(from: Engine, to: Engine, dbname: &str) {
     // Released: the backfill finishes in chunks of 100.
     std::fs::remove_file(&flag).unwrap();
     wait_backfill(&tgt, &db, name, &mut child).await;
-    let v = wait_status(&table, &mut child, &log, "the backfill counted", |v| {
-        v["throttled"] == false && v["rows_copied"].as_u64() >= Some(u64::from(ROWS))
+    // The checkpoint says done when the target applied the last chunk, which can be before the
+    // backfill task counted it; the phase turns to streaming once that task has returned, so
+    // its counters are final then (`status` reads them one after the other: while a chunk is
+    // being counted it can show in `rows_copied` and not yet in `chunks`).
+    let v = wait_status(&table, &mut child, &log, "the backfill over", |v| {
+        v["throttled"] == false && v["phase"] == "streaming"
     })
     .await;
+    assert!(num(&v, "rows_copied") >= u64::from(ROWS), "{v}");
     assert!(num(&v, "chunks") >= u64::from(ROWS) / 100, "{v}");
     assert!(num(&v, "last_chunk_rows") <= 100, "{v}");
 
