@@ -570,13 +570,17 @@ async fn gtid_resume(server: &TestServer, db: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gtid_resume_mysql() {
-    let server = TestServer::shared(Engine::MySql);
+    // A server of its own: the test compares the server's position right after its insert with
+    // the commit position the stream reports, which a concurrent test's commit would move.
+    let server = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
     gtid_resume(&server, "binlog_gtid_mysql").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gtid_resume_mariadb() {
-    let server = TestServer::shared(Engine::MariaDb);
+    // A server of its own: the test compares the server's position right after its insert with
+    // the commit position the stream reports, which a concurrent test's commit would move.
+    let server = TestServer::dedicated(Engine::MariaDb, ServerOptions::default()).unwrap();
     gtid_resume(&server, "binlog_gtid_mariadb").await;
 }
 
@@ -654,13 +658,19 @@ async fn unusable_sessions(server: &TestServer, db: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_sessions_are_clear_errors_mysql() {
-    let server = TestServer::shared(Engine::MySql);
+    // A server of its own: the statement-format and MINIMAL-image events it writes make every
+    // stream that reads through them fail, and the other tests of this binary read the shared
+    // server's binlog at the same time.
+    let server = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
     unusable_sessions(&server, "binlog_bad_mysql").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unusable_sessions_are_clear_errors_mariadb() {
-    let server = TestServer::shared(Engine::MariaDb);
+    // A server of its own: the statement-format and MINIMAL-image events it writes make every
+    // stream that reads through them fail, and the other tests of this binary read the shared
+    // server's binlog at the same time.
+    let server = TestServer::dedicated(Engine::MariaDb, ServerOptions::default()).unwrap();
     unusable_sessions(&server, "binlog_bad_mariadb").await;
 }
 
