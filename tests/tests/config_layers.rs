@@ -330,11 +330,24 @@ async fn ask_password_in_a_terminal(engine: Engine) {
         "-c",
         &cmd,
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The prompt is printed before the terminal's echo is turned off (rpassword), and keys
+    // that arrive in between are echoed: type only once the pane's terminal echoes no more.
+    let tty = tmux(&["display-message", "-p", "-t", "rs", "#{pane_tty}"]);
+    let tty = tty.trim().to_string();
+    let echo_off = || {
+        let out = std::process::Command::new("stty")
+            .args(["-F", &tty, "-a"])
+            .output()
+            .unwrap_or_else(|e| panic!("stty: {e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|flag| flag == "-echo")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut typed = false;
     let screen = loop {
         let screen = tmux(&["capture-pane", "-p", "-t", "rs"]);
-        if !typed && screen.contains("password for mysql://") {
+        if !typed && screen.contains("password for mysql://") && echo_off() {
             tmux(&["send-keys", "-t", "rs", &password, "Enter"]);
             typed = true;
         }
