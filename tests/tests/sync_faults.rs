@@ -36,12 +36,25 @@ async fn finish_and_check(
     assert_same_counts(src, tgt, db).await;
 }
 
-async fn log_contains(log: &std::path::Path, needle: &str, child: &mut tokio::process::Child) {
+/// The log's length now: [`log_contains`] looks only at what is written after it.
+fn log_len(log: &std::path::Path) -> usize {
+    std::fs::read(log).map_or(0, |b| b.len())
+}
+
+/// Wait until the log says `needle` after its first `from` bytes: a line an earlier retry
+/// (a deadlock during the backfill, say) wrote must not count for the fault made after.
+async fn log_contains(
+    log: &std::path::Path,
+    from: usize,
+    needle: &str,
+    child: &mut tokio::process::Child,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains(needle)
+        let text = std::fs::read(log).unwrap_or_default();
+        if text
+            .get(from..)
+            .is_some_and(|new| String::from_utf8_lossy(new).contains(needle))
         {
             return;
         }
@@ -76,6 +89,7 @@ async fn source_restart_during_streaming() {
     wait_backfill(&tgt, db, "restart", &mut child).await;
     load.wait_for_commits(100).await;
 
+    let from = log_len(&log);
     let s = src.clone();
     tokio::task::spawn_blocking(move || {
         s.stop();
@@ -83,7 +97,7 @@ async fn source_restart_during_streaming() {
     })
     .await
     .unwrap();
-    log_contains(&log, "binlog stream resumed", &mut child).await;
+    log_contains(&log, from, "binlog stream resumed", &mut child).await;
     finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
 }
 
@@ -106,15 +120,22 @@ async fn target_table_locked_for_a_while() {
 
     // The target refuses writes to orders until the sync has felt it (a refused batch).
     let mut locker = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    let from = log_len(&log);
     locker
         .query_drop(format!("LOCK TABLES `{db}`.`orders` WRITE"))
         .await
         .unwrap();
-    log_contains(&log, "the target refused a batch", &mut child).await;
+    log_contains(&log, from, "the target refused a batch", &mut child).await;
     load.wait_for_commits(100).await;
     locker.query_drop("UNLOCK TABLES").await.unwrap();
     drop(locker);
-    log_contains(&log, "the target accepted the batch again", &mut child).await;
+    log_contains(
+        &log,
+        from,
+        "the target accepted the batch again",
+        &mut child,
+    )
+    .await;
     finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
 }
 
@@ -180,6 +201,7 @@ async fn target_restart_during_streaming() {
     wait_backfill(&tgt, db, "tgtrestart", &mut child).await;
     load.wait_for_commits(100).await;
 
+    let from = log_len(&log);
     let t = tgt.clone();
     tokio::task::spawn_blocking(move || {
         t.kill();
@@ -187,6 +209,12 @@ async fn target_restart_during_streaming() {
     })
     .await
     .unwrap();
-    log_contains(&log, "the target accepted the batch again", &mut child).await;
+    log_contains(
+        &log,
+        from,
+        "the target accepted the batch again",
+        &mut child,
+    )
+    .await;
     finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
 }
