@@ -227,7 +227,9 @@ async fn slow_hook_times_out(engine: Engine) {
     table(&db).await;
     let dir = temp_dir(&format!("slow-{}", engine.name()));
     recording_hooks(&dir);
-    script(&dir, "rowshift-on-copy-done", "exec sleep 60");
+    // Far longer than the run takes on the slowest machine: a run that waited for the hook
+    // instead of killing it shows in the elapsed time without a tight bound.
+    script(&dir, "rowshift-on-copy-done", "exec sleep 600");
     let hooks = dir.join("hooks").display().to_string();
     let started = std::time::Instant::now();
     let o = db
@@ -238,7 +240,7 @@ async fn slow_hook_times_out(engine: Engine) {
         )
         .await;
     o.assert_failed_with("did not finish within 1s");
-    assert!(started.elapsed().as_secs() < 50, "the hook was not killed");
+    assert!(started.elapsed().as_secs() < 300, "the hook was not killed");
     assert!(order(&dir).ends_with(&["failure".to_string()]));
     db.assert_no_helpers("t").await;
     let _ = std::fs::remove_dir_all(&dir);

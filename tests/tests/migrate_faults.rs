@@ -264,6 +264,7 @@ async fn killed_migration(engine: Engine, name: &str) -> Killed {
         .spawn()
         .unwrap();
     // Wait until the migration is past its copy (the checkpoint says so), then kill it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
         let phase: Option<String> = conn
             .query_first(format!(
@@ -275,7 +276,13 @@ async fn killed_migration(engine: Engine, name: &str) -> Killed {
         if phase.as_deref() == Some("verify") || phase.as_deref() == Some("catch-up") {
             break;
         }
-        tokio::task::yield_now().await;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("migrate ended before its kill after the copy: {status:?}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint never showed the catch-up or verification; last phase {phase:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.start_kill().unwrap();

@@ -51,7 +51,7 @@ async fn xa_branches(engine: Engine) {
         c.query_drop(q).await.unwrap();
     }
     // Wait until the prepared rows reached the shadow, so the rollback has something to undo.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + DEADLINE;
     while shadow_a(&server, &db, 1).await != Some(a_of(1) + 100)
         || shadow_a(&server, &db, 1001).await.is_none()
     {

@@ -160,8 +160,11 @@ async fn critical_load_aborts(engine: Engine) {
         &[
             "--critical-load",
             "Threads_running=5",
+            // The throttled state is visible only until the grace runs out; each status poll
+            // starts a `rowshift ctl` process, which a loaded machine may take a second or more
+            // to run: a grace of several seconds leaves room for a few of them.
             "--critical-load-grace-ms",
-            "1500",
+            "5000",
         ],
     );
     let s = run

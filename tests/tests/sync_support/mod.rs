@@ -57,9 +57,9 @@ pub async fn stop_sync(mut child: Child) {
     let pid = child.id().unwrap() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
         .await
-        .expect("sync did not stop within 60 s of SIGTERM")
+        .expect("sync did not stop within 120 s of SIGTERM")
         .unwrap();
     assert!(status.success(), "sync exited with {status:?} on SIGTERM");
 }
