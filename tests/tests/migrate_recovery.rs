@@ -298,7 +298,8 @@ async fn server_restarted_during_copy(engine: Engine) {
         phase == "copy" && rows >= 1_000
     })
     .await;
-    drop(blocker);
+    // The lock goes with the restart (the server ends its session): released before, the
+    // copy could run on past the restart.
     let s = server.clone();
     tokio::task::spawn_blocking(move || {
         s.stop();
@@ -307,6 +308,7 @@ async fn server_restarted_during_copy(engine: Engine) {
     .await
     .unwrap()
     .unwrap();
+    drop(blocker);
     let out = output_within(child, Duration::from_secs(600)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -567,9 +569,11 @@ async fn server_gone_keeps_resumable_state(engine: Engine) {
         phase == "copy" && rows >= 1_000
     })
     .await;
-    drop(blocker);
+    // The lock goes with the stop (the server ends its session): released before, the copy
+    // could run on, and even finish the migration before the server is gone.
     let s = server.clone();
     tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+    drop(blocker);
     // Down for longer than --reconnect-timeout: the run must give up on its own.
     let out = output_within(child, Duration::from_secs(300)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -619,6 +623,17 @@ async fn server_position(conn: &mut mysql_async::Conn) -> (String, u64) {
     (row.get(0).unwrap(), row.get(1).unwrap())
 }
 
+/// The copy watermark in the checkpoint of `db`.orders, when it holds one.
+async fn copy_watermark(conn: &mut mysql_async::Conn, db: &str) -> Option<u64> {
+    let w: Option<Option<String>> = conn
+        .query_first(format!(
+            "SELECT copied_upto FROM `{db}`.`_orders_ckpt` WHERE id = 1"
+        ))
+        .await
+        .unwrap();
+    w.flatten().and_then(|w| w.parse().ok())
+}
+
 /// A resumed copy restarts above the checkpoint's copy watermark, and the rows below it are not
 /// copied again: every change made to them after the checkpoint must come from the binlog, from
 /// the very first event the resumed run reads. (Found by `server_gone_keeps_resumable_state`:
@@ -648,17 +663,31 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
         phase == "copy" && rows >= 1_000
     })
     .await;
+    // The watermark follows the rows copied: it moves when the dispatcher takes the finished
+    // chunk's report, so a checkpoint written in between counts the rows of a chunk that its
+    // watermark does not cover yet. The blocked row holds the copy well above 500.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if copy_watermark(&mut conn, &db)
+            .await
+            .is_some_and(|w| w >= 500)
+        {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("migrate exited before its copy watermark passed 500 ({status})");
+        }
+        let last = copy_watermark(&mut conn, &db).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint's copy watermark never passed 500; last {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().await.unwrap();
     drop(blocker);
-    let upto: Option<Option<String>> = conn
-        .query_first(format!(
-            "SELECT copied_upto FROM `{db}`.`_orders_ckpt` WHERE id = 1"
-        ))
+    let upto: u64 = copy_watermark(&mut conn, &db)
         .await
-        .unwrap();
-    let upto: u64 = upto
-        .flatten()
-        .and_then(|w| w.parse().ok())
         .expect("the checkpoint holds a copy watermark");
     assert!(upto >= 500, "copy watermark {upto}");
     // Changes below the watermark while rowshift is down (the ledger load makes more).
