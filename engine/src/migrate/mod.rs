@@ -734,7 +734,10 @@ async fn run_inner(
         extra,
     };
     // The throttled / unthrottled hooks follow the throttler's state (their failures are
-    // only logged: they never stop a migration).
+    // only logged: they never stop a migration). At the end a running one finishes (within
+    // its timeout) instead of being killed with the task, and the last change seen gets its
+    // hook; then the task ends.
+    let (hooks_stop_tx, mut hooks_stop) = watch::channel(false);
     let throttle_hooks = {
         let mut state = controls.throttle.clone();
         let (hooks, db, table) = (
@@ -746,34 +749,47 @@ async fn run_inner(
         let progress = progress.clone();
         tokio::spawn(async move {
             let mut was = false;
-            while state.changed().await.is_ok() {
+            loop {
+                // Stopping: the state as it is now still gets its hook if it changed.
+                let stopping = tokio::select! {
+                    biased;
+                    _ = hooks_stop.changed() => true,
+                    changed = state.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        false
+                    }
+                };
                 let (now, reason) = {
                     let s = state.borrow_and_update();
                     (s.throttled, s.reason.clone())
                 };
-                if now == was {
-                    continue;
+                if now != was {
+                    was = now;
+                    progress.send_modify(|p| p.throttled = now.then(|| reason.clone()));
+                    let ctx = HookContext {
+                        database: db.clone(),
+                        table: table.clone(),
+                        phase: "copy".into(),
+                        rows_copied: rows_before + copied.rows_copied.load(Ordering::Relaxed),
+                        rows_estimate,
+                        events: 0,
+                        elapsed: started.elapsed(),
+                        error: None,
+                        extra: vec![("ROWSHIFT_THROTTLE_REASON".into(), reason)],
+                    };
+                    let event = if now {
+                        HookEvent::Throttled
+                    } else {
+                        HookEvent::Unthrottled
+                    };
+                    if let Err(e) = hooks.fire(event, &ctx).await {
+                        warn!(error = %e, "a throttle hook failed");
+                    }
                 }
-                was = now;
-                progress.send_modify(|p| p.throttled = now.then(|| reason.clone()));
-                let ctx = HookContext {
-                    database: db.clone(),
-                    table: table.clone(),
-                    phase: "copy".into(),
-                    rows_copied: rows_before + copied.rows_copied.load(Ordering::Relaxed),
-                    rows_estimate,
-                    events: 0,
-                    elapsed: started.elapsed(),
-                    error: None,
-                    extra: vec![("ROWSHIFT_THROTTLE_REASON".into(), reason)],
-                };
-                let event = if now {
-                    HookEvent::Throttled
-                } else {
-                    HookEvent::Unthrottled
-                };
-                if let Err(e) = hooks.fire(event, &ctx).await {
-                    warn!(error = %e, "a throttle hook failed");
+                if stopping {
+                    break;
                 }
             }
         })
@@ -914,7 +930,8 @@ async fn run_inner(
     .await;
     ticker.abort();
     ckpt_writer.abort();
-    throttle_hooks.abort();
+    let _ = hooks_stop_tx.send(true);
+    let _ = throttle_hooks.await;
     ops.finish().await;
     // A stopped router is the root cause of "the router stopped": report its own error.
     // (The router signals its end just before its task finishes: wait for that task then.)
