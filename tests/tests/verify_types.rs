@@ -6,6 +6,7 @@ mod verify_support;
 use mysql_async::prelude::Queryable;
 use rowshift_engine::verify::{DiffKind, Verdict};
 use rowshift_testkit::{Engine, TestServer};
+use std::collections::BTreeSet;
 use verify_support::*;
 
 const ROWS: u32 = 60;
@@ -437,4 +438,85 @@ async fn equal_shift_on_two_rows_is_found_on_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_shift_on_two_rows_is_found_on_mariadb() {
     equal_shift_on_two_rows_is_found(Engine::MariaDb).await;
+}
+
+/// Chunks planned by key arithmetic (one integer key column) cover every row whatever the keys'
+/// spread: the extremes of the type, negative keys, dense runs, keys a billion apart; rows
+/// missing below the old side's smallest key and extra above its largest are found.
+async fn integer_keys_with_gaps(engine: Engine, unsigned: bool) {
+    let server = TestServer::shared(engine);
+    let sign = if unsigned { "u" } else { "s" };
+    let db = server
+        .fresh_db(&format!("verify_intkeys_{sign}_{}", engine.name()))
+        .await
+        .unwrap();
+    let mut c = connect(&server.url_for_db(&db)).await;
+    let (ty, lowest, highest, below_max): (&str, i128, i128, i128) = if unsigned {
+        ("BIGINT UNSIGNED", 0, u64::MAX as i128, u64::MAX as i128 - 1)
+    } else {
+        (
+            "BIGINT",
+            i64::MIN as i128,
+            i64::MAX as i128,
+            i64::MAX as i128 - 1,
+        )
+    };
+    c.query_drop(format!(
+        "CREATE TABLE t (id {ty} NOT NULL PRIMARY KEY, n INT NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    let mut keys: Vec<i128> = vec![lowest, below_max];
+    let base: i128 = if unsigned {
+        1_000
+    } else {
+        -1_000_000_000_000_000
+    };
+    keys.extend((0..60).map(|i| base + i));
+    keys.extend((1_000..1_200).filter(|k| k % 7 != 0));
+    keys.extend((1..=40).map(|i| 5_000 + i * 1_000_000_000));
+    keys.extend([1_i128 << 62, (1 << 62) + 1]);
+    keys.sort();
+    keys.dedup();
+    let values: Vec<String> = keys
+        .iter()
+        .map(|k| format!("({k}, {})", k.rem_euclid(1000)))
+        .collect();
+    // The shadow misses a row below the smallest key, has one above the largest, and differs
+    // in a dense run and between two keys a billion apart.
+    c.query_drop(format!(
+        "INSERT INTO t VALUES {}; CREATE TABLE _t_new LIKE t; \
+         INSERT INTO _t_new SELECT * FROM t; DELETE FROM _t_new WHERE id = {lowest}; \
+         INSERT INTO _t_new VALUES ({highest}, 1); \
+         UPDATE _t_new SET n = n + 1 WHERE id IN (1100, 20000005000)",
+        values.join(",")
+    ))
+    .await
+    .unwrap();
+
+    let report = verify_shadow(&server.url(), &db, "t", "_t_new").await;
+    assert_eq!(report.verdict, Verdict::NoGo, "{}", report.summary());
+    assert_eq!(report.rows_old, keys.len() as u64, "{}", report.summary());
+    assert!(report.chunks_checked > 3, "{}", report.summary());
+    let found: BTreeSet<String> = by_key(&report).keys().cloned().collect();
+    let wished: BTreeSet<String> = [lowest, highest, 1100, 20_000_005_000]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(found, wished, "{}", report.summary());
+    assert_eq!(report.differences.missing_in_new, 1);
+    assert_eq!(report.differences.extra_in_new, 1);
+    assert_eq!(report.differences.changed, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_keys_with_gaps_on_mysql() {
+    integer_keys_with_gaps(Engine::MySql, false).await;
+    integer_keys_with_gaps(Engine::MySql, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_keys_with_gaps_on_mariadb() {
+    integer_keys_with_gaps(Engine::MariaDb, false).await;
+    integer_keys_with_gaps(Engine::MariaDb, true).await;
 }

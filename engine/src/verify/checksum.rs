@@ -1,7 +1,8 @@
 //! Chunked checksums inside the snapshots.
 //!
-//! One finder walks the old table's primary key (`ORDER BY pk LIMIT 1 OFFSET n`, the copy's
-//! boundary idea) on its own snapshot and hands `(lower, upper]` ranges to the workers; each
+//! One finder plans `(lower, upper]` ranges of the old table's primary key on its own snapshot
+//! (by key arithmetic for one integer column, see [`super::keyrange`]; otherwise the copy's
+//! `ORDER BY pk LIMIT 1 OFFSET n` walk) and hands them to the workers; each
 //! worker owns one snapshot connection per side and runs, on both at once,
 //! `SELECT COUNT(*), SUM(row_hash) FROM t FORCE INDEX (PRIMARY) WHERE <range>`.
 //! Chunk sizes adapt to [`VerifyConfig::target_chunk_time`] like the copy's.
@@ -10,10 +11,10 @@
 //! here. A differing chunk is narrowed to rows by [`super::narrow`].
 
 use super::canon::{Compiled, SideSql};
+use super::keyrange::{self, KeyRanges};
 use super::narrow::{self, FoundDiff};
 use super::point::Snapshots;
 use super::{Side, VerifyConfig, VerifyError};
-use crate::copy::{after, key_literal, upto};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 use serde::Serialize;
@@ -106,6 +107,7 @@ pub(crate) async fn check_all(
         let mut lower: Option<Vec<Value>> = None;
         let mut index = 0u64;
         let finder_result: Result<(), VerifyError> = async {
+            let mut ranges = KeyRanges::open(&mut finder, &compiled).await?;
             loop {
                 while let Ok(r) = res_rx.try_recv() {
                     if r.record.rows_old > 0 && r.record.took_ms > 0.0 {
@@ -113,12 +115,27 @@ pub(crate) async fn check_all(
                         let wished = (rate * config.target_chunk_time.as_secs_f64()) as u64;
                         chunk_rows = wished.clamp(1, config.max_chunk_rows);
                     }
+                    if let Some(k) = ranges.as_mut() {
+                        k.measured(r.record.chunk, r.record.rows_old);
+                    }
                     results.push(r);
                 }
                 let upper = if compiled.single_chunk.is_some() {
                     None
+                } else if let Some(r) = ranges.as_mut() {
+                    let max = config.max_chunk_rows;
+                    let (side, lower) = (&compiled.old, lower.as_deref());
+                    r.next_upper(&mut finder, side, index, lower, chunk_rows, max)
+                        .await?
                 } else {
-                    next_boundary(&mut finder, &compiled.old, lower.as_deref(), chunk_rows).await?
+                    keyrange::offset_boundary(
+                        &mut finder,
+                        &compiled.old,
+                        lower.as_deref(),
+                        None,
+                        chunk_rows,
+                    )
+                    .await?
                 };
                 let last = upper.is_none();
                 let chunk = Chunk {
@@ -184,53 +201,7 @@ pub(crate) async fn check_all(
 
 /// `WHERE` text of a chunk on one side.
 fn range_sql(side: &SideSql, lower: Option<&[Value]>, upper: Option<&[Value]>) -> String {
-    let lits = |vals: &[Value]| -> Vec<String> {
-        vals.iter()
-            .zip(&side.key)
-            .map(|(v, k)| key_literal(v.clone(), &k.literal))
-            .collect()
-    };
-    let mut parts = Vec::new();
-    if let Some(l) = lower {
-        parts.push(format!("({})", after(&side.key, &lits(l))));
-    }
-    if let Some(u) = upper {
-        parts.push(format!("({})", upto(&side.key, &lits(u))));
-    }
-    if parts.is_empty() {
-        "1=1".into()
-    } else {
-        parts.join(" AND ")
-    }
-}
-
-/// The key of the `rows`-th row after `lower` on the old side; `None` when fewer remain.
-async fn next_boundary(
-    conn: &mut Conn,
-    side: &SideSql,
-    lower: Option<&[Value]>,
-    rows: u64,
-) -> Result<Option<Vec<Value>>, VerifyError> {
-    let filter = match lower {
-        Some(_) => format!("WHERE {}", range_sql(side, lower, None)),
-        None => String::new(),
-    };
-    let sql = format!(
-        "SELECT {k} FROM {t} FORCE INDEX (PRIMARY) {filter} ORDER BY {k} LIMIT 1 OFFSET {}",
-        rows.saturating_sub(1),
-        k = side.key_list,
-        t = side.table,
-    );
-    let row: Option<Row> = conn.query_first(sql).await.map_err(VerifyError::sql(
-        Side::Old,
-        "finding the next chunk boundary",
-    ))?;
-    Ok(row.map(|r| {
-        r.unwrap_raw()
-            .into_iter()
-            .map(|v| v.unwrap_or(Value::NULL))
-            .collect()
-    }))
+    keyrange::range_sql(side, lower, upper).unwrap_or_else(|| "1=1".into())
 }
 
 struct Worker {

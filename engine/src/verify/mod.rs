@@ -9,9 +9,10 @@
 //! 3. [`point`]: open one snapshot connection per worker and side (plus one for the chunk
 //!    boundaries) at a consistent point: tables locked for milliseconds, a hook for migrate to
 //!    drain its appliers, `START TRANSACTION WITH CONSISTENT SNAPSHOT` everywhere, unlock.
-//! 4. [`checksum`]: walk the old table's primary key in chunks (`ORDER BY pk LIMIT 1 OFFSET n`),
-//!    and for each chunk compare `COUNT(*)` and the exact sum of 32-bit row hashes computed by each
-//!    server, several chunks at once.
+//! 4. [`checksum`]: walk the old table's primary key in chunks ([`keyrange`]: by key arithmetic
+//!    for one integer column, else `ORDER BY pk LIMIT 1 OFFSET n`), and for each chunk compare
+//!    `COUNT(*)` and the exact sum of 32-bit row hashes computed by each server, several chunks
+//!    at once.
 //! 5. [`narrow`]: for a chunk that differs, fetch per-row hashes on both sides, diff them by key,
 //!    and fetch both sides' values of every differing row.
 //! 6. [`report`] / [`html`]: the verdict (GO / NO-GO), a JSON document with stable field names,
@@ -27,6 +28,7 @@ pub mod canon;
 pub mod checksum;
 pub mod html;
 pub mod jsoncanon;
+pub mod keyrange;
 pub mod narrow;
 pub mod point;
 pub mod report;
