@@ -68,6 +68,37 @@ async fn existing_target_under_another_name() {
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);
     wait_backfill(&tgt, tdb, "opts", &mut child).await;
+
+    // A second process for the same sync is refused; the same name into another database runs.
+    let mut args2: Vec<&str> = vec!["sync"];
+    args2.extend(args.iter().map(String::as_str));
+    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&args2))
+        .await
+        .expect("a second process of a running sync must stop");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("another rowshift process is applying sync opts into `sync_opts_tgt`"),
+        "{err}"
+    );
+    let other_db = "sync_opts_tgt_b";
+    tgt.fresh_db(other_db).await.unwrap();
+    let mut other = base(false);
+    other[7] = format!("{other_db}.orders_v2");
+    other.extend(["--alter".to_string(), ORDER_STATUS_ALTER.to_string()]);
+    let socket =
+        std::env::temp_dir().join(format!("rowshift-sync-opts-b-{}.sock", std::process::id()));
+    other.extend(["--control-socket".to_string(), socket.display().to_string()]);
+    let log_b = std::env::temp_dir().join("rowshift-sync_opts_b.log");
+    let _ = std::fs::remove_file(&log_b);
+    let mut child_b = spawn_sync(&other, &log_b);
+    wait_backfill(&tgt, other_db, "opts", &mut child_b).await;
+    stop_sync(child_b).await;
+    let copied: u64 = t
+        .query_first(format!("SELECT COUNT(*) FROM `{other_db}`.`orders_v2`"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(copied, 3_000);
     s.query_drop(format!(
         "UPDATE `{db}`.`orders` SET status_code = 2, note = 'changed' WHERE id BETWEEN 10 AND 19"
     ))

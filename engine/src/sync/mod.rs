@@ -15,7 +15,8 @@
 //! - Exactly-once ([`ckpt`], [`applier`]): each batch commits with its applier's checkpoint
 //!   row; a restart starts the stream at the lowest checkpoint and each applier skips what it
 //!   has. A purged start position is refused: a new backfill is needed.
-//! - Only one process applies a stream at a time: a `GET_LOCK` on the target, held for the run.
+//! - Only one process applies a stream at a time: a `GET_LOCK` on the target named after the
+//!   sync and the database of its checkpoint, held for the run.
 
 pub mod applier;
 pub mod ckpt;
@@ -140,10 +141,12 @@ pub enum SyncError {
         ckpt: String,
     },
     /// Another process runs the same sync.
-    #[error("another rowshift process is applying sync {name} to this target (lock {lock} is held): stop it first (Ctrl-C) and run this command again")]
+    #[error("another rowshift process is applying sync {name} into `{db}` on this target (lock {lock} is held): stop it first (Ctrl-C) and run this command again")]
     AlreadyRunning {
         /// Sync name.
         name: String,
+        /// Target database holding the sync's checkpoint.
+        db: String,
         /// The lock name.
         lock: String,
     },
@@ -315,6 +318,24 @@ struct Prepared {
     appliers: usize,
 }
 
+/// How long a sync waits for its lock, held by another process, before refusing to run.
+const LOCK_WAIT_SECS: u64 = 5;
+
+/// The `GET_LOCK` name of sync `name` checkpointed in database `db`: readable when it fits the
+/// servers' 64-character limit, else the CRC-32s of both parts.
+fn sync_lock_name(db: &str, name: &str) -> String {
+    let plain = format!("rowshift-sync:{db}:{name}");
+    if plain.chars().count() <= 64 {
+        plain
+    } else {
+        format!(
+            "rowshift-sync:{:08x}{:08x}",
+            crc32fast::hash(db.as_bytes()),
+            crc32fast::hash(name.as_bytes())
+        )
+    }
+}
+
 /// Start a sync: set up the target, resume from the checkpoints or start fresh, and run
 /// until [`SyncHandle::stop`] or a failure ([`SyncHandle::failed`]).
 pub async fn start(config: SyncConfig) -> Result<SyncHandle, SyncError> {
@@ -346,16 +367,18 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         db: first.source_db.clone(),
     };
 
-    // One process per sync name.
-    let lock_name = format!("rowshift-sync:{}", config.name);
+    // One process per sync name and checkpoint database. The wait covers a process killed a
+    // moment ago, whose session the server has not ended yet.
+    let lock_name = sync_lock_name(&ckpt.db, &config.name);
     let mut lock = config.target.connect_raw().await?;
     let got: Option<Option<i64>> = lock
-        .exec_first("SELECT GET_LOCK(?, 0)", (&lock_name,))
+        .exec_first("SELECT GET_LOCK(?, ?)", (&lock_name, LOCK_WAIT_SECS))
         .await
         .map_err(sql_err("taking the sync lock on the target"))?;
     if got.flatten() != Some(1) {
         return Err(SyncError::AlreadyRunning {
             name: config.name.clone(),
+            db: ckpt.db.clone(),
             lock: lock_name,
         });
     }
@@ -1469,5 +1492,18 @@ mod tests {
         );
         assert_eq!(ddl, "x COLLATE=utf8mb4_uca1400_ai_ci");
         assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn lock_names_fit_the_servers_limit() {
+        assert_eq!(
+            sync_lock_name("shop", "orders"),
+            "rowshift-sync:shop:orders"
+        );
+        let long = "x".repeat(64);
+        let a = sync_lock_name(&long, "orders");
+        assert_eq!(a.len(), 30, "{a}");
+        assert_ne!(a, sync_lock_name(&long, "orders2"));
+        assert_ne!(a, sync_lock_name("shop", &long));
     }
 }
