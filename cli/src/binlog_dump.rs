@@ -215,6 +215,7 @@ pub fn render(ev: &SourceEvent, all: bool) -> Option<J> {
             gtid,
             xid,
             timestamp,
+            ..
         } => json!({
             "type": "commit",
             "pos": position(pos),

@@ -240,6 +240,11 @@ pub enum SourceEvent {
         xid: Option<u64>,
         /// Event timestamp.
         timestamp: u32,
+        /// Where a restarted stream must begin instead of `pos`, while an XA branch prepared
+        /// earlier has not ended: the commit before the oldest such branch, so that the branch's
+        /// rows are read (and kept) again and a later `XA ROLLBACK` can still undo them.
+        /// `None`: `pos`.
+        resume: Option<Box<Position>>,
     },
     /// A DDL (or other non-row) statement, committed on its own: `pos` is a safe resume point.
     Ddl {

@@ -831,3 +831,110 @@ async fn partial_json_updates_mysql() {
         );
     }
 }
+
+/// An XA branch prepared and not yet ended holds the restart point back: every commit after
+/// the `XA PREPARE` names, as `resume`, the commit before the branch. A stream restarted there
+/// reads the branch again and undoes it at `XA ROLLBACK`; one restarted after the prepare (the
+/// commit's own position) has nothing to undo with.
+async fn xa_resume_point(server: &TestServer, db: &str) {
+    let mut c = conn(server).await;
+    c.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`; \
+         CREATE TABLE `{db}`.x (id INT PRIMARY KEY, s VARCHAR(10) NOT NULL); \
+         INSERT INTO `{db}`.x VALUES (1, 'one')"
+    ))
+    .await
+    .unwrap();
+    let before = current_position(&mut c, flavor(server.engine()))
+        .await
+        .unwrap();
+    let file = |p: &Position| StartPosition::File {
+        file: p.file.clone(),
+        offset: p.offset,
+    };
+    for q in [
+        "XA START 'rsresume'".to_string(),
+        format!("UPDATE `{db}`.x SET s = 'xa' WHERE id = 1"),
+        format!("INSERT INTO `{db}`.x VALUES (2, 'xa')"),
+        "XA END 'rsresume'".to_string(),
+        "XA PREPARE 'rsresume'".to_string(),
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    let mut other = conn(server).await;
+    other
+        .query_drop(format!("INSERT INTO `{db}`.x VALUES (3, 'after')"))
+        .await
+        .unwrap();
+
+    // The commit of row 3 (after the prepare) holds the restart point before the branch.
+    let events = read_from(server, file(&before)).await;
+    let row3_at = rows_of(&events, db, "x")
+        .iter()
+        .find(|r| r.after.as_ref().is_some_and(|a| a[0] == Value::Int(3)))
+        .map(|r| r.pos.clone())
+        .expect("row 3 in the binlog");
+    let (commit3, resume) = events
+        .iter()
+        .find_map(|e| match e {
+            SourceEvent::Commit { pos, resume, .. }
+                if (pos.file.as_str(), pos.offset) > (&*row3_at.file, row3_at.offset) =>
+            {
+                Some((pos.clone(), resume.clone()))
+            }
+            _ => None,
+        })
+        .expect("the commit of row 3");
+    let resume = *resume.expect("an open XA branch holds the restart point back");
+    assert!(
+        resume >= before && resume < commit3,
+        "{resume:?} vs {commit3:?}"
+    );
+
+    c.query_drop("XA ROLLBACK 'rsresume'").await.unwrap();
+    // Restarted before the branch: its rows, then their undo at the rollback (newest first),
+    // and no restart point held back after it.
+    let again = read_from(server, file(&resume)).await;
+    let kinds: Vec<(RowKind, Value)> = rows_of(&again, db, "x")
+        .iter()
+        .map(|r| {
+            let img = r.after.as_ref().or(r.before.as_ref()).unwrap();
+            (r.kind, img[0].clone())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (RowKind::Update, Value::Int(1)),
+            (RowKind::Insert, Value::Int(2)),
+            (RowKind::Insert, Value::Int(3)),
+            (RowKind::Delete, Value::Int(2)),
+            (RowKind::Update, Value::Int(1)),
+        ]
+    );
+    let undo = rows_of(&again, db, "x")[4];
+    assert_eq!(
+        undo.after.as_ref().unwrap()[1],
+        Value::Bytes(b"one".to_vec())
+    );
+    let last = again.iter().rev().find_map(|e| match e {
+        SourceEvent::Commit { resume, .. } => Some(resume.clone()),
+        _ => None,
+    });
+    assert_eq!(last, Some(None), "the branch ended: nothing held back");
+    // Restarted after the prepare, the rollback finds nothing kept to undo.
+    let late = read_from(server, file(&commit3)).await;
+    assert!(rows_of(&late, db, "x").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xa_resume_point_mysql() {
+    let server = TestServer::shared(Engine::MySql);
+    xa_resume_point(&server, "binlog_xa_resume_mysql").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xa_resume_point_mariadb() {
+    let server = TestServer::shared(Engine::MariaDb);
+    xa_resume_point(&server, "binlog_xa_resume_mariadb").await;
+}

@@ -242,11 +242,17 @@ impl Router {
                         }
                     }
                 }
-                SourceEvent::Commit { pos, timestamp, .. } => {
+                SourceEvent::Commit {
+                    pos,
+                    timestamp,
+                    resume,
+                    ..
+                } => {
                     self.stats
                         .last_event_ts
                         .store(u64::from(timestamp), Ordering::Relaxed);
-                    last_commit = Some(pos);
+                    // The checkpoint's restart point: before any XA branch still prepared.
+                    last_commit = Some(resume.map_or(pos, |r| *r));
                     since_barrier += 1;
                     // Publish the applied position often enough for checkpoints (about twice a
                     // second), without a barrier per commit.

@@ -523,6 +523,19 @@ impl Decoder {
         Ok(())
     }
 
+    /// Hand over the prepared XA branches kept so far, for a stream that goes on from the last
+    /// commit on another connection.
+    pub fn take_xa_hold(&mut self) -> XaHold {
+        std::mem::take(&mut self.xa)
+    }
+
+    /// Keep the prepared XA branches of an earlier stream that ended at the commit this one
+    /// starts from (a branch it was reading is read again from its start).
+    pub fn keep_xa_hold(&mut self, mut hold: XaHold) {
+        hold.ended();
+        self.xa = hold;
+    }
+
     /// Marks `offset` of the current file as the last commit boundary (the stream's start).
     pub fn start_at(&mut self, offset: u64) {
         self.in_txn = false;
@@ -721,6 +734,7 @@ impl Decoder {
             gtid,
             xid,
             timestamp: ev.header.timestamp(),
+            resume: self.xa.resume_before().cloned().map(Box::new),
         });
     }
 
@@ -934,7 +948,7 @@ impl Decoder {
                 // boundary (XA COMMIT/ROLLBACK follow as separate groups) and keep the rows
                 // until the branch ends.
                 match xa::xid_of_prepare(ev.body) {
-                    Some(xid) => self.xa.prepared(xid),
+                    Some(xid) => self.xa.prepared(xid, &self.last_commit),
                     None => return Err(self.corrupt(ev, "short XA_PREPARE event")),
                 }
                 self.commit(ev, None, out);

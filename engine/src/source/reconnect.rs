@@ -7,6 +7,7 @@
 //! error ends the stream with that error.
 
 use super::stream::{BinlogSource, SourceConfig, SourceError};
+use super::xa::XaHold;
 use crate::conn::ConnError;
 use crate::event::SourceEvent;
 use crate::position::{Position, StartPosition};
@@ -135,7 +136,11 @@ pub async fn open(
                     Err(e) => return Some((Err(StreamError::Source(e)), None)),
                 };
                 warn!(reason = %reason, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
-                if let Some(old) = state.source.take() {
+                // Prepared XA branches read before the loss stay kept: the new connection starts
+                // after them.
+                let mut xa = XaHold::default();
+                if let Some(mut old) = state.source.take() {
+                    xa = old.take_xa_hold();
                     // Do not wait long for a dead server to answer the close.
                     let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
                 }
@@ -145,8 +150,9 @@ pub async fn open(
                     offset: state.resume_at.offset,
                 };
                 match connect(&cfg, &state.resume_at, state.timeout).await {
-                    Ok(s) => {
+                    Ok(mut s) => {
                         info!(position = %state.resume_at, "binlog stream resumed");
+                        s.keep_xa_hold(xa);
                         state.source = Some(s)
                     }
                     Err(e) => return Some((Err(e), None)),

@@ -20,6 +20,7 @@ use tracing::{debug, info_span, Instrument};
 use super::decode::{DecodeError, DecodeOptions, Decoder, Flavor, RawEvent};
 use super::preflight::{check_source, PreflightError, ServerInfo};
 use super::schema_cache::{load_table, SchemaError};
+use super::xa::XaHold;
 use crate::event::SourceEvent;
 use crate::position::{GtidState, Position, StartPosition};
 
@@ -414,6 +415,16 @@ impl BinlogSource {
     /// The last commit position read (a safe resume point).
     pub fn position(&self) -> &Position {
         self.decoder.position()
+    }
+
+    /// Hand over the prepared XA branches kept so far (see [`Decoder::take_xa_hold`]).
+    pub fn take_xa_hold(&mut self) -> XaHold {
+        self.decoder.take_xa_hold()
+    }
+
+    /// Keep the prepared XA branches of an earlier connection (see [`Decoder::keep_xa_hold`]).
+    pub fn keep_xa_hold(&mut self, hold: XaHold) {
+        self.decoder.keep_xa_hold(hold);
     }
 
     /// The next event; `None` when the stream ends (only with `until_end`).

@@ -8,6 +8,7 @@
 //! bound is remembered by its XID only, and its rollback stops the run with what to do.
 
 use crate::event::{RowChange, RowKind};
+use crate::position::Position;
 use std::collections::HashMap;
 
 /// Rows kept over all prepared XA branches at once.
@@ -193,6 +194,8 @@ pub struct XaHold {
     prepared: HashMap<Xid, Held>,
     /// Rows kept in `prepared`.
     held_rows: usize,
+    /// The commit before each branch in `prepared`, oldest branch first.
+    before: Vec<(Xid, Position)>,
 }
 
 impl XaHold {
@@ -226,19 +229,28 @@ impl XaHold {
         self.current = Some(Held::TooMany(over));
     }
 
-    /// The current branch was prepared as `xid`: keep its rows until it ends.
-    pub fn prepared(&mut self, xid: Xid) {
+    /// The current branch was prepared as `xid`: keep its rows until it ends. `before` is the
+    /// commit before the branch, where a restarted stream finds it again.
+    pub fn prepared(&mut self, xid: Xid, before: &Position) {
         let held = match self.current.take() {
             None => return,
             Some(Held::Rows(rows)) if rows.is_empty() => return,
             Some(held) => held,
         };
+        self.before.retain(|(x, _)| *x != xid);
+        self.before.push((xid.clone(), before.clone()));
         if let Held::Rows(rows) = &held {
             self.held_rows += rows.len();
         }
         if let Some(Held::Rows(old)) = self.prepared.insert(xid, held) {
             self.held_rows -= old.len();
         }
+    }
+
+    /// Where a restarted stream must begin to read every open prepared branch again: the commit
+    /// before the oldest one; `None` when no kept branch is open.
+    pub fn resume_before(&self) -> Option<&Position> {
+        self.before.first().map(|(_, p)| p)
     }
 
     /// A transaction ended: a branch still being read (no `XA PREPARE`: a plain commit or
@@ -256,6 +268,7 @@ impl XaHold {
             XaEnd::Rollback(x) => (x, true),
         };
         let held = self.prepared.remove(xid);
+        self.before.retain(|(x, _)| x != xid);
         if let Some(Held::Rows(rows)) = &held {
             self.held_rows -= rows.len();
         }
@@ -374,7 +387,7 @@ mod tests {
         for r in &rows {
             h.keep(r);
         }
-        h.prepared(xid("a"));
+        h.prepared(xid("a"), &at(10));
         assert!(!h.in_branch());
         let undo = h
             .finish(&XaEnd::Rollback(xid("a")))
@@ -392,12 +405,41 @@ mod tests {
         assert_eq!(h.held_rows, 0);
     }
 
+    fn at(offset: u64) -> Position {
+        Position::at("binlog.000001", offset)
+    }
+
+    #[test]
+    fn restarts_begin_before_the_oldest_open_branch() {
+        let mut h = XaHold::default();
+        let branch = |h: &mut XaHold, name: &str, before: u64| {
+            h.start();
+            h.keep(&row(RowKind::Insert, None, Some(before as i64), 0));
+            h.prepared(xid(name), &at(before));
+        };
+        assert_eq!(h.resume_before(), None);
+        branch(&mut h, "a", 100);
+        branch(&mut h, "b", 200);
+        assert_eq!(h.resume_before(), Some(&at(100)));
+        assert!(h.finish(&XaEnd::Commit(xid("a"))).is_ok());
+        assert_eq!(h.resume_before(), Some(&at(200)));
+        // A branch without kept rows holds nothing back.
+        h.start();
+        h.prepared(xid("empty"), &at(300));
+        assert!(h.finish(&XaEnd::Rollback(xid("b"))).is_ok());
+        assert_eq!(h.resume_before(), None);
+        // Handed to a new connection's decoder, the kept branches go with it.
+        branch(&mut h, "c", 400);
+        let taken = std::mem::take(&mut h);
+        assert_eq!(taken.resume_before(), Some(&at(400)));
+    }
+
     #[test]
     fn commit_and_unknown_branches_undo_nothing() {
         let mut h = XaHold::default();
         h.start();
         h.keep(&row(RowKind::Insert, None, Some(1), 0));
-        h.prepared(xid("c"));
+        h.prepared(xid("c"), &at(10));
         assert_eq!(h.finish(&XaEnd::Commit(xid("c"))), Ok(None));
         assert_eq!(h.finish(&XaEnd::Rollback(xid("other"))), Ok(None));
         // A one-phase commit ends the branch without a prepare.
@@ -415,7 +457,7 @@ mod tests {
         for i in 0..=MAX_HELD_ROWS {
             h.keep(&row(RowKind::Insert, None, Some(i as i64), 0));
         }
-        h.prepared(xid("big"));
+        h.prepared(xid("big"), &at(10));
         assert_eq!(h.held_rows, 0);
         assert!(h.finish(&XaEnd::Rollback(xid("big"))).is_err());
     }

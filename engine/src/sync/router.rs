@@ -164,6 +164,8 @@ impl SyncRouter {
         let mut drains: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
         let mut drains_at: Vec<(Coord, oneshot::Sender<()>)> = Vec::new();
         let mut txn_start = Arc::new(start);
+        // Where a restart must begin: `txn_start`, or before an XA branch still prepared.
+        let mut txn_resume = txn_start.clone();
         let mut last_sent: Option<Coord> = None;
         let mut seq = 0u64;
         let mut last_mark = Instant::now();
@@ -237,14 +239,15 @@ impl SyncRouter {
                                 windows[tbl].retain(|w| w.chunk > chunk);
                                 if let Some(rows) = rows {
                                     let touched = window.map(|w| w.touched).unwrap_or_default();
-                                    self.emit_chunk(tbl, rows, touched, &at, &txn_start).await?;
+                                    self.emit_chunk(tbl, rows, touched, &at, &txn_resume)
+                                        .await?;
                                 }
                             }
                             SignalKind::Drain => {
                                 let token = chunk;
                                 if let Some(reply) = drains.remove(&token) {
                                     seq += 1;
-                                    let pos = txn_start.clone();
+                                    let pos = txn_resume.clone();
                                     self.mark_all(&at, &pos, seq).await?;
                                     let acks: Vec<_> =
                                         self.tables.iter().flat_map(|t| t.acks.clone()).collect();
@@ -301,19 +304,28 @@ impl SyncRouter {
                         }
                     }
                     for (key, op) in ops {
-                        self.send(ti, key, op, &at, &txn_start).await?;
+                        self.send(ti, key, op, &at, &txn_resume).await?;
                     }
                 }
-                SourceEvent::Commit { pos, timestamp, .. } => {
+                SourceEvent::Commit {
+                    pos,
+                    timestamp,
+                    resume,
+                    ..
+                } => {
                     self.stats
                         .last_commit_ts
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     txn_start = Arc::new(pos);
+                    txn_resume = match resume {
+                        Some(r) => Arc::new(*r),
+                        None => txn_start.clone(),
+                    };
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                     let here = Coord::of_position(&txn_start);
                     if drains_at.iter().any(|(at, _)| *at <= here) {
                         seq += 1;
-                        self.mark_all(&here, &txn_start, seq).await?;
+                        self.mark_all(&here, &txn_resume, seq).await?;
                         let (ready, rest): (Vec<_>, Vec<_>) =
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
@@ -325,7 +337,7 @@ impl SyncRouter {
                         last_mark = Instant::now();
                         seq += 1;
                         let at = Coord::of_position(&txn_start);
-                        let pos = txn_start.clone();
+                        let pos = txn_resume.clone();
                         self.mark_all(&at, &pos, seq).await?;
                     }
                 }
@@ -342,6 +354,7 @@ impl SyncRouter {
                         }
                     }
                     txn_start = Arc::new(pos);
+                    txn_resume = txn_start.clone();
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                 }
                 SourceEvent::Heartbeat { pos } => {
@@ -354,7 +367,7 @@ impl SyncRouter {
                     if drains_at.iter().any(|(at, _)| *at <= here) {
                         seq += 1;
                         let mark = Coord::of_position(&txn_start);
-                        self.mark_all(&mark, &txn_start, seq).await?;
+                        self.mark_all(&mark, &txn_resume, seq).await?;
                         let (ready, rest): (Vec<_>, Vec<_>) =
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
@@ -369,7 +382,7 @@ impl SyncRouter {
                         last_mark = Instant::now();
                         seq += 1;
                         let at = Coord::of_position(&txn_start);
-                        let pos = txn_start.clone();
+                        let pos = txn_resume.clone();
                         self.mark_all(&at, &pos, seq).await?;
                     }
                 }
