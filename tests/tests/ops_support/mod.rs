@@ -206,6 +206,11 @@ impl Run {
         self.ctl_ok("status", None).await
     }
 
+    /// SIGKILL the run and reap it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
     /// Wait for the run to end.
     pub async fn wait(mut self) -> Ended {
         let status = tokio::time::timeout(DEADLINE, self.child.wait())
