@@ -157,6 +157,8 @@ impl Router {
         let mut since_barrier = 0u64;
         let mut last_publish = std::time::Instant::now();
         let mut last_commit: Option<Position> = None;
+        // The restart point held back by XA branches still prepared (set at every commit).
+        let mut held_back: Option<Position> = None;
         let watcher = appliers.watcher();
         loop {
             let ev = tokio::select! {
@@ -252,7 +254,8 @@ impl Router {
                         .last_event_ts
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     // The checkpoint's restart point: before any XA branch still prepared.
-                    last_commit = Some(resume.map_or(pos, |r| *r));
+                    held_back = resume.map(|r| *r);
+                    last_commit = Some(held_back.clone().unwrap_or(pos));
                     since_barrier += 1;
                     // Publish the applied position often enough for checkpoints (about twice a
                     // second), without a barrier per commit.
@@ -281,7 +284,7 @@ impl Router {
                             query,
                         });
                     }
-                    last_commit = Some(pos);
+                    last_commit = Some(held_back.clone().unwrap_or(pos));
                 }
                 _ => {}
             }

@@ -166,6 +166,7 @@ impl SyncRouter {
         let mut txn_start = Arc::new(start);
         // Where a restart must begin: `txn_start`, or before an XA branch still prepared.
         let mut txn_resume = txn_start.clone();
+        let mut held_back: Option<Arc<Position>> = None;
         let mut last_sent: Option<Coord> = None;
         let mut seq = 0u64;
         let mut last_mark = Instant::now();
@@ -317,10 +318,8 @@ impl SyncRouter {
                         .last_commit_ts
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     txn_start = Arc::new(pos);
-                    txn_resume = match resume {
-                        Some(r) => Arc::new(*r),
-                        None => txn_start.clone(),
-                    };
+                    held_back = resume.map(|r| Arc::new(*r));
+                    txn_resume = held_back.clone().unwrap_or_else(|| txn_start.clone());
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                     let here = Coord::of_position(&txn_start);
                     if drains_at.iter().any(|(at, _)| *at <= here) {
@@ -354,7 +353,8 @@ impl SyncRouter {
                         }
                     }
                     txn_start = Arc::new(pos);
-                    txn_resume = txn_start.clone();
+                    // A DDL ends no XA branch: a restart point held back stays.
+                    txn_resume = held_back.clone().unwrap_or_else(|| txn_start.clone());
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                 }
                 SourceEvent::Heartbeat { pos } => {
