@@ -215,14 +215,20 @@ pub fn render(ev: &SourceEvent, all: bool) -> Option<J> {
             gtid,
             xid,
             timestamp,
-            ..
-        } => json!({
-            "type": "commit",
-            "pos": position(pos),
-            "gtid": gtid_text(gtid),
-            "xid": xid,
-            "timestamp": timestamp,
-        }),
+            resume,
+        } => {
+            let mut j = json!({
+                "type": "commit",
+                "pos": position(pos),
+                "gtid": gtid_text(gtid),
+                "xid": xid,
+                "timestamp": timestamp,
+            });
+            if let Some(r) = resume {
+                j["resume"] = position(r);
+            }
+            j
+        }
         SourceEvent::Ddl {
             schema,
             query,
@@ -570,6 +576,26 @@ mod tests {
         assert_eq!(value(&Value::Set(3), &e), json!("x,y"));
         assert_eq!(value(&Value::Set(4), &e), json!({"set": 4}));
         assert_eq!(value(&Value::Enum(1), &c), json!({"enum": 1}));
+    }
+
+    #[test]
+    fn commits_name_a_held_back_restart_point() {
+        let commit = |resume: Option<Box<Position>>| SourceEvent::Commit {
+            pos: Position::at("binlog.000002", 900),
+            gtid: None,
+            xid: Some(7),
+            timestamp: 1,
+            resume,
+        };
+        let plain = render(&commit(None), false).expect("printed");
+        assert!(plain.get("resume").is_none(), "{plain}");
+        let held = render(
+            &commit(Some(Box::new(Position::at("binlog.000002", 400)))),
+            false,
+        )
+        .expect("printed");
+        assert_eq!(held["resume"]["offset"], json!(400));
+        assert_eq!(held["pos"]["offset"], json!(900));
     }
 
     #[test]
