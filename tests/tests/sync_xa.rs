@@ -1,12 +1,13 @@
 //! XA transactions under `rowshift sync`, both directions: a branch prepared on the source is
 //! applied to the target at `XA PREPARE`; its `XA ROLLBACK` must undo it there, so `promote`
-//! says GO and the target holds the source's rows.
+//! says GO and the target holds the source's rows. A branch prepared before a fresh sync
+//! starts holds the start until it ends.
 
 mod sync_support;
 
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger;
-use rowshift_testkit::{Engine, TestServer};
+use rowshift_testkit::{run_rowshift, Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 use sync_support::*;
 
@@ -88,4 +89,52 @@ async fn rolled_back_branch_mysql_to_mariadb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_branch_mariadb_to_mysql() {
     rolled_back_branch(Engine::MariaDb, Engine::MySql).await;
+}
+
+/// A branch prepared before a fresh sync starts would be missed (its rows are logged before the
+/// start, its commit carries none, a backfill reads the rows as they were): the sync waits for it
+/// and, past the wait, stops with the XID and what to do; once the branch is committed the sync
+/// starts and the target holds the committed rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_prepared_before_the_start() {
+    // A source of its own: a prepared branch makes every fresh sync on the server wait.
+    let src = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = "sync_xa_early";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut c = mysql_async::Conn::from_url(src.url_for_db(db))
+        .await
+        .unwrap();
+    ledger::create_and_fill(&mut c, db, 300).await.unwrap();
+    let before = counter(&src, db, 7).await.unwrap();
+    c.query_drop(
+        "XA START 'early'; UPDATE orders SET counter = counter + 1000 WHERE id = 7; \
+         XA END 'early'; XA PREPARE 'early'",
+    )
+    .await
+    .unwrap();
+    let args = sync_args(&src, &tgt, db, "xaearly");
+    let mut refused: Vec<&str> = vec!["sync"];
+    refused.extend(args.iter().map(String::as_str));
+    // The wait is the retry window, at most 30 s.
+    refused.extend(["--retry-secs", "2"]);
+    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&refused))
+        .await
+        .expect("the sync must stop after its wait");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("XA transactions are prepared on the source (early)")
+            && err.contains("XA COMMIT or XA ROLLBACK"),
+        "{err}"
+    );
+
+    c.query_drop("XA COMMIT 'early'").await.unwrap();
+    let log = std::env::temp_dir().join(format!("rs-sync-xa-early-{}.log", std::process::id()));
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "xaearly", &mut child).await;
+    stop_and_promote(child, &args, &log).await;
+    assert_eq!(counter(&tgt, db, 7).await, Some(before + 1000));
+    assert_same_counts(&src, &tgt, db).await;
+    let _ = std::fs::remove_file(&log);
 }

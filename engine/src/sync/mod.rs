@@ -20,6 +20,7 @@
 
 pub mod applier;
 pub mod ckpt;
+mod prepared_xa;
 pub mod promote;
 pub mod router;
 pub mod status;
@@ -159,6 +160,14 @@ pub enum SyncError {
         detail: String,
         /// Why no snapshot backfill.
         why: &'static str,
+    },
+    /// XA transactions stayed prepared on the source when a fresh sync started.
+    #[error("XA transactions are prepared on the source ({xids}) and did not end within {waited:?}: their rows were logged before the sync's start and would be missed. Finish them (XA COMMIT or XA ROLLBACK, see XA RECOVER), then start the sync again")]
+    PreparedXa {
+        /// Their XIDs.
+        xids: String,
+        /// How long the sync waited.
+        waited: Duration,
     },
     /// A drain did not finish in time.
     #[error("the target did not catch up with the source within {0:?}: the write rate may exceed the apply rate (raise --appliers) or the target refuses writes")]
@@ -318,6 +327,9 @@ struct Prepared {
     appliers: usize,
 }
 
+/// Longest wait at a fresh start for XA transactions prepared on the source to end.
+const XA_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a sync waits for its lock, held by another process, before refusing to run.
 const LOCK_WAIT_SECS: u64 = 5;
 
@@ -467,12 +479,20 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         info!(position = %min, "resuming from the checkpoints");
         min
     } else {
-        let pos = if writable {
-            crate::cutover::server_position(&mut src)
-                .await
-                .map_err(sql_err("reading the source's binlog position"))?
-        } else {
-            snapshot_backfill(&config, &prepared).await?
+        // XA branches prepared before the start position would be missed: wait for them.
+        let wait = config.retry_for.min(XA_WAIT);
+        let waited = prepared_xa::when_none_prepared(&mut src, wait, writable)
+            .await
+            .map_err(sql_err("reading the source's binlog position"))?;
+        let pos = match waited {
+            Err(xids) => {
+                return Err(SyncError::PreparedXa {
+                    xids: xids.join(", "),
+                    waited: wait,
+                })
+            }
+            Ok(Some(pos)) => pos,
+            Ok(None) => snapshot_backfill(&config, &prepared).await?,
         };
         for (t, p) in config.tables.iter().zip(&prepared) {
             let stream = stream_key(&config.name, t);

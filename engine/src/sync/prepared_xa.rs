@@ -1,0 +1,68 @@
+//! XA branches prepared on the source before a fresh sync starts.
+//!
+//! A prepared branch's rows are in the binlog at its `XA PREPARE`. One prepared before the
+//! sync's start position and committed after it reaches the target through neither path: the
+//! stream starts after its rows and its `XA COMMIT` carries none, and a backfill read while it
+//! is still prepared sees the rows as they were before it. So a fresh start waits (briefly)
+//! until no branch is prepared after its start position was taken; branches that ended before
+//! the backfill reads are seen by the backfill. A user who may not list prepared branches
+//! (`XA RECOVER` needs `XA_RECOVER_ADMIN` on MySQL) gets a warning and the sync starts.
+
+use crate::position::Position;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// The XIDs (`gtrid` + `bqual` as text) of branches prepared on the server now; `None` when
+/// the user may not list them.
+pub(crate) async fn prepared_branches(src: &mut Conn) -> Option<Vec<String>> {
+    match src.query::<Row, _>("XA RECOVER").await {
+        Ok(rows) => Some(
+            rows.into_iter()
+                .map(|r| {
+                    let data = r
+                        .get_opt::<Vec<u8>, _>(3)
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&data).into_owned()
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot list prepared XA transactions on the source (grant XA_RECOVER_ADMIN on MySQL): a transaction prepared before the sync starts and committed after it would be missed");
+            None
+        }
+    }
+}
+
+/// The source's binlog position, read when no XA branch is prepared there any more (or the
+/// user may not list them); `Err(xids)` when branches stay prepared for `wait`. `None` for
+/// `read_position` only waits (a snapshot backfill takes its own position afterwards).
+pub(crate) async fn when_none_prepared(
+    src: &mut Conn,
+    wait: Duration,
+    read_position: bool,
+) -> Result<Result<Option<Position>, Vec<String>>, mysql_async::Error> {
+    let deadline = Instant::now() + wait;
+    let mut logged = false;
+    loop {
+        let pos = if read_position {
+            Some(crate::cutover::server_position(src).await?)
+        } else {
+            None
+        };
+        let xids = match prepared_branches(src).await {
+            Some(x) if !x.is_empty() => x,
+            _ => return Ok(Ok(pos)),
+        };
+        if Instant::now() >= deadline {
+            return Ok(Err(xids));
+        }
+        if !logged {
+            info!(xids = %xids.join(", "), "waiting for XA transactions prepared on the source to end");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
