@@ -348,6 +348,22 @@ fn sync_lock_name(db: &str, name: &str) -> String {
     }
 }
 
+/// Wait up to `wait` until no XA branch is prepared on the source (see [`prepared_xa`]); with
+/// `read_position`, the source's position read just before the last check.
+async fn no_prepared_xa(
+    src: &mut mysql_async::Conn,
+    wait: Duration,
+    read_position: bool,
+) -> Result<Option<Position>, SyncError> {
+    prepared_xa::when_none_prepared(src, wait, read_position)
+        .await
+        .map_err(sql_err("reading the source's binlog position"))?
+        .map_err(|xids| SyncError::PreparedXa {
+            xids: xids.join(", "),
+            waited: wait,
+        })
+}
+
 /// Start a sync: set up the target, resume from the checkpoints or start fresh, and run
 /// until [`SyncHandle::stop`] or a failure ([`SyncHandle::failed`]).
 pub async fn start(config: SyncConfig) -> Result<SyncHandle, SyncError> {
@@ -434,6 +450,14 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         });
     }
 
+    // XA branches prepared before a fresh start would be missed: wait for them before the
+    // target tables are made (a refusal leaves nothing to clean up), and again below once the
+    // start position is read.
+    let xa_wait = config.retry_for.min(XA_WAIT);
+    if !resumed {
+        no_prepared_xa(&mut src, xa_wait, false).await?;
+    }
+
     let mut prepared = Vec::new();
     for (t, s) in config.tables.iter().zip(&saved) {
         let p = prepare_table(
@@ -479,20 +503,10 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         info!(position = %min, "resuming from the checkpoints");
         min
     } else {
-        // XA branches prepared before the start position would be missed: wait for them.
-        let wait = config.retry_for.min(XA_WAIT);
-        let waited = prepared_xa::when_none_prepared(&mut src, wait, writable)
-            .await
-            .map_err(sql_err("reading the source's binlog position"))?;
-        let pos = match waited {
-            Err(xids) => {
-                return Err(SyncError::PreparedXa {
-                    xids: xids.join(", "),
-                    waited: wait,
-                })
-            }
-            Ok(Some(pos)) => pos,
-            Ok(None) => snapshot_backfill(&config, &prepared).await?,
+        // No XA branch may be prepared before the start position.
+        let pos = match no_prepared_xa(&mut src, xa_wait, writable).await? {
+            Some(pos) => pos,
+            None => snapshot_backfill(&config, &prepared).await?,
         };
         for (t, p) in config.tables.iter().zip(&prepared) {
             let stream = stream_key(&config.name, t);

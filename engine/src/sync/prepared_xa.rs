@@ -4,8 +4,9 @@
 //! sync's start position and committed after it reaches the target through neither path: the
 //! stream starts after its rows and its `XA COMMIT` carries none, and a backfill read while it
 //! is still prepared sees the rows as they were before it. So a fresh start waits (briefly)
-//! until no branch is prepared after its start position was taken; branches that ended before
-//! the backfill reads are seen by the backfill. A user who may not list prepared branches
+//! until no branch is prepared, once before it makes the target tables (a refusal leaves
+//! nothing behind) and once right after it reads its start position; branches that ended
+//! before the backfill reads are seen by the backfill. A user who may not list prepared branches
 //! (`XA RECOVER` needs `XA_RECOVER_ADMIN` on MySQL) gets a warning and the sync starts.
 
 use crate::position::Position;
