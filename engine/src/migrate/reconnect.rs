@@ -29,11 +29,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 /// True when `e` or any error in its chain is a lost connection or a server that could not be
-/// reached (see [`is_lost`]), or a binlog stream that failed that way.
+/// reached (see [`is_lost`]), a statement the server interrupted (1317: a shutting-down server
+/// ends running statements so, before it closes the connection), or a binlog stream that failed
+/// that way.
 pub fn lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if chain_is_lost(err) {
+        if chain_is_lost(err) || is_interrupted(err) {
             return true;
         }
         if let Some(c) = err.downcast_ref::<crate::cutover::CutoverError>() {
@@ -49,6 +51,14 @@ pub fn lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// True for "query execution was interrupted" (1317).
+fn is_interrupted(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<mysql_async::Error>(),
+        Some(mysql_async::Error::Server(s)) if s.code == 1317
+    )
 }
 
 /// The binlog stream from `start` (see [`crate::source::reconnect`]), reconnecting from the
@@ -210,4 +220,34 @@ async fn marker_once(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "m".into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn interrupted_statements_count_as_lost() {
+        // Shutdown: running statements get 1317, then the connection closes.
+        assert!(lost_connection(&server_error(1317)));
+        assert!(lost_connection(&server_error(1053)));
+        // A refused statement is not retried.
+        assert!(!lost_connection(&server_error(1064)));
+        // Inside the verification's lock error, as the restart test met it.
+        let lock = |code| crate::verify::VerifyError::Lock {
+            tables: "`d`.`t`".into(),
+            attempts: 1,
+            source: server_error(code),
+        };
+        assert!(lost_connection(&lock(1317)));
+        assert!(!lost_connection(&lock(1205)));
+    }
 }
