@@ -892,6 +892,13 @@ async fn xa_resume_point(server: &TestServer, db: &str) {
     );
 
     c.query_drop("XA ROLLBACK 'rsresume'").await.unwrap();
+    // A one-phase commit keeps nothing (MySQL logs it as an XA_PREPARE event).
+    c.query_drop(format!(
+        "XA START 'rsone'; INSERT INTO `{db}`.x VALUES (4, 'one'); XA END 'rsone'; \
+         XA COMMIT 'rsone' ONE PHASE"
+    ))
+    .await
+    .unwrap();
     // Restarted before the branch: its rows, then their undo at the rollback (newest first),
     // and no restart point held back after it.
     let again = read_from(server, file(&resume)).await;
@@ -910,6 +917,7 @@ async fn xa_resume_point(server: &TestServer, db: &str) {
             (RowKind::Insert, Value::Int(3)),
             (RowKind::Delete, Value::Int(2)),
             (RowKind::Update, Value::Int(1)),
+            (RowKind::Insert, Value::Int(4)),
         ]
     );
     let undo = rows_of(&again, db, "x")[4];
@@ -921,10 +929,15 @@ async fn xa_resume_point(server: &TestServer, db: &str) {
         SourceEvent::Commit { resume, .. } => Some(resume.clone()),
         _ => None,
     });
-    assert_eq!(last, Some(None), "the branch ended: nothing held back");
+    assert_eq!(last, Some(None), "the branches ended: nothing held back");
     // Restarted after the prepare, the rollback finds nothing kept to undo.
     let late = read_from(server, file(&commit3)).await;
-    assert!(rows_of(&late, db, "x").is_empty());
+    let ids: Vec<RowKind> = rows_of(&late, db, "x").iter().map(|r| r.kind).collect();
+    assert_eq!(
+        ids,
+        vec![RowKind::Insert],
+        "only the one-phase branch's row"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

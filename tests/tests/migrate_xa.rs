@@ -200,6 +200,61 @@ async fn xa_rolled_back_across_a_restart(engine: Engine) {
     assert!(tables(&server, &db).await.contains(&"_t_old".to_string()));
 }
 
+/// A branch prepared on the table when the postponed cut-over is released: the verification
+/// waits for it to end instead of reporting its (uncommitted) rows, then says GO.
+async fn verification_waits_for_a_prepared_branch(engine: Engine) {
+    let (server, db, mut run, before, mut c) = postponed(engine, "xawait").await;
+    let a_of = |id: i64| before.iter().find(|r| r.0 == id).map(|r| r.1).unwrap();
+    c.query_drop(
+        "XA START 'rw'; UPDATE t SET a = a + 9 WHERE id = 5; XA END 'rw'; XA PREPARE 'rw'",
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while shadow_a(&server, &db, 5).await != Some(a_of(5) + 9) {
+        run.assert_running("the prepared XA row in the shadow");
+        assert!(
+            Instant::now() < deadline,
+            "the prepared row never reached the shadow"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.ctl_ok("cut-over", None).await;
+    while !run
+        .stderr()
+        .contains("waiting for an XA transaction prepared on the table to end")
+    {
+        run.assert_running("the wait for the prepared XA transaction");
+        assert!(
+            Instant::now() < deadline,
+            "no wait for the prepared branch:\n{}",
+            run.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.query_drop("XA COMMIT 'rw'").await.unwrap();
+    let end = run.wait().await;
+    assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
+    assert!(end.out.contains("GO"), "{}", end.out);
+    let mut want = before.clone();
+    for r in &mut want {
+        if r.0 == 5 {
+            r.1 += 9;
+        }
+    }
+    assert_eq!(rows(&server, &db).await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_waits_for_a_prepared_branch_mysql() {
+    verification_waits_for_a_prepared_branch(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_waits_for_a_prepared_branch_mariadb() {
+    verification_waits_for_a_prepared_branch(Engine::MariaDb).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xa_rolled_back_across_a_restart_mysql() {
     xa_rolled_back_across_a_restart(Engine::MySql).await;

@@ -834,6 +834,7 @@ async fn run_inner(
         let _ = phase_tx.send("verify");
         // The verification, its report written; a difference stops the run (unless allowed).
         let verify_now = || async {
+            wait_xa_ended(&router_stats).await;
             let report = retry_lost("verification", config.reconnect_timeout, || verify_shadow(&config, &cmd_tx, &sentry)).await?;
             info!(go = report.is_go(), "verification done");
             if let Some(path) = &config.verify_report {
@@ -1095,6 +1096,31 @@ fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);
     cfg
+}
+
+/// Longest wait before a verification for an XA branch prepared on the table to end.
+const XA_END_WAIT: Duration = Duration::from_secs(300);
+
+/// Before a verification: wait (up to [`XA_END_WAIT`]) while an XA branch that changed the table
+/// is prepared. Its rows are in the shadow but not committed in the table, so the comparison
+/// would report them (and the table lock waits for the branch's locks).
+async fn wait_xa_ended(stats: &RouterStats) {
+    if !stats.xa_open.load(Ordering::Relaxed) {
+        return;
+    }
+    info!("waiting for an XA transaction prepared on the table to end (XA COMMIT or XA ROLLBACK) before verifying");
+    let started = Instant::now();
+    while stats.xa_open.load(Ordering::Relaxed) {
+        if started.elapsed() >= XA_END_WAIT {
+            warn!(waited = ?XA_END_WAIT, "an XA transaction prepared on the table has not ended; verifying anyway (its rows will show as differences)");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    info!(
+        waited_ms = started.elapsed().as_millis() as u64,
+        "the prepared XA transaction ended"
+    );
 }
 
 /// Writes the checkpoint every second: the applied position (a barrier every applier

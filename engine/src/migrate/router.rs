@@ -11,7 +11,7 @@ use rowshift_transform::key::{KeyCodec, RowKey};
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -62,6 +62,9 @@ pub struct RouterStats {
     pub last_event_ts: AtomicU64,
     /// Row changes read, by kind: insert, update, delete (for metrics).
     pub by_kind: [AtomicU64; 3],
+    /// True while an XA branch that changed the table is prepared and not yet ended (its
+    /// rows are in the shadow, not yet committed in the table).
+    pub xa_open: AtomicBool,
 }
 
 /// What the router needs to know.
@@ -255,6 +258,9 @@ impl Router {
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     // The checkpoint's restart point: before any XA branch still prepared.
                     held_back = resume.map(|r| *r);
+                    self.stats
+                        .xa_open
+                        .store(held_back.is_some(), Ordering::Relaxed);
                     last_commit = Some(held_back.clone().unwrap_or(pos));
                     since_barrier += 1;
                     // Publish the applied position often enough for checkpoints (about twice a

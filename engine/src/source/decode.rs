@@ -948,6 +948,9 @@ impl Decoder {
                 // boundary (XA COMMIT/ROLLBACK follow as separate groups) and keep the rows
                 // until the branch ends.
                 match xa::xid_of_prepare(ev.body) {
+                    // MySQL logs `XA COMMIT .. ONE PHASE` as this event with its one-phase
+                    // flag: the branch commits here and nothing is kept.
+                    Some(_) if xa::is_one_phase(ev.body) => {}
                     Some(xid) => self.xa.prepared(xid, &self.last_commit),
                     None => return Err(self.corrupt(ev, "short XA_PREPARE event")),
                 }

@@ -55,6 +55,12 @@ pub fn xid_of_prepare(body: &[u8]) -> Option<Xid> {
     })
 }
 
+/// True when an `XA_PREPARE_LOG_EVENT` body is a one-phase commit (its first byte), which
+/// ends the branch at once.
+pub fn is_one_phase(body: &[u8]) -> bool {
+    body.first() == Some(&1)
+}
+
 /// How an `XA COMMIT|ROLLBACK` statement ends a branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XaEnd {
