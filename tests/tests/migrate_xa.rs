@@ -48,6 +48,36 @@ async fn postponed(
     (server, db, run, before, c)
 }
 
+/// Wait until the shadow holds `a` for each `(id, a)` while `run` goes on.
+async fn wait_shadow(run: &mut Run, server: &TestServer, db: &str, want: &[(i64, i64)]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut all = true;
+        for (id, a) in want {
+            all &= shadow_a(server, db, *id).await == Some(*a);
+        }
+        if all {
+            return;
+        }
+        run.assert_running("the changes in the shadow");
+        assert!(Instant::now() < deadline, "the shadow never held {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `rows` with `a` raised by `delta` for each `(id, delta)`.
+fn plus(rows: &[(i64, i64, String)], deltas: &[(i64, i64)]) -> Vec<(i64, i64, String)> {
+    let mut out = rows.to_vec();
+    for r in &mut out {
+        r.1 += deltas
+            .iter()
+            .filter(|d| d.0 == r.0)
+            .map(|d| d.1)
+            .sum::<i64>();
+    }
+    out
+}
+
 async fn xa_branches(engine: Engine) {
     let (server, db, mut run, before, mut c) = postponed(engine, "xa").await;
     let a_of = |id: i64| before.iter().find(|r| r.0 == id).map(|r| r.1).unwrap();
@@ -69,17 +99,7 @@ async fn xa_branches(engine: Engine) {
         c.query_drop(q).await.unwrap();
     }
     // Wait until the prepared rows reached the shadow, so the rollback has something to undo.
-    let deadline = Instant::now() + DEADLINE;
-    while shadow_a(&server, &db, 1).await != Some(a_of(1) + 100)
-        || shadow_a(&server, &db, 1001).await.is_none()
-    {
-        run.assert_running("the prepared XA rows in the shadow");
-        assert!(
-            Instant::now() < deadline,
-            "the prepared rows never reached the shadow"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_shadow(&mut run, &server, &db, &[(1, a_of(1) + 100), (1001, 1)]).await;
     c.query_drop("XA ROLLBACK 'rs1'").await.unwrap();
     // Committed after a prepare (with a branch qualifier and format ID), and in one phase.
     for q in [
@@ -103,15 +123,7 @@ async fn xa_branches(engine: Engine) {
         c.query_drop(q).await.unwrap();
     }
     c.disconnect().await.unwrap();
-    let mut want = before.clone();
-    for r in &mut want {
-        r.1 += match r.0 {
-            30 => 1,
-            31 => 2,
-            33 => 3,
-            _ => 0,
-        };
-    }
+    let want = plus(&before, &[(30, 1), (31, 2), (33, 3)]);
     assert_eq!(
         rows(&server, &db).await,
         want,
@@ -157,26 +169,16 @@ async fn xa_rolled_back_across_a_restart(engine: Engine) {
         .query_drop("UPDATE t SET a = a + 5 WHERE id = 50")
         .await
         .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while shadow_a(&server, &db, 1).await != Some(a_of(1) + 100)
-        || shadow_a(&server, &db, 1001).await.is_none()
-        || shadow_a(&server, &db, 50).await != Some(a_of(50) + 5)
-    {
-        run.assert_running("the prepared XA rows and the later update in the shadow");
-        assert!(
-            Instant::now() < deadline,
-            "the changes never reached the shadow"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_shadow(
+        &mut run,
+        &server,
+        &db,
+        &[(1, a_of(1) + 100), (1001, 1), (50, a_of(50) + 5)],
+    )
+    .await;
     run.kill().await;
     c.query_drop("XA ROLLBACK 'rsk'").await.unwrap();
-    let mut want = before.clone();
-    for r in &mut want {
-        if r.0 == 50 {
-            r.1 += 5;
-        }
-    }
+    let want = plus(&before, &[(50, 5)]);
     assert_eq!(
         rows(&server, &db).await,
         want,
@@ -210,16 +212,9 @@ async fn verification_waits_for_a_prepared_branch(engine: Engine) {
     )
     .await
     .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while shadow_a(&server, &db, 5).await != Some(a_of(5) + 9) {
-        run.assert_running("the prepared XA row in the shadow");
-        assert!(
-            Instant::now() < deadline,
-            "the prepared row never reached the shadow"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_shadow(&mut run, &server, &db, &[(5, a_of(5) + 9)]).await;
     run.ctl_ok("cut-over", None).await;
+    let deadline = Instant::now() + DEADLINE;
     while !run
         .stderr()
         .contains("waiting for an XA transaction prepared on the table to end")
@@ -236,13 +231,7 @@ async fn verification_waits_for_a_prepared_branch(engine: Engine) {
     let end = run.wait().await;
     assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
     assert!(end.out.contains("GO"), "{}", end.out);
-    let mut want = before.clone();
-    for r in &mut want {
-        if r.0 == 5 {
-            r.1 += 9;
-        }
-    }
-    assert_eq!(rows(&server, &db).await, want);
+    assert_eq!(rows(&server, &db).await, plus(&before, &[(5, 9)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -348,22 +348,6 @@ fn sync_lock_name(db: &str, name: &str) -> String {
     }
 }
 
-/// Wait up to `wait` until no XA branch is prepared on the source (see [`prepared_xa`]); with
-/// `read_position`, the source's position read just before the last check.
-async fn no_prepared_xa(
-    src: &mut mysql_async::Conn,
-    wait: Duration,
-    read_position: bool,
-) -> Result<Option<Position>, SyncError> {
-    prepared_xa::when_none_prepared(src, wait, read_position)
-        .await
-        .map_err(sql_err("reading the source's binlog position"))?
-        .map_err(|xids| SyncError::PreparedXa {
-            xids: xids.join(", "),
-            waited: wait,
-        })
-}
-
 /// Start a sync: set up the target, resume from the checkpoints or start fresh, and run
 /// until [`SyncHandle::stop`] or a failure ([`SyncHandle::failed`]).
 pub async fn start(config: SyncConfig) -> Result<SyncHandle, SyncError> {
@@ -455,7 +439,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     // start position is read.
     let xa_wait = config.retry_for.min(XA_WAIT);
     if !resumed {
-        no_prepared_xa(&mut src, xa_wait, false).await?;
+        prepared_xa::when_none_prepared(&mut src, xa_wait, false).await?;
     }
 
     let mut prepared = Vec::new();
@@ -504,7 +488,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         min
     } else {
         // No XA branch may be prepared before the start position.
-        let pos = match no_prepared_xa(&mut src, xa_wait, writable).await? {
+        let pos = match prepared_xa::when_none_prepared(&mut src, xa_wait, writable).await? {
             Some(pos) => pos,
             None => snapshot_backfill(&config, &prepared).await?,
         };

@@ -9,6 +9,7 @@
 //! before the backfill reads are seen by the backfill. A user who may not list prepared branches
 //! (`XA RECOVER` needs `XA_RECOVER_ADMIN` on MySQL) gets a warning and the sync starts.
 
+use super::{sql_err, SyncError};
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -37,28 +38,35 @@ pub(crate) async fn prepared_branches(src: &mut Conn) -> Option<Vec<String>> {
     }
 }
 
-/// The source's binlog position, read when no XA branch is prepared there any more (or the
-/// user may not list them); `Err(xids)` when branches stay prepared for `wait`. `None` for
-/// `read_position` only waits (a snapshot backfill takes its own position afterwards).
+/// Wait up to `wait` until no XA branch is prepared on the source (or the user may not list
+/// them). With `read_position`, the source's binlog position read just before the last check
+/// (`None` without: a snapshot backfill takes its own position afterwards).
 pub(crate) async fn when_none_prepared(
     src: &mut Conn,
     wait: Duration,
     read_position: bool,
-) -> Result<Result<Option<Position>, Vec<String>>, mysql_async::Error> {
+) -> Result<Option<Position>, SyncError> {
     let deadline = Instant::now() + wait;
     let mut logged = false;
     loop {
         let pos = if read_position {
-            Some(crate::cutover::server_position(src).await?)
+            Some(
+                crate::cutover::server_position(src)
+                    .await
+                    .map_err(sql_err("reading the source's binlog position"))?,
+            )
         } else {
             None
         };
         let xids = match prepared_branches(src).await {
             Some(x) if !x.is_empty() => x,
-            _ => return Ok(Ok(pos)),
+            _ => return Ok(pos),
         };
         if Instant::now() >= deadline {
-            return Ok(Err(xids));
+            return Err(SyncError::PreparedXa {
+                xids: xids.join(", "),
+                waited: wait,
+            });
         }
         if !logged {
             info!(xids = %xids.join(", "), "waiting for XA transactions prepared on the source to end");

@@ -164,8 +164,7 @@ impl SyncRouter {
         let mut drains: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
         let mut drains_at: Vec<(Coord, oneshot::Sender<()>)> = Vec::new();
         let mut txn_start = Arc::new(start);
-        // Where a restart must begin: `txn_start`, or before an XA branch still prepared.
-        let mut txn_resume = txn_start.clone();
+        // Where a restart must begin while an XA branch is prepared (else `txn_start`).
         let mut held_back: Option<Arc<Position>> = None;
         let mut last_sent: Option<Coord> = None;
         let mut seq = 0u64;
@@ -240,15 +239,21 @@ impl SyncRouter {
                                 windows[tbl].retain(|w| w.chunk > chunk);
                                 if let Some(rows) = rows {
                                     let touched = window.map(|w| w.touched).unwrap_or_default();
-                                    self.emit_chunk(tbl, rows, touched, &at, &txn_resume)
-                                        .await?;
+                                    self.emit_chunk(
+                                        tbl,
+                                        rows,
+                                        touched,
+                                        &at,
+                                        held_back.as_ref().unwrap_or(&txn_start),
+                                    )
+                                    .await?;
                                 }
                             }
                             SignalKind::Drain => {
                                 let token = chunk;
                                 if let Some(reply) = drains.remove(&token) {
                                     seq += 1;
-                                    let pos = txn_resume.clone();
+                                    let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
                                     self.mark_all(&at, &pos, seq).await?;
                                     let acks: Vec<_> =
                                         self.tables.iter().flat_map(|t| t.acks.clone()).collect();
@@ -305,7 +310,8 @@ impl SyncRouter {
                         }
                     }
                     for (key, op) in ops {
-                        self.send(ti, key, op, &at, &txn_resume).await?;
+                        self.send(ti, key, op, &at, held_back.as_ref().unwrap_or(&txn_start))
+                            .await?;
                     }
                 }
                 SourceEvent::Commit {
@@ -319,12 +325,12 @@ impl SyncRouter {
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     txn_start = Arc::new(pos);
                     held_back = resume.map(|r| Arc::new(*r));
-                    txn_resume = held_back.clone().unwrap_or_else(|| txn_start.clone());
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                     let here = Coord::of_position(&txn_start);
                     if drains_at.iter().any(|(at, _)| *at <= here) {
                         seq += 1;
-                        self.mark_all(&here, &txn_resume, seq).await?;
+                        self.mark_all(&here, held_back.as_ref().unwrap_or(&txn_start), seq)
+                            .await?;
                         let (ready, rest): (Vec<_>, Vec<_>) =
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
@@ -336,7 +342,7 @@ impl SyncRouter {
                         last_mark = Instant::now();
                         seq += 1;
                         let at = Coord::of_position(&txn_start);
-                        let pos = txn_resume.clone();
+                        let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
                         self.mark_all(&at, &pos, seq).await?;
                     }
                 }
@@ -353,8 +359,7 @@ impl SyncRouter {
                         }
                     }
                     txn_start = Arc::new(pos);
-                    // A DDL ends no XA branch: a restart point held back stays.
-                    txn_resume = held_back.clone().unwrap_or_else(|| txn_start.clone());
+                    // A DDL ends no XA branch: `held_back` stays as it is.
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                 }
                 SourceEvent::Heartbeat { pos } => {
@@ -367,7 +372,8 @@ impl SyncRouter {
                     if drains_at.iter().any(|(at, _)| *at <= here) {
                         seq += 1;
                         let mark = Coord::of_position(&txn_start);
-                        self.mark_all(&mark, &txn_resume, seq).await?;
+                        self.mark_all(&mark, held_back.as_ref().unwrap_or(&txn_start), seq)
+                            .await?;
                         let (ready, rest): (Vec<_>, Vec<_>) =
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
@@ -382,7 +388,7 @@ impl SyncRouter {
                         last_mark = Instant::now();
                         seq += 1;
                         let at = Coord::of_position(&txn_start);
-                        let pos = txn_resume.clone();
+                        let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
                         self.mark_all(&at, &pos, seq).await?;
                     }
                 }
