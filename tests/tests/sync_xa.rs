@@ -1,6 +1,6 @@
 //! XA transactions under `rowshift sync`, both directions: a branch prepared on the source is
-//! applied to the target at `XA PREPARE`; its `XA ROLLBACK` must undo it there, so `promote`
-//! says GO and the target holds the source's rows. A branch prepared before a fresh sync
+//! applied to the target at `XA PREPARE`; its `XA ROLLBACK` must undo it there, and `promote`
+//! run while it is prepared waits for its end, then says GO with the source's rows. A branch prepared before a fresh sync
 //! starts holds the start until it ends.
 
 mod sync_support;
@@ -25,7 +25,10 @@ async fn counter(server: &TestServer, db: &str, id: u64) -> Option<i64> {
     v
 }
 
-async fn rolled_back_branch(from: Engine, to: Engine) {
+/// `promote` runs while the branch is prepared: it must wait for the branch to end (with
+/// `lock_source`, before it locks: MySQL keeps a prepared branch's table lock) instead of
+/// verifying rows the source has not committed.
+async fn rolled_back_branch(from: Engine, to: Engine, promote_extra: &[&str]) {
     let src = TestServer::shared(from);
     let tgt = TestServer::shared(to);
     let db = format!("sync_xa_{}_{}", from.name(), to.name());
@@ -65,13 +68,47 @@ async fn rolled_back_branch(from: Engine, to: Engine) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.query_drop("XA ROLLBACK 'sx1'").await.unwrap();
-    c.query_drop("UPDATE orders SET note = 'after' WHERE id = 13")
+    // Another session: MariaDB keeps the prepared branch on the one that prepared it.
+    let mut other = mysql_async::Conn::from_url(src.url_for_db(&db))
         .await
         .unwrap();
-    c.disconnect().await.unwrap();
+    other
+        .query_drop("UPDATE orders SET note = 'after' WHERE id = 13")
+        .await
+        .unwrap();
+    other.disconnect().await.unwrap();
+    stop_sync(child).await;
 
-    stop_and_promote(child, &args, &log).await;
+    // promote while the branch is prepared: it says it waits, and ends only after the rollback.
+    let plog = std::env::temp_dir().join(format!(
+        "rs-sync-xa-promote-{}-{name}.log",
+        std::process::id()
+    ));
+    let mut promote = spawn_rowshift("promote", &promote_args(&args, promote_extra), &plog);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&plog).unwrap_or_default();
+        if text.contains("waiting for an XA transaction prepared on the source") {
+            break;
+        }
+        if let Ok(Some(status)) = promote.try_wait() {
+            panic!("promote ended while the branch was prepared: {status:?}\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "promote did not wait for the prepared branch:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.query_drop("XA ROLLBACK 'sx1'").await.unwrap();
+    c.disconnect().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(300), promote.wait())
+        .await
+        .expect("promote did not end within 300 s of the rollback")
+        .unwrap();
+    let text = std::fs::read_to_string(&plog).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "promote did not say GO:\n{text}");
+    assert!(text.contains("the prepared XA transaction ended"), "{text}");
     assert_eq!(counter(&tgt, &db, 1).await, Some(before));
     assert!(
         counter(&tgt, &db, 11).await.is_some(),
@@ -79,16 +116,17 @@ async fn rolled_back_branch(from: Engine, to: Engine) {
     );
     assert_same_counts(&src, &tgt, &db).await;
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&plog);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_branch_mysql_to_mariadb() {
-    rolled_back_branch(Engine::MySql, Engine::MariaDb).await;
+    rolled_back_branch(Engine::MySql, Engine::MariaDb, &["--lock-source"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_branch_mariadb_to_mysql() {
-    rolled_back_branch(Engine::MariaDb, Engine::MySql).await;
+    rolled_back_branch(Engine::MariaDb, Engine::MySql, &[]).await;
 }
 
 /// A branch prepared before a fresh sync starts would be missed (its rows are logged before the

@@ -38,6 +38,7 @@ use crate::sqlvalue::LiteralKind;
 use applier::{SyncApplier, SyncApplyError, SyncApplyStats, SyncMsg};
 use ckpt::{ApplierCkpt, CkptError, CkptTable, Coord};
 use mysql_async::prelude::Queryable;
+pub use router::Drained;
 use router::{ChunkRows, RouterCmd, SyncRouter, SyncRouterError, SyncRouterStats, TableRoute};
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::schema::{quote_ident, ColumnType, Flavor, TableSchema};
@@ -167,6 +168,14 @@ pub enum SyncError {
         /// Their XIDs.
         xids: String,
         /// How long the sync waited.
+        waited: Duration,
+    },
+    /// An XA transaction that changed a synced table stayed prepared during `promote`.
+    #[error("an XA transaction that changed a synced table is still prepared on the source after {waited:?} (prepared now: {xids}): its rows are on the target but not committed on the source. Finish it (XA COMMIT or XA ROLLBACK, see XA RECOVER), then run promote again")]
+    XaStillPrepared {
+        /// The XIDs prepared on the source (or why they could not be listed).
+        xids: String,
+        /// How long promote waited.
         waited: Duration,
     },
     /// A drain did not finish in time.
@@ -958,7 +967,7 @@ async fn pipeline_failed(
 impl SyncHandle {
     /// Write a drain marker on the source and wait until every applier has applied everything
     /// logged before it.
-    pub async fn drain(&mut self, timeout: Duration) -> Result<(), SyncError> {
+    pub async fn drain(&mut self, timeout: Duration) -> Result<Drained, SyncError> {
         let token = (u64::from(crate::cutover::drain_token()) << 20)
             ^ self.born.elapsed().as_nanos() as u64;
         let (tx, rx) = oneshot::channel();

@@ -8,12 +8,15 @@
 //!    no `FLUSH TABLES WITH READ LOCK`), so it works on RDS; writers to those tables wait on the
 //!    lock, readers continue.
 //! 3. Drain: a marker row in the signal table is read back from the binlog and every applier
-//!    acknowledges everything before it.
+//!    acknowledges everything before it. While an XA branch that changed a synced table is
+//!    prepared (applied on the target, not committed on the source), promote waits for it to
+//!    end and drains again.
 //! 4. Verify every table (chunk checksums, transform applied) and report GO or NO-GO.
 //! 5. The sync stops (its checkpoints stay, so `sync` can continue after a NO-GO). The source
 //!    lock is released, or handed back to the caller to hold (`keep_lock`) until the
 //!    application points at the target.
 
+use super::prepared_xa::prepared_branches;
 use super::{start, SyncConfig, SyncError, SyncProgress};
 use crate::cutover::server_position;
 use crate::verify::{
@@ -79,8 +82,16 @@ pub async fn promote(
         }
         let mut lock = None;
         if p.lock_source {
+            // Not under the lock: the branch's end may need the table.
+            drain_without_prepared_xa(&mut handle, &config, &p).await?;
             handle.set_phase("locking");
             let mut c = config.source.connect_raw().await?;
+            c.query_drop(format!(
+                "SET SESSION lock_wait_timeout = {}",
+                p.timeout.as_secs().max(1)
+            ))
+            .await
+            .map_err(super::sql_err("bounding the wait for the source lock"))?;
             let list = config
                 .tables
                 .iter()
@@ -97,7 +108,7 @@ pub async fn promote(
             wait_quiet(&mut handle, &config, &p).await?;
         }
         handle.set_phase("draining");
-        handle.drain(p.timeout).await?;
+        drain_without_prepared_xa(&mut handle, &config, &p).await?;
         let final_position = handle
             .read_position()
             .map(|p| p.to_string())
@@ -175,6 +186,47 @@ impl verify::ConsistentPoint for HeldPoint {
     fn lock_scope(&self) -> verify::LockScope {
         verify::LockScope::Held
     }
+}
+
+/// Drain; while an XA branch that changed a synced table is prepared on the source, wait (up to
+/// the timeout) for it to end and drain again. Its rows are applied on the target but not
+/// committed on the source, so a verification now would report them as differences.
+async fn drain_without_prepared_xa(
+    handle: &mut super::SyncHandle,
+    config: &SyncConfig,
+    p: &PromoteConfig,
+) -> Result<(), SyncError> {
+    let started = Instant::now();
+    let mut waiting = false;
+    while handle.drain(p.timeout).await?.xa_prepared {
+        if started.elapsed() >= p.timeout {
+            let mut c = config.source.connect_raw().await?;
+            let xids = prepared_branches(&mut c)
+                .await
+                .map(|x| x.join(", "))
+                .unwrap_or_else(|| "XA RECOVER not permitted".into());
+            let _ = c.disconnect().await;
+            return Err(SyncError::XaStillPrepared {
+                xids,
+                waited: p.timeout,
+            });
+        }
+        if !waiting {
+            waiting = true;
+            info!("waiting for an XA transaction prepared on the source that changed a synced table to end (XA COMMIT or XA ROLLBACK) before verifying");
+        }
+        tokio::select! {
+            e = handle.failed() => return Err(e),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+    if waiting {
+        info!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "the prepared XA transaction ended"
+        );
+    }
+    Ok(())
 }
 
 /// Wait until the reader has caught up with the source's position and no change of a synced

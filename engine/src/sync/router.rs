@@ -73,11 +73,19 @@ pub struct ChunkRows {
 pub enum RouterCmd {
     /// When the drain marker with this token is read, mark every applier and reply once all
     /// acknowledged.
-    Drain(u64, oneshot::Sender<()>),
+    Drain(u64, oneshot::Sender<Drained>),
     /// Once the reader has passed this coordinate (a commit or a heartbeat at or after it),
     /// mark every applier and reply once all acknowledged: the drain of a source that cannot
     /// be written (no marker row).
-    DrainAt(Coord, oneshot::Sender<()>),
+    DrainAt(Coord, oneshot::Sender<Drained>),
+}
+
+/// The answer to a drain: everything read up to its point is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// At that point an XA branch that changed a synced table was prepared and had not ended:
+    /// its rows are applied on the target but not committed on the source.
+    pub xa_prepared: bool,
 }
 
 /// One synced table.
@@ -161,8 +169,8 @@ impl SyncRouter {
         // Open watermark windows per table (the backfill keeps a few chunks in flight).
         let mut windows: Vec<Vec<Window>> = self.tables.iter().map(|_| Vec::new()).collect();
         let mut pending_chunks: HashMap<(usize, u64), ChunkRows> = HashMap::new();
-        let mut drains: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
-        let mut drains_at: Vec<(Coord, oneshot::Sender<()>)> = Vec::new();
+        let mut drains: HashMap<u64, oneshot::Sender<Drained>> = HashMap::new();
+        let mut drains_at: Vec<(Coord, oneshot::Sender<Drained>)> = Vec::new();
         let mut txn_start = Arc::new(start);
         // Where a restart must begin while an XA branch is prepared (else `txn_start`).
         let mut held_back: Option<Arc<Position>> = None;
@@ -255,17 +263,7 @@ impl SyncRouter {
                                     seq += 1;
                                     let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
                                     self.mark_all(&at, &pos, seq).await?;
-                                    let acks: Vec<_> =
-                                        self.tables.iter().flat_map(|t| t.acks.clone()).collect();
-                                    let want = seq;
-                                    tokio::spawn(async move {
-                                        for mut a in acks {
-                                            if a.wait_for(|(s, _)| *s >= want).await.is_err() {
-                                                return;
-                                            }
-                                        }
-                                        let _ = reply.send(());
-                                    });
+                                    self.reply_when_applied(seq, reply, held_back.is_some());
                                 }
                             }
                             _ => {}
@@ -335,7 +333,7 @@ impl SyncRouter {
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
                         for (_, reply) in ready {
-                            self.reply_when_applied(seq, reply);
+                            self.reply_when_applied(seq, reply, held_back.is_some());
                         }
                     }
                     if last_mark.elapsed() >= Duration::from_millis(500) {
@@ -378,7 +376,7 @@ impl SyncRouter {
                             drains_at.drain(..).partition(|(at, _)| *at <= here);
                         drains_at = rest;
                         for (_, reply) in ready {
-                            self.reply_when_applied(seq, reply);
+                            self.reply_when_applied(seq, reply, held_back.is_some());
                         }
                     }
                     self.stats
@@ -399,7 +397,7 @@ impl SyncRouter {
     }
 
     /// Reply once every applier acknowledged mark `seq`.
-    fn reply_when_applied(&self, seq: u64, reply: oneshot::Sender<()>) {
+    fn reply_when_applied(&self, seq: u64, reply: oneshot::Sender<Drained>, xa_prepared: bool) {
         let acks: Vec<_> = self.tables.iter().flat_map(|t| t.acks.clone()).collect();
         tokio::spawn(async move {
             for mut a in acks {
@@ -407,7 +405,7 @@ impl SyncRouter {
                     return;
                 }
             }
-            let _ = reply.send(());
+            let _ = reply.send(Drained { xa_prepared });
         });
     }
 

@@ -36,13 +36,18 @@ pub fn sync_args(src: &TestServer, tgt: &TestServer, db: &str, name: &str) -> Ve
 
 /// Start `rowshift sync` with `args`; its stderr goes to `log`.
 pub fn spawn_sync(args: &[String], log: &std::path::Path) -> Child {
+    spawn_rowshift("sync", args, log)
+}
+
+/// Start `rowshift <command>` with `args`, logging at info level; its stderr goes to `log`.
+pub fn spawn_rowshift(command: &str, args: &[String], log: &std::path::Path) -> Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
     tokio::process::Command::new(rowshift_bin())
-        .arg("sync")
+        .arg(command)
         .args(args)
         .env("ROWSHIFT_LOG", "rowshift=info,warn")
         .stdout(std::process::Stdio::null())
@@ -94,12 +99,19 @@ pub async fn wait_backfill(tgt: &TestServer, db: &str, name: &str, child: &mut C
     }
 }
 
+/// The arguments of `rowshift promote` for a sync with `args` (writes have stopped).
+pub fn promote_args(args: &[String], extra: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.extend(["--quiet-secs", "1", "--timeout-secs", "300"].map(String::from));
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
 /// Run `rowshift promote` (writes have stopped) and return (exit code, stdout, stderr).
 pub async fn promote(args: &[String], extra: &[&str]) -> (i32, String, String) {
-    let mut all: Vec<&str> = vec!["promote"];
-    all.extend(args.iter().map(String::as_str));
-    all.extend(["--quiet-secs", "1", "--timeout-secs", "300"]);
-    all.extend(extra);
+    let mut all = vec!["promote".to_string()];
+    all.extend(promote_args(args, extra));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
     run_rowshift(&all).await
 }
 
