@@ -23,7 +23,7 @@ use rowshift_engine::source::stream::{BinlogSource, SourceConfig};
 use rowshift_testkit::ledger::{
     self, LedgerLoad, LoadReport, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR,
 };
-use rowshift_testkit::procstat::{server_pid, CpuSince};
+use rowshift_testkit::procstat::{machine_cpu, server_pid, CpuSince};
 use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
 
 use rowshift_transform::key::KeyCodec;
@@ -72,19 +72,24 @@ async fn run_under_load(
     args: &[String],
     tool: &'static str,
 ) -> Res<(RunNumbers, LoadReport, String)> {
+    let spid = server_pid(server.port()).unwrap_or_default();
     let load = LedgerLoad::start(&server.url(), db, rows, CLIENTS, 7);
+    let (cpu, machine) = (CpuSince::start(&[&spid, "self"]), machine_cpu());
     tokio::time::sleep(BASELINE).await; // the baseline window of the load, not synchronisation
     let t0 = load.elapsed();
+    let (base_cpu, base_machine) = (cpu.used(), machine_cpu());
+    let cpu = CpuSince::start(&[&spid, "self"]);
     let started = Instant::now();
     let out = tokio::process::Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("peak_rss_kb=%M")
+        .arg("peak_rss_kb=%M tool_cpu_s=%U+%S")
         .arg(program)
         .args(args)
         .output()
         .await?;
     let wall = started.elapsed();
     let t1 = load.elapsed();
+    let (during_cpu, during_machine) = (cpu.used(), machine_cpu());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = load.stop().await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -92,12 +97,38 @@ async fn run_under_load(
     if !out.status.success() {
         return Err(format!("{tool} failed:\n{stdout}\n{stderr}").into());
     }
-    let peak_rss_kb = stderr
+    let time_line = stderr
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("peak_rss_kb="))
-        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or("");
+    let peak_rss_kb = time_line
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let tool_cpu: f64 = time_line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("tool_cpu_s="))
+        .map(|v| v.split('+').filter_map(|x| x.parse::<f64>().ok()).sum())
+        .unwrap_or(f64::NAN);
+    // Where the two cores went: the whole machine's busy share, the server, the load's
+    // clients (this process) and the tool, per second of each window.
+    if let (Some(m0), Some(m1), Some(m2)) = (machine, base_machine, during_machine) {
+        let base_secs = (m1.1 - m0.1).max(1e-9);
+        let during_secs = (m2.1 - m1.1).max(1e-9);
+        let cores = base_secs / BASELINE.as_secs_f64();
+        println!(
+            "{tool} CPU (cores of {cores:.1}): baseline busy {:.2}, server {:.2}, load clients {:.2} / during busy {:.2}, server {:.2}, load clients {:.2}, tool {:.2}",
+            (m1.0 - m0.0) / base_secs * cores,
+            base_cpu[0] / BASELINE.as_secs_f64(),
+            base_cpu[1] / BASELINE.as_secs_f64(),
+            (m2.0 - m1.0) / during_secs * cores,
+            during_cpu[0] / wall.as_secs_f64(),
+            during_cpu[1] / wall.as_secs_f64(),
+            tool_cpu / wall.as_secs_f64(),
+        );
+    }
     let n = RunNumbers {
         tool,
         wall,

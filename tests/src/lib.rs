@@ -107,12 +107,18 @@ pub struct ServerOptions {
 impl ServerOptions {
     /// Benchmark servers: a buffer pool that holds the benchmark's tables (a 1,000,000-row
     /// table and its shadow need more than the tests' 256 MB), as a production server would;
-    /// `ROWSHIFT_BENCH_BUFFER_POOL` (default `1G`) changes it.
+    /// `ROWSHIFT_BENCH_BUFFER_POOL` (default `1G`) changes it; `ROWSHIFT_BENCH_SERVER_ARGS` adds
+    /// flags (space-separated).
     pub fn bench() -> ServerOptions {
         let pool = std::env::var("ROWSHIFT_BENCH_BUFFER_POOL").unwrap_or_else(|_| "1G".into());
-        ServerOptions {
-            extra_args: vec![format!("--innodb-buffer-pool-size={pool}")],
-        }
+        let mut extra_args = vec![format!("--innodb-buffer-pool-size={pool}")];
+        extra_args.extend(
+            std::env::var("ROWSHIFT_BENCH_SERVER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        ServerOptions { extra_args }
     }
 }
 

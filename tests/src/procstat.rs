@@ -54,3 +54,19 @@ impl CpuSince {
 fn read(pid: &str) -> f64 {
     cpu_seconds(pid).unwrap_or(f64::NAN)
 }
+
+/// Busy and total CPU seconds of the whole machine so far (all cores, from `/proc/stat`);
+/// `None` when it cannot be read.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0.0);
+    Some(((total - idle) / 100.0, total / 100.0))
+}

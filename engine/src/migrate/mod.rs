@@ -1095,6 +1095,13 @@ fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
     cfg.ssl_mode = config.endpoint.ssl_mode;
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);
+    // Only the table and the sentry are decoded: the copy's rows into the shadow (as many as
+    // the table's) are skipped at their table map instead of decoded and dropped by the router.
+    let sentry = names::sentry(&config.table);
+    cfg.decode.tables = Some(crate::source::TableFilter::of_tables([
+        (config.db.as_str(), config.table.as_str()),
+        (config.db.as_str(), sentry.as_str()),
+    ]));
     cfg
 }
 

@@ -270,6 +270,17 @@ impl TableFilter {
         Ok(f)
     }
 
+    /// Exactly these `(schema, table)` pairs.
+    pub fn of_tables<'a>(tables: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        TableFilter {
+            tables: tables
+                .into_iter()
+                .map(|(d, t)| (d.to_owned(), t.to_owned()))
+                .collect(),
+            schemas: HashSet::new(),
+        }
+    }
+
     /// True when `schema.table` passes.
     pub fn matches(&self, schema: &str, table: &str) -> bool {
         self.schemas.contains(schema)
@@ -1764,5 +1775,8 @@ mod tests {
         assert!(!f.matches("db", "u"));
         assert!(f.matches("other", "anything"));
         assert!(TableFilter::parse("nodot").is_err());
+        let f = TableFilter::of_tables([("db", "t"), ("db", "_t_sentry")]);
+        assert!(f.matches("db", "t") && f.matches("db", "_t_sentry"));
+        assert!(!f.matches("db", "_t_new") && !f.matches("DB", "t"));
     }
 }

@@ -521,6 +521,15 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     source_cfg.ssl_mode = config.source.ssl_mode;
     source_cfg.ssl_ca = config.source.ssl_ca.clone();
     source_cfg.heartbeat = Duration::from_millis(500);
+    // Only the synced tables and the signal table are decoded; other tables' rows are
+    // skipped at their table map.
+    source_cfg.decode.tables = Some(crate::source::TableFilter::of_tables(
+        config
+            .tables
+            .iter()
+            .map(|t| (t.source_db.as_str(), t.source_table.as_str()))
+            .chain([(signal.db.as_str(), crate::backfill::SIGNAL_TABLE)]),
+    ));
     let events = crate::source::reconnect::open(source_cfg, &start_pos, config.retry_for).await?;
 
     // Appliers and routes.
