@@ -51,20 +51,25 @@ pub enum SyncApplyError {
     },
 }
 
+/// A change at `at`, in a transaction that started at `resume`.
+#[derive(Debug)]
+pub struct Change {
+    /// The key (collation-aware) for collapsing.
+    pub key: RowKey,
+    /// What to do.
+    pub op: Op,
+    /// Where in the binlog.
+    pub at: Coord,
+    /// The commit position the transaction started after.
+    pub resume: Arc<Position>,
+}
+
 /// A message to a sync applier.
 #[derive(Debug)]
 pub enum SyncMsg {
-    /// A change at `at`, in a transaction that started at `resume`.
-    Change {
-        /// The key (collation-aware) for collapsing.
-        key: RowKey,
-        /// What to do.
-        op: Op,
-        /// Where in the binlog.
-        at: Coord,
-        /// The commit position the transaction started after.
-        resume: Arc<Position>,
-    },
+    /// Changes in binlog order (the router sends them in vectors: one message, and one wake-up
+    /// of the applier, per many changes).
+    Changes(Vec<Change>),
     /// Everything before `at` has been sent: commit what is pending, record `at`, acknowledge
     /// `seq`.
     Mark {
@@ -158,23 +163,30 @@ impl SyncApplier {
             let mut mark = None;
             while let Some(m) = msg.take() {
                 match m {
-                    SyncMsg::Change {
-                        key,
-                        op,
-                        at,
-                        resume,
-                    } => {
-                        if !key.is_exact() && batch.ops.contains(&key) {
-                            self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                                .await?;
+                    SyncMsg::Changes(changes) => {
+                        for Change {
+                            key,
+                            op,
+                            at,
+                            resume,
+                        } in changes
+                        {
+                            if !key.is_exact() && batch.ops.contains(&key) {
+                                self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                                    .await?;
+                            }
+                            batch.ops.put(key, op);
+                            batch.changes += 1;
+                            self.state.before = Coord {
+                                row: at.row + 1,
+                                ..at
+                            };
+                            pending = Some(resume);
+                            if batch.ops.len() >= self.target.max_batch {
+                                self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                                    .await?;
+                            }
                         }
-                        batch.ops.put(key, op);
-                        batch.changes += 1;
-                        self.state.before = Coord {
-                            row: at.row + 1,
-                            ..at
-                        };
-                        pending = Some(resume);
                     }
                     SyncMsg::Mark { at, resume, seq } => {
                         if at > self.state.before {

@@ -543,7 +543,9 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         let mut senders = Vec::new();
         let mut acks = Vec::new();
         for state in s {
-            let (tx, rx) = mpsc::channel::<SyncMsg>(4_096);
+            // Changes travel in vectors of up to router::SEND_BATCH: 16 messages bound an
+            // applier's queue at 4,096 changes (as one change per message did before).
+            let (tx, rx) = mpsc::channel::<SyncMsg>(16);
             let (ack_tx, ack_rx) = watch::channel((0u64, state.before.clone()));
             let a = SyncApplier {
                 id: state.applier,

@@ -8,7 +8,7 @@
 //! and drops any change at or before the last one it already sent (a reconnected binlog stream
 //! sends the unfinished transaction again).
 
-use super::applier::SyncMsg;
+use super::applier::{Change, SyncMsg};
 use super::ckpt::Coord;
 use crate::apply::Op;
 use crate::backfill::{decode_signal, SignalKind, SIGNAL_TABLE};
@@ -164,33 +164,50 @@ impl SyncRouter {
         S: futures_util::Stream<Item = Result<SourceEvent, E>> + Unpin,
         E: std::fmt::Display,
     {
-        use futures_util::StreamExt;
+        use futures_util::{FutureExt, StreamExt};
         let born = Instant::now();
         // Open watermark windows per table (the backfill keeps a few chunks in flight).
         let mut windows: Vec<Vec<Window>> = self.tables.iter().map(|_| Vec::new()).collect();
         let mut pending_chunks: HashMap<(usize, u64), ChunkRows> = HashMap::new();
         let mut drains: HashMap<u64, oneshot::Sender<Drained>> = HashMap::new();
-        let mut drains_at: Vec<(Coord, oneshot::Sender<Drained>)> = Vec::new();
+        let mut marks = Marks {
+            seq: 0,
+            last: Instant::now(),
+            drains_at: Vec::new(),
+        };
         let mut txn_start = Arc::new(start);
         // Where a restart must begin while an XA branch is prepared (else `txn_start`).
         let mut held_back: Option<Arc<Position>> = None;
         let mut last_sent: Option<Coord> = None;
-        let mut seq = 0u64;
-        let mut last_mark = Instant::now();
+        let mut outbox = Outbox::new(&self.tables);
+        let mut cmds_open = true;
         loop {
-            let ev = tokio::select! {
-                biased;
-                cmd = cmds.recv() => {
-                    match cmd {
-                        Some(RouterCmd::Drain(token, reply)) => {
-                            drains.insert(token, reply);
+            // Commands first: a drain is registered before its marker can be read.
+            while let Ok(cmd) = cmds.try_recv() {
+                register(cmd, &mut drains, &mut marks.drains_at);
+            }
+            let ready = if outbox.is_empty() {
+                None
+            } else {
+                events.next().now_or_never()
+            };
+            let ev = match ready {
+                Some(ev) => ev,
+                None => {
+                    // Nothing to read right now: the held changes go out before waiting.
+                    outbox.flush(&self.tables).await?;
+                    tokio::select! {
+                        biased;
+                        cmd = cmds.recv(), if cmds_open => {
+                            match cmd {
+                                Some(cmd) => register(cmd, &mut drains, &mut marks.drains_at),
+                                None => cmds_open = false,
+                            }
+                            continue;
                         }
-                        Some(RouterCmd::DrainAt(at, reply)) => drains_at.push((at, reply)),
-                        None => {}
+                        ev = events.next() => ev,
                     }
-                    continue;
                 }
-                ev = events.next() => ev,
             };
             let Some(ev) = ev else { break };
             let ev = ev.map_err(|e| SyncRouterError::Source(e.to_string()))?;
@@ -248,6 +265,7 @@ impl SyncRouter {
                                 if let Some(rows) = rows {
                                     let touched = window.map(|w| w.touched).unwrap_or_default();
                                     self.emit_chunk(
+                                        &mut outbox,
                                         tbl,
                                         rows,
                                         touched,
@@ -260,10 +278,10 @@ impl SyncRouter {
                             SignalKind::Drain => {
                                 let token = chunk;
                                 if let Some(reply) = drains.remove(&token) {
-                                    seq += 1;
+                                    marks.seq += 1;
                                     let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
-                                    self.mark_all(&at, &pos, seq).await?;
-                                    self.reply_when_applied(seq, reply, held_back.is_some());
+                                    self.mark_all(&mut outbox, &at, &pos, marks.seq).await?;
+                                    self.reply_when_applied(marks.seq, reply, held_back.is_some());
                                 }
                             }
                             _ => {}
@@ -308,8 +326,8 @@ impl SyncRouter {
                         }
                     }
                     for (key, op) in ops {
-                        self.send(ti, key, op, &at, held_back.as_ref().unwrap_or(&txn_start))
-                            .await?;
+                        let resume = held_back.as_ref().unwrap_or(&txn_start);
+                        self.send(&mut outbox, ti, key, op, &at, resume).await?;
                     }
                 }
                 SourceEvent::Commit {
@@ -325,24 +343,9 @@ impl SyncRouter {
                     held_back = resume.map(|r| Arc::new(*r));
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                     let here = Coord::of_position(&txn_start);
-                    if drains_at.iter().any(|(at, _)| *at <= here) {
-                        seq += 1;
-                        self.mark_all(&here, held_back.as_ref().unwrap_or(&txn_start), seq)
-                            .await?;
-                        let (ready, rest): (Vec<_>, Vec<_>) =
-                            drains_at.drain(..).partition(|(at, _)| *at <= here);
-                        drains_at = rest;
-                        for (_, reply) in ready {
-                            self.reply_when_applied(seq, reply, held_back.is_some());
-                        }
-                    }
-                    if last_mark.elapsed() >= Duration::from_millis(500) {
-                        last_mark = Instant::now();
-                        seq += 1;
-                        let at = Coord::of_position(&txn_start);
-                        let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
-                        self.mark_all(&at, &pos, seq).await?;
-                    }
+                    let held = held_back.as_ref();
+                    self.reached(&mut outbox, &mut marks, &here, held, &txn_start)
+                        .await?;
                 }
                 SourceEvent::Ddl {
                     schema, query, pos, ..
@@ -367,30 +370,47 @@ impl SyncRouter {
                         row: 0,
                     };
                     let here = here.max(Coord::of_position(&txn_start));
-                    if drains_at.iter().any(|(at, _)| *at <= here) {
-                        seq += 1;
-                        let mark = Coord::of_position(&txn_start);
-                        self.mark_all(&mark, held_back.as_ref().unwrap_or(&txn_start), seq)
-                            .await?;
-                        let (ready, rest): (Vec<_>, Vec<_>) =
-                            drains_at.drain(..).partition(|(at, _)| *at <= here);
-                        drains_at = rest;
-                        for (_, reply) in ready {
-                            self.reply_when_applied(seq, reply, held_back.is_some());
-                        }
-                    }
                     self.stats
                         .last_heartbeat_ms
                         .store(born.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
-                    if last_mark.elapsed() >= Duration::from_millis(500) {
-                        last_mark = Instant::now();
-                        seq += 1;
-                        let at = Coord::of_position(&txn_start);
-                        let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
-                        self.mark_all(&at, &pos, seq).await?;
-                    }
+                    let held = held_back.as_ref();
+                    self.reached(&mut outbox, &mut marks, &here, held, &txn_start)
+                        .await?;
                 }
                 _ => {}
+            }
+        }
+        outbox.flush(&self.tables).await
+    }
+
+    /// The reader has reached `here` (the last commit was `txn_start`; `held_back`, the
+    /// restart point while an XA branch is prepared). The drains waiting for a coordinate at or
+    /// before it mark every applier at that commit and are answered once all acknowledged; and
+    /// at least every 500 ms every applier is marked there, so checkpoints move on while the
+    /// synced tables are quiet.
+    async fn reached(
+        &self,
+        outbox: &mut Outbox,
+        marks: &mut Marks,
+        here: &Coord,
+        held_back: Option<&Arc<Position>>,
+        txn_start: &Arc<Position>,
+    ) -> Result<(), SyncRouterError> {
+        let due = marks.drains_at.iter().any(|(at, _)| at <= here);
+        if !due && marks.last.elapsed() < Duration::from_millis(500) {
+            return Ok(());
+        }
+        marks.last = Instant::now();
+        marks.seq += 1;
+        let mark = Coord::of_position(txn_start);
+        self.mark_all(outbox, &mark, held_back.unwrap_or(txn_start), marks.seq)
+            .await?;
+        if due {
+            let (ready, rest): (Vec<_>, Vec<_>) =
+                marks.drains_at.drain(..).partition(|(at, _)| at <= here);
+            marks.drains_at = rest;
+            for (_, reply) in ready {
+                self.reply_when_applied(marks.seq, reply, held_back.is_some());
             }
         }
         Ok(())
@@ -411,6 +431,7 @@ impl SyncRouter {
 
     async fn send(
         &self,
+        outbox: &mut Outbox,
         ti: usize,
         key: RowKey,
         op: Op,
@@ -424,23 +445,24 @@ impl SyncRouter {
             return Ok(());
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        t.senders[i]
-            .send(SyncMsg::Change {
-                key,
-                op,
-                at: at.clone(),
-                resume: resume.clone(),
-            })
-            .await
-            .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))
+        let change = Change {
+            key,
+            op,
+            at: at.clone(),
+            resume: resume.clone(),
+        };
+        outbox.push(t, ti, i, change).await
     }
 
+    /// Mark every applier (after the changes held for it).
     async fn mark_all(
         &self,
+        outbox: &mut Outbox,
         at: &Coord,
         resume: &Arc<Position>,
         seq: u64,
     ) -> Result<(), SyncRouterError> {
+        outbox.flush(&self.tables).await?;
         for t in &self.tables {
             for s in &t.senders {
                 s.send(SyncMsg::Mark {
@@ -459,6 +481,7 @@ impl SyncRouter {
 
     async fn emit_chunk(
         &self,
+        outbox: &mut Outbox,
         ti: usize,
         mut chunk: ChunkRows,
         touched: HashSet<RowKey>,
@@ -477,8 +500,10 @@ impl SyncRouter {
             // Counted before it is sent: applied changes minus backfilled rows never counts a
             // backfill row as a binlog change (the progress's applied events).
             self.stats.backfilled.fetch_add(1, Ordering::Relaxed);
-            self.send(ti, key, Op::Upsert(new_row), at, resume).await?;
+            self.send(outbox, ti, key, Op::Upsert(new_row), at, resume)
+                .await?;
         }
+        outbox.flush(&self.tables).await?;
         for s in &t.senders {
             s.send(SyncMsg::Chunk {
                 chunk: chunk.chunk,
@@ -492,6 +517,99 @@ impl SyncRouter {
         let _ = chunk.emitted.send(emitted);
         Ok(())
     }
+}
+
+/// The router's marks: the last sequence number, when the last one was sent, and the drains
+/// waiting for the reader to reach a coordinate.
+struct Marks {
+    seq: u64,
+    last: Instant,
+    drains_at: Vec<(Coord, oneshot::Sender<Drained>)>,
+}
+
+/// Register a command for the stream position it waits for.
+fn register(
+    cmd: RouterCmd,
+    drains: &mut HashMap<u64, oneshot::Sender<Drained>>,
+    drains_at: &mut Vec<(Coord, oneshot::Sender<Drained>)>,
+) {
+    match cmd {
+        RouterCmd::Drain(token, reply) => {
+            drains.insert(token, reply);
+        }
+        RouterCmd::DrainAt(at, reply) => drains_at.push((at, reply)),
+    }
+}
+
+/// Changes sent to an applier at once, at most.
+pub const SEND_BATCH: usize = 256;
+
+/// Changes held for each applier (per table), sent in vectors of up to [`SEND_BATCH`]: one
+/// channel message, and one wake-up of the applier, per many changes. Whatever must follow
+/// them (a mark, a backfill chunk's end) flushes them first, and so does the router before it
+/// waits for the stream, so nothing is held while the source is quiet.
+struct Outbox {
+    held: Vec<Vec<Vec<Change>>>,
+    count: usize,
+}
+
+impl Outbox {
+    fn new(tables: &[TableRoute]) -> Outbox {
+        Outbox {
+            held: tables
+                .iter()
+                .map(|t| t.senders.iter().map(|_| Vec::new()).collect())
+                .collect(),
+            count: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Hold `change` for applier `i` of table `ti`; a full vector is sent at once.
+    async fn push(
+        &mut self,
+        t: &TableRoute,
+        ti: usize,
+        i: usize,
+        change: Change,
+    ) -> Result<(), SyncRouterError> {
+        let held = &mut self.held[ti][i];
+        held.push(change);
+        self.count += 1;
+        if held.len() >= SEND_BATCH {
+            let batch = std::mem::replace(held, Vec::with_capacity(SEND_BATCH));
+            self.count -= batch.len();
+            send_changes(t, i, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Send everything held, in order.
+    async fn flush(&mut self, tables: &[TableRoute]) -> Result<(), SyncRouterError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        for (t, held) in tables.iter().zip(&mut self.held) {
+            for (i, h) in held.iter_mut().enumerate() {
+                if !h.is_empty() {
+                    let batch = std::mem::take(h);
+                    self.count -= batch.len();
+                    send_changes(t, i, batch).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send_changes(t: &TableRoute, i: usize, batch: Vec<Change>) -> Result<(), SyncRouterError> {
+    t.senders[i]
+        .send(SyncMsg::Changes(batch))
+        .await
+        .map_err(|_| SyncRouterError::ApplierStopped(format!("`{}`.`{}`", t.db, t.table)))
 }
 
 fn transform(
