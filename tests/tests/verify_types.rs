@@ -394,12 +394,7 @@ async fn transform_is_applied_on_the_old_side_on_mariadb() {
 /// over GF(2)); the verifier's exact `SUM` of the CRCs must still see it. The table is small, so
 /// both rows fall into one chunk and nothing else differs.
 async fn equal_shift_on_two_rows_is_found(engine: Engine) {
-    let server = TestServer::shared(engine);
-    let db = server
-        .fresh_db(&format!("verify_linear_{}", engine.name()))
-        .await
-        .unwrap();
-    let mut c = connect(&server.url_for_db(&db)).await;
+    let (server, db, mut c) = fresh_db(engine, "verify_linear").await;
     c.query_drop(
         "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, at DATETIME(6) NOT NULL, n INT NOT NULL)",
     )
@@ -410,10 +405,7 @@ async fn equal_shift_on_two_rows_is_found(engine: Engine) {
     )
     .await
     .unwrap();
-    c.query_drop("CREATE TABLE _t_new LIKE t").await.unwrap();
-    c.query_drop("INSERT INTO _t_new SELECT * FROM t")
-        .await
-        .unwrap();
+    copy_t_to_shadow(&mut c).await;
     c.query_drop("UPDATE _t_new SET at = at + INTERVAL 1 HOUR WHERE id IN (1, 2)")
         .await
         .unwrap();
@@ -438,6 +430,56 @@ async fn equal_shift_on_two_rows_is_found_on_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equal_shift_on_two_rows_is_found_on_mariadb() {
     equal_shift_on_two_rows_is_found(Engine::MariaDb).await;
+}
+
+/// Zero and invalid dates (a non-strict session stores them) hash apart from each other, from
+/// valid dates and from NULL, and a microsecond across a second boundary is seen; an equal copy
+/// verifies GO. (Guards any cheaper hashing of temporal values: `TO_SECONDS` is NULL for all of
+/// these dates, and must not make them collide.)
+async fn zero_and_invalid_dates(engine: Engine) {
+    let (server, db, mut c) = fresh_db(engine, "verify_zero_dates").await;
+    // Zero and invalid dates need a non-strict session.
+    c.query_drop("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, at DATETIME(6) NOT NULL, ts TIMESTAMP(6) NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO t VALUES (1, '0000-00-00 00:00:00', NULL), (2, '2026-02-30 10:00:00', NULL), \
+         (3, '2026-01-01 00:00:00.999999', '2026-01-01 00:00:00.999999'), (4, '0000-00-00 00:00:00', '0000-00-00 00:00:00'), \
+         (5, '2026-02-31 00:00:00', NULL), (6, '1000-01-01 00:00:00.000001', '1970-01-01 00:00:01')",
+    )
+    .await
+    .unwrap();
+    copy_t_to_shadow(&mut c).await;
+    let equal = verify_shadow(&server.url(), &db, "t", "_t_new").await;
+    assert_eq!(equal.verdict, Verdict::Go, "{}", equal.summary());
+    for q in [
+        "UPDATE _t_new SET at = '2026-02-30 10:00:00' WHERE id = 1",
+        "UPDATE _t_new SET at = '2026-02-31 10:00:00' WHERE id = 2",
+        "UPDATE _t_new SET at = '2026-01-01 00:00:01', ts = '2026-01-01 00:00:01' WHERE id = 3",
+        "UPDATE _t_new SET ts = NULL WHERE id = 4",
+        "UPDATE _t_new SET at = '0000-00-00 00:00:00' WHERE id = 5",
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    let report = verify_shadow(&server.url(), &db, "t", "_t_new").await;
+    assert_eq!(report.verdict, Verdict::NoGo, "{}", report.summary());
+    let found: Vec<String> = by_key(&report).keys().cloned().collect();
+    assert_eq!(found, ["1", "2", "3", "4", "5"].map(String::from).to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_and_invalid_dates_on_mysql() {
+    zero_and_invalid_dates(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_and_invalid_dates_on_mariadb() {
+    zero_and_invalid_dates(Engine::MariaDb).await;
 }
 
 /// Chunks planned by key arithmetic (one integer key column) cover every row whatever the keys'

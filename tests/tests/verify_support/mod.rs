@@ -54,6 +54,33 @@ pub async fn fill_all_types(conn: &mut mysql_async::Conn, name: &str, n: u32) {
         .unwrap();
 }
 
+/// A fresh database `<prefix>_<engine>` on the shared server of `engine`, and a UTC session in
+/// it.
+pub async fn fresh_db(
+    engine: rowshift_testkit::Engine,
+    prefix: &str,
+) -> (
+    std::sync::Arc<rowshift_testkit::TestServer>,
+    String,
+    mysql_async::Conn,
+) {
+    let server = rowshift_testkit::TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("{prefix}_{}", engine.name()))
+        .await
+        .unwrap();
+    let c = connect(&server.url_for_db(&db)).await;
+    (server, db, c)
+}
+
+/// `_t_new`: a copy of table `t` (definition and rows) in the connection's database.
+pub async fn copy_t_to_shadow(c: &mut mysql_async::Conn) {
+    c.query_drop("CREATE TABLE _t_new LIKE t").await.unwrap();
+    c.query_drop("INSERT INTO _t_new SELECT * FROM t")
+        .await
+        .unwrap();
+}
+
 /// A connection to `db` with UTC time zone (TIMESTAMP literals mean the same on every server).
 pub async fn connect(url: &str) -> mysql_async::Conn {
     let mut c = mysql_async::Conn::from_url(url).await.unwrap();
