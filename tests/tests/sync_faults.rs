@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger::{self, LedgerLoad};
 use rowshift_testkit::{run_rowshift, Engine, ServerOptions, TestServer};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sync_support::*;
 
 const ROWS: u64 = 5_000;
@@ -34,40 +34,6 @@ async fn finish_and_check(
     stop_and_promote(child, args, log).await;
     assert_target_correct(tgt, db, ROWS).await;
     assert_same_counts(src, tgt, db).await;
-}
-
-/// The log's length now: [`log_contains`] looks only at what is written after it.
-fn log_len(log: &std::path::Path) -> usize {
-    std::fs::read(log).map_or(0, |b| b.len())
-}
-
-/// Wait until the log says `needle` after its first `from` bytes: a line an earlier retry
-/// (a deadlock during the backfill, say) wrote must not count for the fault made after.
-async fn log_contains(
-    log: &std::path::Path,
-    from: usize,
-    needle: &str,
-    child: &mut tokio::process::Child,
-) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read(log).unwrap_or_default();
-        if text
-            .get(from..)
-            .is_some_and(|new| String::from_utf8_lossy(new).contains(needle))
-        {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("sync ended: {status:?} (log {})", log.display());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sync log never said {needle:?} ({})",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

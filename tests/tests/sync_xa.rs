@@ -85,21 +85,8 @@ async fn rolled_back_branch(from: Engine, to: Engine, promote_extra: &[&str]) {
         std::process::id()
     ));
     let mut promote = spawn_rowshift("promote", &promote_args(&args, promote_extra), &plog);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(&plog).unwrap_or_default();
-        if text.contains("waiting for an XA transaction prepared on the source") {
-            break;
-        }
-        if let Ok(Some(status)) = promote.try_wait() {
-            panic!("promote ended while the branch was prepared: {status:?}\n{text}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "promote did not wait for the prepared branch:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let waiting = "waiting for an XA transaction prepared on the source";
+    log_contains(&plog, 0, waiting, &mut promote).await;
     c.query_drop("XA ROLLBACK 'sx1'").await.unwrap();
     c.disconnect().await.unwrap();
     let status = tokio::time::timeout(Duration::from_secs(300), promote.wait())

@@ -279,8 +279,8 @@ impl SyncRouter {
                                 let token = chunk;
                                 if let Some(reply) = drains.remove(&token) {
                                     marks.seq += 1;
-                                    let pos = held_back.as_ref().unwrap_or(&txn_start).clone();
-                                    self.mark_all(&mut outbox, &at, &pos, marks.seq).await?;
+                                    let pos = held_back.as_ref().unwrap_or(&txn_start);
+                                    self.mark_all(&mut outbox, &at, pos, marks.seq).await?;
                                     self.reply_when_applied(marks.seq, reply, held_back.is_some());
                                 }
                             }

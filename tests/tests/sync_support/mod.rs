@@ -57,6 +57,40 @@ pub fn spawn_rowshift(command: &str, args: &[String], log: &std::path::Path) -> 
         .unwrap()
 }
 
+/// The log's length now: [`log_contains`] looks only at what is written after it.
+pub fn log_len(log: &std::path::Path) -> usize {
+    std::fs::read(log).map_or(0, |b| b.len())
+}
+
+/// Wait until the log says `needle` after its first `from` bytes: a line an earlier retry
+/// (a deadlock during the backfill, say) wrote must not count for the fault made after.
+pub async fn log_contains(
+    log: &std::path::Path,
+    from: usize,
+    needle: &str,
+    child: &mut tokio::process::Child,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        if text
+            .get(from..)
+            .is_some_and(|new| String::from_utf8_lossy(new).contains(needle))
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("rowshift ended: {status:?} (log {})", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log never said {needle:?} ({})",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// SIGTERM and wait: a clean stop exits 0.
 pub async fn stop_sync(mut child: Child) {
     let pid = child.id().unwrap() as i32;
