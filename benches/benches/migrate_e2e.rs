@@ -53,8 +53,8 @@ struct RunNumbers {
     p95_during: Duration,
     worst_stall: Duration,
     worst_before: Duration,
-    /// When the tool returned, on the load's clock.
-    ended: Duration,
+    /// When the tool was started, on the load's clock.
+    started: Duration,
     peak_rss_kb: u64,
     notes: String,
 }
@@ -145,7 +145,7 @@ async fn run_under_load(
         ),
         // For scale: the slowest commit of the baseline window, with no tool running.
         worst_before: report.worst(Duration::ZERO, t0),
-        ended: t1,
+        started: t0,
         peak_rss_kb,
         notes: String::new(),
     };
@@ -357,9 +357,15 @@ async fn main() -> Res<()> {
     .collect();
     let (mut ours, load_report, output) =
         run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
-    // rowshift prints its phase times ("phases: … verify 1.2 s · cut-over 0.1 s"): split the
-    // worst stall at the cut-over (its phase, to 1 s after the tool returned) from the one
-    // during the verification before it (its consistent-point lock).
+    // rowshift prints when its cut-over began and how long it took ("cut-over: began 10.512 s
+    // into the run, took 8.1 ms, …") and its phase times ("phases: … verify 1.2 s · …"): split
+    // the worst stall at the cut-over (from its start to 1 s after it ended, for commits queued
+    // on its lock) from the one during the verification before it (its consistent-point lock).
+    let cut_line = output.lines().find(|l| l.starts_with("cut-over: began"));
+    let field = |after: &str, unit: &str| -> Option<f64> {
+        let rest = cut_line?.split_once(after)?.1.trim_start();
+        rest.split_once(unit)?.0.trim().parse::<f64>().ok()
+    };
     let phase_secs = |name: &str| -> Option<Duration> {
         let line = output.lines().find(|l| l.starts_with("phases:"))?;
         line.split('·').find_map(|part| {
@@ -368,21 +374,24 @@ async fn main() -> Res<()> {
             secs.trim().parse::<f64>().ok().map(Duration::from_secs_f64)
         })
     };
-    if let Some(cut) = phase_secs("cut-over") {
-        let cut_start = ours.ended.saturating_sub(cut + Duration::from_millis(50));
-        let at_cutover = load_report.worst(cut_start, ours.ended + Duration::from_secs(1));
+    if let (Some(began), Some(took_ms)) = (field("began", " s"), field("took", " ms")) {
+        let cut_start = ours.started + Duration::from_secs_f64(began);
+        let cut_end = cut_start + Duration::from_secs_f64(took_ms / 1e3);
+        let at_cutover = load_report.worst(cut_start, cut_end + Duration::from_secs(1));
         let verify = phase_secs("verify").unwrap_or_default();
         let postponed = phase_secs("postponed").unwrap_or_default();
         let verify_start = cut_start.saturating_sub(verify + postponed);
         let at_verify = load_report.worst(verify_start, verify_start + verify);
         println!(
-            "rowshift worst commit: {} in the cut-over phase ({:.2} s), {} in the verification ({:.2} s) before it",
+            "rowshift worst commit: {} at the cut-over ({took_ms:.1} ms, from {:.2} s into the run to 1 s after), {} in the verification ({:.2} s) before it",
             ms(at_cutover),
-            cut.as_secs_f64(),
+            began,
             ms(at_verify),
             verify.as_secs_f64()
         );
         ours.worst_stall = at_cutover;
+    } else {
+        return Err(format!("rowshift printed no cut-over line:\n{output}").into());
     }
     let v = ledger::check_invariant(&mut conn, "bench", "orders", rows).await?;
     let wrong = ledger::wrong_order_status(&mut conn, "bench", "orders").await?;

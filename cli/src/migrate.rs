@@ -171,18 +171,29 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
     );
     if let Some(c) = &report.cutover {
         println!(
-            "cut-over: table locked {:.1} ms (attempt {}); the original table is kept as `{}`: drop it when you no longer need a rollback",
+            "cut-over: began {:.3} s into the run, took {:.1} ms, table locked {:.1} ms (attempt {}); the original table is kept as `{}`: drop it when you no longer need a rollback",
+            report.cutover_began.unwrap_or_default().as_secs_f64(),
+            c.took.as_secs_f64() * 1000.0,
             c.lock_time.as_secs_f64() * 1000.0,
             c.attempts,
             c.old_table
         );
     }
+    // The display samples the engine's phase, so a cut-over of a few milliseconds can fall
+    // between two samples: the report's own time stands in for it then.
+    let missed_cutover = report
+        .cutover
+        .as_ref()
+        .filter(|_| !phases.iter().any(|(p, _)| *p == "cut-over"))
+        .map(|c| ("cut-over", c.took));
     if !phases.is_empty() {
         println!(
             "phases: {}",
             phases
                 .iter()
+                .copied()
                 .filter(|(p, _)| *p != "done")
+                .chain(missed_cutover)
                 .map(|(p, d)| format!("{p} {:.1} s", d.as_secs_f64()))
                 .collect::<Vec<_>>()
                 .join(" · ")

@@ -189,6 +189,8 @@ pub struct CutoverReport {
     pub position: Position,
     /// The attempts needed.
     pub attempts: u32,
+    /// The whole cut-over, from its first attempt to the rename (retries included).
+    pub took: Duration,
     /// The old table's name.
     pub old_table: String,
 }
@@ -218,11 +220,13 @@ where
         let mut attempt = 0;
         let mut counted = 0;
         let mut first_loss: Option<Instant> = None;
+        let began = Instant::now();
         while counted < config.attempts {
             attempt += 1;
             match attempt_once(endpoint, db, table, config, &mut drain).await {
                 Ok(mut report) => {
                     report.attempts = attempt;
+                    report.took = began.elapsed();
                     info!(
                         lock_ms = report.lock_time.as_millis() as u64,
                         attempt, "cut-over done"
@@ -459,6 +463,7 @@ where
                 lock_time,
                 position,
                 attempts: 0,
+                took: Duration::ZERO,
                 old_table: old(table),
             })
         }

@@ -233,7 +233,11 @@ async fn control(engine: Engine) {
     let socket = run.socket.clone();
     let end = run.wait().await;
     assert_eq!(end.code, 0, "stdout:\n{}\nstderr:\n{}", end.out, end.err);
-    assert!(end.out.contains("cut-over: table locked"), "{}", end.out);
+    assert!(
+        end.out.contains("cut-over: began") && end.out.contains("table locked"),
+        "{}",
+        end.out
+    );
     let t = tables(&server, &db).await;
     assert!(t.contains(&"_t_old".to_string()), "{t:?}");
     assert_eq!(rows(&server, &db).await, before, "rows changed");

@@ -144,7 +144,8 @@ async fn bar_moves_in_a_terminal(engine: Engine) {
     );
     for needle in [
         "migrated: 256000 rows copied",
-        "cut-over: table locked",
+        "cut-over: began",
+        "table locked",
         "phases: ",
         "copy [",
         "done in",

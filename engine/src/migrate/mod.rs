@@ -237,6 +237,9 @@ pub struct MigrateReport {
     pub total_time: Duration,
     /// The cut-over, when executed.
     pub cutover: Option<CutoverReport>,
+    /// When the cut-over began, counted from the start of the run (the window in which the
+    /// application may feel it; a progress display can miss so short a phase).
+    pub cutover_began: Option<Duration>,
     /// The verification's summary, when it ran.
     pub verification: Option<String>,
 }
@@ -475,6 +478,7 @@ async fn run_inner(
             copy_time: Duration::ZERO,
             total_time: started.elapsed(),
             cutover: None,
+            cutover_began: None,
             verification: None,
         });
     }
@@ -913,6 +917,7 @@ async fn run_inner(
         fire_hook(&config, HookEvent::BeforeCutOver, hook_ctx("cut-over", vec![])).await?;
         set_phase("cut-over");
         let _ = phase_tx.send("cut-over");
+        let cutover_began = started.elapsed();
         let cmd = cmd_tx.clone();
         let cut_config = CutoverConfig { reconnect_timeout: config.reconnect_timeout, ..config.cutover.clone() };
         let report = cutover::cut_over(&config.endpoint, &config.db, &config.table, &cut_config, move |token| {
@@ -926,7 +931,7 @@ async fn run_inner(
         .await?;
         metrics.cutover_lock(report.lock_time);
         marker_conn.disconnect().await;
-        Ok::<_, MigrateError>((copy_time, report, verification))
+        Ok::<_, MigrateError>((copy_time, report, verification, cutover_began))
     }
     .await;
     ticker.abort();
@@ -945,7 +950,7 @@ async fn run_inner(
         router_task.abort();
         None
     };
-    let (copy_time, report, verification) = match result {
+    let (copy_time, report, verification, cutover_began) = match result {
         Ok(v) => v,
         Err(e) => {
             let e = match router_error {
@@ -999,6 +1004,7 @@ async fn run_inner(
         copy_time,
         total_time: started.elapsed(),
         cutover: Some(report),
+        cutover_began: Some(cutover_began),
         verification,
     })
 }
@@ -1317,6 +1323,7 @@ impl MigrateReport {
             copy_time: Duration::ZERO,
             total_time: started.elapsed(),
             cutover: None,
+            cutover_began: None,
             verification: None,
         }
     }
