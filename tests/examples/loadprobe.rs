@@ -73,13 +73,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (from, to) = (marks[i], marks[i + 1]);
         let s = (to - from).as_secs_f64();
         println!(
-            "{name:>17}: {:>8.0} txn/s, p95 {:>6.2} ms; CPU cores: server {:.2}, load clients {:.2}, command {:.2}",
+            "{name:>17}: {:>8.0} txn/s, p95 {:>6.2} ms, worst {:>7.1} ms; CPU cores: server {:.2}, load clients {:.2}, command {:.2}",
             report.rate(from, to),
             report.quantile(0.95, from, to).unwrap_or_default().as_secs_f64() * 1e3,
+            report.worst(from, to).as_secs_f64() * 1e3,
             cpus[i].0 / s,
             cpus[i].1 / s,
             cpus[i].2 / s,
         );
     }
+    // When the slowest commits ended (load clock), to tell periodic server stalls from the
+    // command's effect.
+    let mut slow: Vec<_> = report
+        .latencies
+        .iter()
+        .filter(|(_, l)| *l > Duration::from_millis(20))
+        .collect();
+    slow.sort();
+    for (end, l) in slow.iter().take(40) {
+        println!(
+            "slow commit: ended at {:.3} s, took {:.1} ms",
+            end.as_secs_f64(),
+            l.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "windows: {:?}",
+        marks
+            .iter()
+            .map(|m| format!("{:.3}", m.as_secs_f64()))
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }
