@@ -38,7 +38,8 @@ pub struct MigrateArgs {
     /// Chunks copied at once.
     #[arg(long, default_value_t = 2)]
     copy_workers: usize,
-    /// Wished duration of one copy chunk, in milliseconds.
+    /// Wished duration of one copy chunk, in milliseconds. A chunk share-locks the rows it
+    /// read until it commits: an application write to one of them waits up to this long.
     #[arg(long, default_value_t = 500)]
     chunk_time_ms: u64,
     /// Hold the cut-over until the flag file (printed at start) is deleted.
