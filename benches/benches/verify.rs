@@ -5,8 +5,9 @@
 //! Run: `cargo bench -p rowshift-benches --bench verify` with env
 //! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb|both` (default both), `ROWSHIFT_BENCH_ROWS` (default
 //! 1000000), `ROWSHIFT_BENCH_WORKERS` (default 2), `ROWSHIFT_BENCH_RUNS` (default 3),
-//! `ROWSHIFT_BENCH_CHUNK_MS` (target chunk time; default the verifier's). Each quiet run prints
-//! the server's and this process's CPU seconds and when each chunk finished.
+//! `ROWSHIFT_BENCH_CHUNK_MS` (target chunk time; default the verifier's), `ROWSHIFT_BENCH_PEER=0`
+//! (skip pt-table-checksum, the peer, run on the quiet table). Each quiet run prints the
+//! server's and this process's CPU seconds and when each chunk finished.
 //! Results: benches/README.md.
 
 use mysql_async::prelude::Queryable;
@@ -94,6 +95,50 @@ async fn bench(engine: Engine, rows: u64, workers: usize, runs: usize) -> Res<()
         held.push(r.lock.held_ms);
     }
 
+    // 1b. The peer, on the quiet server: pt-table-checksum (Percona Toolkit) checksums the
+    //     table on the source only (no replica here: `--recursion-method=none`), i.e. one side
+    //     of what rowshift compares.
+    let mut peer_rates = Vec::new();
+    if std::env::var("ROWSHIFT_BENCH_PEER").as_deref() != Ok("0") {
+        for run in 0..runs {
+            let cpu = CpuSince::start(&[&pid]);
+            let t = Instant::now();
+            let out = tokio::process::Command::new("/usr/bin/pt-table-checksum")
+                .arg(format!("h=127.0.0.1,P={},u=root", server.port()))
+                .args([
+                    "--databases",
+                    db.as_str(),
+                    "--tables",
+                    "orders",
+                    "--recursion-method=none",
+                    "--no-check-binlog-format",
+                    "--no-check-replication-filters",
+                    "--chunk-time=0.5",
+                ])
+                .output()
+                .await?;
+            let took = t.elapsed();
+            let text = String::from_utf8_lossy(&out.stdout);
+            // Exit status bits flag differences and warnings, not failures to run; the
+            // result line (TS ERRORS DIFFS ROWS ...) must be there.
+            let Some(line) = text.lines().find(|l| l.contains(&format!("{db}.orders"))) else {
+                return Err(format!(
+                    "pt-table-checksum printed no result:\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            };
+            let rate = rows as f64 / took.as_secs_f64();
+            eprintln!(
+                "  pt-table-checksum run {run}: {:.2} s, {rate:.0} rows/s (one side), server CPU {:.2} s: {line}",
+                took.as_secs_f64(),
+                cpu.used()[0]
+            );
+            peer_rates.push(rate);
+        }
+        c.query_drop("DROP DATABASE IF EXISTS percona").await?;
+    }
+
     // 2. Under the ledger load (4 clients writing `orders` only, so the shadow diverges and the
     //    verdict is NO-GO): the consistent point's lock and what the writers felt.
     let load = LedgerLoad::start(&server.url(), &db, rows, 4, 7);
@@ -129,6 +174,14 @@ async fn bench(engine: Engine, rows: u64, workers: usize, runs: usize) -> Res<()
         .quantile(0.99, Duration::ZERO, first)
         .unwrap_or_default();
 
+    if !peer_rates.is_empty() {
+        let ours = median(rates.clone());
+        let theirs = median(peer_rates);
+        eprintln!(
+            "  {engine:?}: rowshift verify {ours:.0} rows/s (both sides) vs pt-table-checksum {theirs:.0} rows/s (source side only): {:.2}x",
+            ours / theirs
+        );
+    }
     println!(
         "| {engine:?} | {rows} | {workers} | {:.0} | {:.0} | {:.2} | {:.2} / {:.2} | {:.2} | {:.1} / {:.1} | {} |",
         median(rates.clone()),
