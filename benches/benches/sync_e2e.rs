@@ -7,7 +7,15 @@
 //! Run (the machine otherwise idle): `cargo bench -p rowshift-benches --bench sync_e2e` with env
 //! `ROWSHIFT_BENCH_ENGINE=mysql|mariadb` (source, default mysql), `ROWSHIFT_BENCH_TARGET`
 //! (default: the other engine), `ROWSHIFT_BENCH_ROWS` (default 200000),
-//! `ROWSHIFT_BENCH_APPLIERS` (default 4), `ROWSHIFT_BENCH_SECS` (sustained window, default 30).
+//! `ROWSHIFT_BENCH_APPLIERS` (default 4), `ROWSHIFT_BENCH_SECS` (sustained window, default 30),
+//! `ROWSHIFT_BENCH_PEER=0` (skip the peer).
+//!
+//! The peer: the source engine's own replication. A native replica of the source (same engine,
+//! its default applier settings, plus 4 parallel workers on MariaDB, whose default is none) is
+//! caught up and stopped before the backlog is written; after rowshift's drain it is started and
+//! timed until it has applied the backlog too (fetch and apply, like rowshift). It copies rows
+//! unchanged within one engine, so it is the rate to beat for an applier, not a like-for-like
+//! tool.
 //! Results: benches/README.md.
 
 use mysql_async::prelude::Queryable;
@@ -129,6 +137,27 @@ async fn run() -> Res<()> {
         applied as f64 / elapsed
     );
 
+    // The peer's replica, caught up with everything so far, then stopped.
+    let peer = if std::env::var("ROWSHIFT_BENCH_PEER").as_deref() != Ok("0") {
+        let replica = TestServer::replica_of(&src).await?;
+        let mut r = mysql_async::Conn::from_url(replica.url()).await?;
+        if src_engine == Engine::MariaDb {
+            r.query_drop("STOP SLAVE").await?;
+            r.query_drop("SET GLOBAL slave_parallel_threads = 4")
+                .await?;
+            r.query_drop("START SLAVE").await?;
+        }
+        wait_replica(&mut conn, &mut r, src_engine).await?;
+        r.query_drop(match src_engine {
+            Engine::MySql => "STOP REPLICA",
+            Engine::MariaDb => "STOP SLAVE",
+        })
+        .await?;
+        Some((replica, r))
+    } else {
+        None
+    };
+
     // 2. Backlog: >= 1,000,000 row events written while the sync is stopped.
     let per_round = rows.min(100_000);
     let rounds = 1_000_000u64.div_ceil(per_round);
@@ -160,6 +189,53 @@ async fn run() -> Res<()> {
         per_m[1],
         per_m[2]
     );
+    if let Some((replica, mut r)) = peer {
+        let pid = server_pid(replica.port()).unwrap_or_default();
+        let cpu = CpuSince::start(&[&src_pid, &pid]);
+        let t = Instant::now();
+        r.query_drop(match src_engine {
+            Engine::MySql => "START REPLICA",
+            Engine::MariaDb => "START SLAVE",
+        })
+        .await?;
+        wait_replica(&mut conn, &mut r, src_engine).await?;
+        let took = t.elapsed().as_secs_f64();
+        let per_m: Vec<f64> = cpu.used().iter().map(|s| s * 1e6 / events as f64).collect();
+        println!(
+            "  peer: {}'s own replication drained the same backlog in {took:.1} s = {:.0} row events/s ({:.2}x rowshift's rate); CPU s per million: source {:.1}, replica {:.1}",
+            src_engine.name(),
+            events as f64 / took,
+            drain / took,
+            per_m[0],
+            per_m[1]
+        );
+    }
+    Ok(())
+}
+
+/// Block until the replica `r` has applied everything the source `src` has committed (the
+/// servers' own GTID waits).
+async fn wait_replica(
+    src: &mut mysql_async::Conn,
+    r: &mut mysql_async::Conn,
+    engine: Engine,
+) -> Res<()> {
+    let (pos_sql, wait_sql) = match engine {
+        Engine::MySql => (
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 3600)",
+        ),
+        Engine::MariaDb => (
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            "SELECT MASTER_GTID_WAIT(?, 3600)",
+        ),
+    };
+    let pos: Option<String> = src.query_first(pos_sql).await?;
+    let pos = pos.unwrap_or_default();
+    let waited: Option<i64> = r.exec_first(wait_sql, (pos.clone(),)).await?;
+    if waited != Some(0) {
+        return Err(format!("the replica did not reach {pos}: {waited:?}").into());
+    }
     Ok(())
 }
 
