@@ -379,8 +379,13 @@ async fn main() -> Res<()> {
         let line = output.lines().find(|l| l.starts_with("phases:"))?;
         line.split('·').find_map(|part| {
             let rest = part.trim().trim_start_matches("phases:").trim();
-            let secs = rest.strip_prefix(name)?.trim().strip_suffix(" s")?;
-            secs.trim().parse::<f64>().ok().map(Duration::from_secs_f64)
+            let value = rest.strip_prefix(name)?.trim();
+            // "1.2 s", or "28 ms" below a second.
+            match value.strip_suffix(" ms") {
+                Some(ms) => ms.trim().parse::<f64>().ok().map(|v| v / 1e3),
+                None => value.strip_suffix(" s")?.trim().parse::<f64>().ok(),
+            }
+            .map(Duration::from_secs_f64)
         })
     };
     if let (Some(began), Some(took_ms)) = (field("began", " s"), field("took", " ms")) {

@@ -195,7 +195,7 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
                 .copied()
                 .filter(|(p, _)| *p != "done")
                 .chain(missed_cutover)
-                .map(|(p, d)| format!("{p} {:.1} s", d.as_secs_f64()))
+                .map(|(p, d)| format!("{p} {}", phase_time(d)))
                 .collect::<Vec<_>>()
                 .join(" · ")
         );
@@ -203,7 +203,30 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A phase's duration for the summary: milliseconds below a second (a cut-over takes a few),
+/// else seconds with one decimal.
+fn phase_time(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// True for reports that only carry a note (abort, clean-up of a finished earlier run).
 fn args_note(plan: &str) -> bool {
     plan.starts_with("aborted:") || plan.starts_with("the cut-over of an earlier run")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_times_read_well() {
+        assert_eq!(phase_time(Duration::from_micros(28_400)), "28 ms");
+        assert_eq!(phase_time(Duration::from_millis(999)), "999 ms");
+        assert_eq!(phase_time(Duration::from_millis(1_000)), "1.0 s");
+        assert_eq!(phase_time(Duration::from_millis(12_345)), "12.3 s");
+    }
 }
