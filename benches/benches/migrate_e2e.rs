@@ -269,6 +269,7 @@ async fn catch_up_rate(
         int_key: None,
         high_water: hw_rx,
         stats: Arc::new(RouterStats::default()),
+        rest: Duration::ZERO,
     };
     let (_cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
     let (applied_tx, _applied_rx) = tokio::sync::watch::channel(None);

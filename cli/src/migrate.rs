@@ -42,6 +42,11 @@ pub struct MigrateArgs {
     /// read until it commits: an application write to one of them waits up to this long.
     #[arg(long, default_value_t = 500)]
     chunk_time_ms: u64,
+    /// While the copy runs, read the binlog in bursts this many milliseconds apart (staying
+    /// within about a second of the source): the server's dump thread and rowshift then wake a
+    /// few times a second instead of once per commit. 0 follows the binlog continuously.
+    #[arg(long, default_value_t = 250)]
+    stream_rest_ms: u64,
     /// Hold the cut-over until the flag file (printed at start) is deleted.
     #[arg(long)]
     postpone_cut_over: bool,
@@ -138,6 +143,7 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         skip_verify: args.skip_verify,
         verify_report: args.verify_report,
         reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
+        stream_rest: Duration::from_millis(args.stream_rest_ms),
         operate,
         hooks,
         server_id: args

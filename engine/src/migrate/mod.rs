@@ -195,6 +195,9 @@ pub struct MigrateConfig {
     /// How long every connection of the run (binlog stream, appliers, copy, markers,
     /// checkpoint, verification, cut-over) keeps retrying a lost server before the run fails.
     pub reconnect_timeout: Duration,
+    /// While the copy runs, read the binlog in bursts this far apart, staying within about a
+    /// second of the source (zero: follow it continuously).
+    pub stream_rest: Duration,
     /// Throttling, live control (socket, HTTP) and metrics.
     pub operate: crate::control::operate::OperateConfig,
     /// Executables run at phase changes of an `execute` run ([`crate::hooks`]).
@@ -633,6 +636,7 @@ async fn run_inner(
         int_key,
         high_water: hw_rx,
         stats: router_stats.clone(),
+        rest: config.stream_rest,
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (applied_tx, applied_rx) = watch::channel::<Option<Position>>(None);
