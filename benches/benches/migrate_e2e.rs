@@ -406,6 +406,25 @@ async fn main() -> Res<()> {
             verify.as_secs_f64()
         );
         ours.worst_stall = at_cutover;
+        // The application's rate in each phase, counted back from the cut-over: which part of
+        // the migration costs the application what.
+        let mut end = cut_start;
+        let mut by_phase = Vec::new();
+        for name in ["postponed", "verify", "catch-up", "indexes", "copy"] {
+            let Some(d) = phase_secs(name).filter(|d| !d.is_zero()) else {
+                continue;
+            };
+            let from = end.saturating_sub(d);
+            let rate = load_report.rate(from, end);
+            by_phase.push(format!(
+                "{name} {:.1} s: {rate:.0} ({:.0}%)",
+                d.as_secs_f64(),
+                100.0 * rate / ours.tps_before.max(1e-9)
+            ));
+            end = from;
+        }
+        by_phase.reverse();
+        println!("rowshift app tx/s by phase: {}", by_phase.join(" · "));
     } else {
         return Err(format!("rowshift printed no cut-over line:\n{output}").into());
     }
@@ -421,6 +440,7 @@ async fn main() -> Res<()> {
         .lines()
         .filter(|l| {
             l.starts_with("migrated:")
+                || l.starts_with("indexes:")
                 || l.starts_with("cut-over:")
                 || l.starts_with("phases:")
                 || l.contains("lock held")

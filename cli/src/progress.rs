@@ -241,6 +241,7 @@ impl Shown for Progress {
             b.set_message(format!("{:.0} rows/s, {events}", b.per_sec()));
         } else {
             let what = match phase {
+                "indexes" => "building the secondary indexes left out of the copy",
                 "catch-up" => "applying the binlog changes made during the copy",
                 "verify" => "comparing chunk checksums of both tables",
                 "postponed" => {

@@ -51,6 +51,9 @@ pub struct Checkpoint {
     pub options: String,
     /// The phase when written.
     pub phase: String,
+    /// Secondary keys dropped from the shadow for the copy and built after it, one
+    /// definition per line (`crate::migrate::indexes`); empty when none.
+    pub deferred_indexes: String,
 }
 
 /// The checkpoint table of `db`.`table`.
@@ -90,6 +93,7 @@ impl CheckpointTable {
                rows_copied BIGINT UNSIGNED NOT NULL,
                options TEXT NOT NULL,
                phase VARCHAR(32) NOT NULL,
+               deferred_indexes TEXT NOT NULL,
                updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
              ) ENGINE=InnoDB",
             self.qualified
@@ -103,8 +107,8 @@ impl CheckpointTable {
         let upto = ckpt.copied_upto.as_ref().map(|v| encode_literals(v));
         conn.exec_drop(
             format!(
-                "REPLACE INTO {} (id, file, file_offset, gtid, copied_upto, copy_finished, rows_copied, options, phase)
-                 VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "REPLACE INTO {} (id, file, file_offset, gtid, copied_upto, copy_finished, rows_copied, options, phase, deferred_indexes)
+                 VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 self.qualified
             ),
             (
@@ -116,6 +120,7 @@ impl CheckpointTable {
                 ckpt.rows_copied,
                 &ckpt.options,
                 &ckpt.phase,
+                &ckpt.deferred_indexes,
             ),
         )
         .await
@@ -124,15 +129,27 @@ impl CheckpointTable {
 
     /// The stored checkpoint, if any.
     pub async fn load(&self, conn: &mut Conn) -> Result<Option<Checkpoint>, CheckpointError> {
-        type Row = (String, u64, String, Option<String>, u8, u64, String, String);
+        type Row = (
+            String,
+            u64,
+            String,
+            Option<String>,
+            u8,
+            u64,
+            String,
+            String,
+            String,
+        );
         let row: Option<Row> = conn
             .query_first(format!(
-                "SELECT file, file_offset, gtid, copied_upto, copy_finished, rows_copied, options, phase FROM {} WHERE id = 1",
+                "SELECT file, file_offset, gtid, copied_upto, copy_finished, rows_copied, options, phase, deferred_indexes FROM {} WHERE id = 1",
                 self.qualified
             ))
             .await
             .map_err(self.err())?;
-        let Some((file, offset, gtid, upto, finished, rows, options, phase)) = row else {
+        let Some((file, offset, gtid, upto, finished, rows, options, phase, deferred_indexes)) =
+            row
+        else {
             return Ok(None);
         };
         let copied_upto = match upto {
@@ -152,6 +169,7 @@ impl CheckpointTable {
             rows_copied: rows,
             options,
             phase,
+            deferred_indexes,
         }))
     }
 }

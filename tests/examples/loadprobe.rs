@@ -35,6 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = LedgerLoad::start(&server.url(), "bench", rows, 4, 7);
     let mut marks = vec![load.elapsed()];
     let mut cpus = Vec::new();
+    // Row lock waits per window: do the application's transactions queue on the command's locks?
+    let mut status = vec![row_lock_status(&mut conn).await?];
     for phase in 0..3 {
         let cpu = CpuSince::start(&[&spid, "self"]);
         let child = if phase == 1 {
@@ -64,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let used = cpu.used();
         cpus.push((used[0], used[1], tool_cpu));
         marks.push(load.elapsed());
+        status.push(row_lock_status(&mut conn).await?);
     }
     let report = load.stop().await;
     for (i, name) in ["baseline", "with the command", "baseline again"]
@@ -80,6 +83,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             cpus[i].0 / s,
             cpus[i].1 / s,
             cpus[i].2 / s,
+        );
+        println!(
+            "{:>17}  row lock waits {:.0}/s, waited {:.0} ms/s",
+            "",
+            (status[i + 1].0 - status[i].0) as f64 / s,
+            (status[i + 1].1 - status[i].1) as f64 / s,
         );
     }
     // When the slowest commits ended (load clock), to tell periodic server stalls from the
@@ -105,4 +114,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
     );
     Ok(())
+}
+
+/// The server's `Innodb_row_lock_waits` and `Innodb_row_lock_time` (ms) counters.
+async fn row_lock_status(
+    conn: &mut mysql_async::Conn,
+) -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    use mysql_async::prelude::Queryable;
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_row_lock_waits', 'Innodb_row_lock_time')")
+        .await?;
+    let get = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((get("Innodb_row_lock_waits"), get("Innodb_row_lock_time")))
 }

@@ -376,6 +376,25 @@ pub async fn wrong_order_status(
         .unwrap_or(0))
 }
 
+/// Secondary keys of `db`.`table` missing after [`ORDER_STATUS_ALTER`]: the original's
+/// `customer` and the ALTER's `idx_order_status` (both built after the copy by default).
+pub async fn missing_indexes(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> mysql_async::Result<Vec<&'static str>> {
+    let present: Vec<String> = conn
+        .exec(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await?;
+    Ok(["customer", "idx_order_status"]
+        .into_iter()
+        .filter(|k| !present.iter().any(|p| p == k))
+        .collect())
+}
+
 /// What [`check_invariant`] found wrong; empty when the ledger holds.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Violations {

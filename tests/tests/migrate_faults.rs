@@ -182,6 +182,13 @@ async fn killed_and_resumed(engine: Engine) {
             .unwrap(),
         0
     );
+    assert_eq!(
+        ledger::missing_indexes(&mut conn, &db, "orders")
+            .await
+            .unwrap(),
+        Vec::<&str>::new(),
+        "indexes missing after {kills} kills ({phases_seen:?})"
+    );
     // Copied rows over all runs: finished ranges were not copied again.
     let copied: u64 = out
         .lines()

@@ -235,6 +235,12 @@ async fn check_migrated(server: &TestServer, db: &str, rows: u64) {
             .unwrap(),
         0
     );
+    assert_eq!(
+        ledger::missing_indexes(&mut conn, db, "orders")
+            .await
+            .unwrap(),
+        Vec::<&str>::new()
+    );
     assert!(table_exists(&mut conn, db, "_orders_old").await);
     for helper in [
         "_orders_new",

@@ -6,10 +6,12 @@
 //!    mapping comes from diffing the two definitions (renames parsed from the ALTER).
 //! 3. The binlog stream starts at the current position, before the copy.
 //! 4. The copy ([`crate::copy`]) and the router/appliers ([`router`], [`crate::apply`]) run
-//!    together; changes above the copy's high-water mark are skipped.
+//!    together; changes above the copy's high-water mark are skipped. The shadow's plain
+//!    secondary keys are built after the copy ([`indexes`]).
 //! 5. Catch-up: a marker row in the sentry table proves everything before it is applied.
 //! 6. Cut-over ([`crate::cutover`]); the original table stays as `_t_old`.
 
+pub mod indexes;
 pub mod preflight;
 pub mod reconnect;
 pub mod resume;
@@ -198,6 +200,9 @@ pub struct MigrateConfig {
     /// While the copy runs, read the binlog in bursts this far apart, staying within about a
     /// second of the source (zero: follow it continuously).
     pub stream_rest: Duration,
+    /// Build the shadow's plain secondary keys after the copy, sorted in one pass, instead of
+    /// row by row during it ([`indexes`]).
+    pub defer_indexes: bool,
     /// Throttling, live control (socket, HTTP) and metrics.
     pub operate: crate::control::operate::OperateConfig,
     /// Executables run at phase changes of an `execute` run ([`crate::hooks`]).
@@ -236,6 +241,10 @@ pub struct MigrateReport {
     pub events: u64,
     /// Copy time.
     pub copy_time: Duration,
+    /// Secondary keys built after the copy ([`indexes`]), and how long that took.
+    pub indexes_built: Vec<String>,
+    /// Time of that build.
+    pub index_time: Duration,
     /// Whole run.
     pub total_time: Duration,
     /// The cut-over, when executed.
@@ -454,10 +463,36 @@ async fn run_inner(
             return Err(e);
         }
     };
+    // The shadow's plain secondary keys, built after the copy (kept in the checkpoint: a
+    // resumed run's shadow has them dropped already).
+    let deferred = match (&resumed, config.defer_indexes) {
+        (Some(c), _) => indexes::decode(&c.deferred_indexes).ok_or_else(|| {
+            MigrateError::Mapping(format!(
+                "the checkpoint {} lists deferred indexes rowshift did not write: {:?}; run with --abort and start again",
+                q2(&config.db, &names::checkpoint(&config.table)),
+                c.deferred_indexes
+            ))
+        })?,
+        (None, true) => match indexes::of_table(&mut conn, &shadow).await {
+            Ok(list) => list,
+            Err(e) => {
+                let _ = conn.query_drop(format!("DROP TABLE {shadow}")).await;
+                return Err(e);
+            }
+        },
+        (None, false) => Vec::new(),
+    };
     let rows_estimate = catalog::estimate_rows(&mut conn, &config.db, &config.table)
         .await
         .unwrap_or(0);
     let mut plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
+    if !deferred.is_empty() {
+        let names: Vec<String> = deferred.iter().map(|d| quote_ident(&d.name)).collect();
+        plan.push_str(&format!(
+            "  secondary indexes built after the copy, in one sorted pass: {}\n",
+            names.join(", ")
+        ));
+    }
     if let Some(c) = &resumed {
         // Say exactly what state the earlier run left: the shadow still stands beside the
         // untouched original, so its cut-over (if it started) had not renamed anything.
@@ -479,6 +514,8 @@ async fn run_inner(
             rows_copied: 0,
             events: 0,
             copy_time: Duration::ZERO,
+            indexes_built: Vec::new(),
+            index_time: Duration::ZERO,
             total_time: started.elapsed(),
             cutover: None,
             cutover_began: None,
@@ -513,6 +550,9 @@ async fn run_inner(
         Some(ops) => ops,
         None => or_clean!(Operations::bind(&config.operate, &config.db, &config.table).await),
     };
+    if resumed.is_none() {
+        or_clean!(indexes::drop_for_copy(&mut conn, &shadow, &deferred).await);
+    }
     or_clean!(conn
         .query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
@@ -563,6 +603,7 @@ async fn run_inner(
                             rows_copied: 0,
                             options: options.clone(),
                             phase: "copy".into(),
+                            deferred_indexes: indexes::encode(&deferred),
                         }
                     )
                     .await
@@ -667,6 +708,7 @@ async fn run_inner(
         config.endpoint.clone(),
         CheckpointTable::new(&config.db, &config.table),
         options.clone(),
+        indexes::encode(&deferred),
         applied_rx,
         wm_rx,
         phase_rx,
@@ -830,6 +872,25 @@ async fn run_inner(
         progress.send_modify(|p| p.rows_copied = rows_before + copy_stats.rows_copied.load(Ordering::Relaxed));
         fire_hook(&config, HookEvent::CopyDone, hook_ctx("copy", vec![])).await?;
 
+        // The secondary keys left out of the copy, built while the appliers keep writing.
+        let index_started = Instant::now();
+        let indexes_built = if deferred.is_empty() {
+            Vec::new()
+        } else {
+            set_phase("indexes");
+            let _ = phase_tx.send("indexes");
+            abortable!(retry_lost("building the secondary indexes", config.reconnect_timeout, || async {
+                let mut c = config.endpoint.connect_raw().await?;
+                let built = indexes::build(&mut c, &shadow, &deferred).await?;
+                let _ = c.disconnect().await;
+                Ok::<_, MigrateError>(built)
+            }))?
+        };
+        let index_time = index_started.elapsed();
+        if !indexes_built.is_empty() {
+            info!(indexes = ?indexes_built, took = ?index_time, "secondary indexes built");
+        }
+
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
         let mut marker_conn = MarkerConn::new(&config);
@@ -935,7 +996,7 @@ async fn run_inner(
         .await?;
         metrics.cutover_lock(report.lock_time);
         marker_conn.disconnect().await;
-        Ok::<_, MigrateError>((copy_time, report, verification, cutover_began))
+        Ok::<_, MigrateError>((copy_time, (indexes_built, index_time), report, verification, cutover_began))
     }
     .await;
     ticker.abort();
@@ -954,7 +1015,8 @@ async fn run_inner(
         router_task.abort();
         None
     };
-    let (copy_time, report, verification, cutover_began) = match result {
+    let (copy_time, (indexes_built, index_time), report, verification, cutover_began) = match result
+    {
         Ok(v) => v,
         Err(e) => {
             let e = match router_error {
@@ -1006,6 +1068,8 @@ async fn run_inner(
         rows_copied: rows_before + copy_stats.rows_copied.load(Ordering::Relaxed),
         events: apply_stats.changes.load(Ordering::Relaxed),
         copy_time,
+        indexes_built,
+        index_time,
         total_time: started.elapsed(),
         cutover: Some(report),
         cutover_began: Some(cutover_began),
@@ -1149,6 +1213,7 @@ async fn checkpoint_writer(
     endpoint: Endpoint,
     table: CheckpointTable,
     options: String,
+    deferred_indexes: String,
     applied: watch::Receiver<Option<Position>>,
     watermark: watch::Receiver<copy::Watermark>,
     phase: watch::Receiver<&'static str>,
@@ -1182,6 +1247,7 @@ async fn checkpoint_writer(
             rows_copied: rows_before + copy_stats.rows_copied.load(Ordering::Relaxed),
             options: options.clone(),
             phase: ph.to_string(),
+            deferred_indexes: deferred_indexes.clone(),
         };
         if conn.is_none() {
             conn = endpoint.connect_raw().await.ok();
@@ -1325,6 +1391,8 @@ impl MigrateReport {
             rows_copied: 0,
             events: 0,
             copy_time: Duration::ZERO,
+            indexes_built: Vec::new(),
+            index_time: Duration::ZERO,
             total_time: started.elapsed(),
             cutover: None,
             cutover_began: None,
