@@ -377,7 +377,7 @@ pub async fn wrong_order_status(
 }
 
 /// Secondary keys of `db`.`table` missing after [`ORDER_STATUS_ALTER`]: the original's
-/// `customer` and the ALTER's `idx_order_status` (both built after the copy by default).
+/// `customer` and the ALTER's `idx_order_status`.
 pub async fn missing_indexes(
     conn: &mut Conn,
     db: &str,

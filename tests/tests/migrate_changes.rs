@@ -163,20 +163,22 @@ async fn widen_varchar(engine: Engine) {
 }
 
 /// Plain secondary keys are left out of the copy and built after it (`--index-build
-/// after-copy`, the default): the oracle's comparison of `SHOW CREATE TABLE` proves they come
+/// after-copy`): the oracle's comparison of `SHOW CREATE TABLE` proves they come
 /// back exactly as the ALTER defines them (prefix, DESC, comment, order among the others); a
 /// unique key stays in the shadow throughout.
 async fn add_index(engine: Engine) {
     let db = setup(engine, "chg_add_index").await;
     base_table(&db).await;
     db.exec(&["ALTER TABLE t ADD INDEX idx_dt (dt)"]).await;
-    let result = Scenario::new(
+    let mut scenario = Scenario::new(
         &db,
         "t",
         "ADD INDEX idx_a (a), ADD INDEX `idx b,n` (b(4), n DESC) COMMENT 'b, then n', ADD UNIQUE KEY u_id_a (id, a)",
-    )
-    .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
-    .await;
+    );
+    scenario.extra = vec!["--index-build", "after-copy"];
+    let result = scenario
+        .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
+        .await;
     assert!(
         result
             .outcome
@@ -187,13 +189,12 @@ async fn add_index(engine: Engine) {
     );
 }
 
-/// `--index-build during-copy` keeps every key in the shadow while the copy inserts.
+/// `--index-build during-copy` (the default) keeps every key in the shadow while the copy
+/// inserts.
 async fn add_index_during_copy(engine: Engine) {
     let db = setup(engine, "chg_add_index_during").await;
     base_table(&db).await;
-    let mut scenario = Scenario::new(&db, "t", "ADD INDEX idx_a (a), ADD INDEX idx_b_n (b, n)");
-    scenario.extra = vec!["--index-build", "during-copy"];
-    let result = scenario
+    let result = Scenario::new(&db, "t", "ADD INDEX idx_a (a), ADD INDEX idx_b_n (b, n)")
         .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
         .await;
     assert!(
