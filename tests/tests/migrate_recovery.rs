@@ -224,11 +224,38 @@ async fn load_commits(load: &LedgerLoad, n: u64, what: &str) {
 /// After the ledger load: no acknowledged write lost or doubled, every `order_status` right,
 /// the original kept as `_orders_old`, no helper table left.
 async fn check_migrated(server: &TestServer, db: &str, rows: u64) {
+    check_migrated_with(server, db, rows, "").await;
+}
+
+/// [`check_migrated`], with rowshift's output to show when the ledger is broken.
+async fn check_migrated_with(server: &TestServer, db: &str, rows: u64, output: &str) {
     let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
     let v = ledger::check_invariant(&mut conn, db, "orders", rows)
         .await
         .unwrap();
-    assert!(v.is_empty(), "ledger broken: {v:?}");
+    if !v.is_empty() {
+        // Where the lost changes are: the old table (the source up to the cut-over) against
+        // the ledger tells a change rowshift lost from one the source never had.
+        let mut old = Vec::new();
+        for (id, _, _) in &v.wrong_counter {
+            let row: Option<i64> = conn
+                .query_first(format!(
+                    "SELECT counter FROM `{db}`.`_orders_old` WHERE id = {id}"
+                ))
+                .await
+                .unwrap();
+            let ledger: Vec<(u64, i64, String)> = conn
+                .query(format!(
+                    "SELECT seq, d, kind FROM `{db}`.`orders_ledger` WHERE order_id = {id} ORDER BY seq"
+                ))
+                .await
+                .unwrap();
+            old.push((*id, row, ledger));
+        }
+        panic!(
+            "ledger broken: {v:?}\n(id, counter in _orders_old, ledger rows): {old:?}\n{output}"
+        );
+    }
     assert_eq!(
         ledger::wrong_order_status(&mut conn, db, "orders")
             .await
@@ -436,7 +463,7 @@ async fn server_restarted_in_cutover(engine: Engine) {
             "120",
             "--execute",
         ])
-        .env("ROWSHIFT_LOG", "warn")
+        .env("ROWSHIFT_LOG", "info")
         .env(
             "ROWSHIFT_TEST_PAUSE_IN_CUTOVER",
             format!("locked:{}", pause.display()),
@@ -507,7 +534,7 @@ async fn server_restarted_in_cutover(engine: Engine) {
     load_commits(&load, 100, "after the cut-over").await;
     let report = load.stop().await;
     assert!(report.committed > 0);
-    check_migrated(&server, &db, CUT_ROWS).await;
+    check_migrated_with(&server, &db, CUT_ROWS, &format!("{stdout}\n{stderr}")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
