@@ -9,7 +9,10 @@
 //! the apply idempotent: replaying a change after a crash gives the same table. When the target
 //! has no unique key of its own (`ApplyTarget::replace`), upserts are one multi-row `REPLACE`
 //! and only deleted keys get a `DELETE`. A batch's statements travel as one multi-statement
-//! text, one round trip (`BEGIN; …; COMMIT`, or a lone `REPLACE` in autocommit).
+//! text (`BEGIN; …`) and its `COMMIT` as a second round trip, sent only once the statements
+//! have answered: a batch of a client that died meanwhile (a killed run whose statements wait
+//! on a row lock) is rolled back by the server instead of committing a stale image behind the
+//! back of a resumed run (measured: such statements stay in the processlist after the kill).
 //!
 //! Barriers give the applied position: the router sends `Barrier(seq)` to every applier; an
 //! applier acknowledges it once everything before it is committed. The lowest acknowledged
@@ -401,9 +404,10 @@ impl Pending {
 }
 
 /// Append the statements of one batch to `sql` as a single multi-statement text (one round
-/// trip): `BEGIN; DELETE …; INSERT|REPLACE …; extra; COMMIT`, or the lone `REPLACE` in
-/// autocommit when nothing needs deleting and there is no `extra` statement (a sync's
-/// checkpoint update, which must commit with the rows). Returns the number of upserted rows.
+/// trip): `BEGIN; DELETE …; INSERT|REPLACE …; extra` (`extra`: a sync's checkpoint update,
+/// which must commit with the rows). The text never commits: the caller sends `COMMIT` (see
+/// [`run_batch`]), so that only a live client's batch commits. Returns the number of upserted
+/// rows.
 pub fn write_batch(sql: &mut String, t: &ApplyTarget, ops: &[Op], extra: Option<&str>) -> usize {
     let upserts = ops.iter().filter(|op| matches!(op, Op::Upsert(_))).count();
     // Without unique secondary keys REPLACE only ever replaces the same primary key, so
@@ -419,18 +423,13 @@ pub fn write_batch(sql: &mut String, t: &ApplyTarget, ops: &[Op], extra: Option<
             Op::Upsert(_) => None,
         })
         .collect();
-    let wrap = !delete_keys.is_empty() || extra.is_some();
-    if wrap {
-        sql.push_str("BEGIN");
-    }
+    sql.push_str("BEGIN");
     if !delete_keys.is_empty() {
         sql.push(';');
         write_delete(sql, t, &delete_keys);
     }
     if upserts > 0 {
-        if wrap {
-            sql.push(';');
-        }
+        sql.push(';');
         let verb = if t.replace {
             "REPLACE INTO "
         } else {
@@ -450,10 +449,25 @@ pub fn write_batch(sql: &mut String, t: &ApplyTarget, ops: &[Op], extra: Option<
         sql.push(';');
         sql.push_str(extra);
     }
-    if wrap {
-        sql.push_str(";COMMIT");
-    }
     upserts
+}
+
+/// Run a batch written by [`write_batch`] and commit it: the statements in one round trip,
+/// then `COMMIT` in a second one. A server whose client is gone before it asks for the commit
+/// rolls the transaction back when it notices the closed connection, so a dead run can never
+/// commit (a single multi-statement text ending in `COMMIT`, or an autocommit statement, runs
+/// to its end on the server even after the client died: a statement waiting on a row lock
+/// would then commit its rows late, over what a resumed run wrote). On an error the
+/// transaction is rolled back (best effort) and the error returned.
+pub async fn run_batch(conn: &mut mysql_async::Conn, sql: &str) -> Result<(), mysql_async::Error> {
+    let mut result = conn.query_drop(sql).await;
+    if result.is_ok() {
+        result = conn.query_drop("COMMIT").await;
+    }
+    if result.is_err() {
+        let _ = conn.query_drop("ROLLBACK").await;
+    }
+    result
 }
 
 impl Applier {
@@ -512,11 +526,10 @@ impl Applier {
         let mut attempt = 0u32;
         let mut first_loss: Option<std::time::Instant> = None;
         loop {
-            let result = self.conn.query_drop(&sql).await;
+            let result = run_batch(&mut self.conn, &sql).await;
             match result {
                 Ok(()) => break,
                 Err(source) => {
-                    let _ = self.conn.query_drop("ROLLBACK").await;
                     attempt += 1;
                     if attempt < 30 && is_retryable_in_place(&source) {
                         debug!(attempt, error = %source, "batch retried");
@@ -643,18 +656,18 @@ mod tests {
         let up = Op::Upsert(vec![Value::Int(2), Value::Int(20)]);
         let del = Op::Delete(vec![Value::Int(1)]);
         let mut sql = String::new();
-        // Upserts only, REPLACE allowed: one statement in autocommit.
+        // Upserts only, REPLACE allowed: one statement, in a transaction the caller commits.
         assert_eq!(
             write_batch(&mut sql, &target(true), std::slice::from_ref(&up), None),
             1
         );
-        assert_eq!(sql, "REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20)");
+        assert_eq!(sql, "BEGIN;REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20)");
         // A delete: one transaction, one round trip.
         sql.clear();
         write_batch(&mut sql, &target(true), &[del.clone(), up.clone()], None);
         assert_eq!(
             sql,
-            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1);REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20);COMMIT"
+            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1);REPLACE INTO `d`.`t` (`id`,`v`) VALUES (2,20)"
         );
         // No REPLACE: every key deleted first, then INSERT; the extra statement commits with it.
         sql.clear();
@@ -666,7 +679,7 @@ mod tests {
         );
         assert_eq!(
             sql,
-            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1,2);INSERT INTO `d`.`t` (`id`,`v`) VALUES (2,20);UPDATE ck SET n = 1;COMMIT"
+            "BEGIN;DELETE FROM `d`.`t` WHERE `id` IN (1,2);INSERT INTO `d`.`t` (`id`,`v`) VALUES (2,20);UPDATE ck SET n = 1"
         );
         // Only the extra statement (a sync checkpoint without rows).
         sql.clear();
@@ -674,6 +687,6 @@ mod tests {
             write_batch(&mut sql, &target(true), &[], Some("UPDATE ck SET n = 2")),
             0
         );
-        assert_eq!(sql, "BEGIN;UPDATE ck SET n = 2;COMMIT");
+        assert_eq!(sql, "BEGIN;UPDATE ck SET n = 2");
     }
 }

@@ -8,7 +8,7 @@
 //! few seconds per attempt) for up to `retry_for`, then the applier fails with the last error.
 
 use super::ckpt::{ApplierCkpt, CkptTable, Coord};
-use crate::apply::{is_transient, write_batch, ApplyTarget, Op, Pending};
+use crate::apply::{is_transient, run_batch, write_batch, ApplyTarget, Op, Pending};
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
 use rowshift_transform::key::RowKey;
@@ -252,7 +252,7 @@ impl SyncApplier {
         loop {
             let result = match conn.as_mut() {
                 None => Err(None),
-                Some(c) => run_txn(c, &sql).await.map_err(Some),
+                Some(c) => run_batch(c, &sql).await.map_err(Some),
             };
             match result {
                 Ok(()) => break,
@@ -326,16 +326,6 @@ fn settle(state: &mut ApplierCkpt, pending: &mut Option<Arc<Position>>) {
             state.resume = (*p).clone();
         }
     }
-}
-
-/// Run one batch's multi-statement transaction (`BEGIN; …; COMMIT`, one round trip); roll
-/// back what a failed statement left open.
-async fn run_txn(c: &mut mysql_async::Conn, sql: &str) -> Result<(), mysql_async::Error> {
-    let result = c.query_drop(sql).await;
-    if result.is_err() {
-        let _ = c.query_drop("ROLLBACK").await;
-    }
-    result
 }
 
 fn is_lock_wait(e: &mysql_async::Error) -> bool {
