@@ -190,6 +190,68 @@ async fn server_copy_limit(conn: &mut mysql_async::Conn, db: &str) -> Res<(Durat
     Ok((took, n))
 }
 
+/// `rowshift migrate` of the bench table with the bench's ALTER and `--set`, plus
+/// `ROWSHIFT_BENCH_ARGS`.
+fn migrate_args(server: &TestServer) -> Vec<String> {
+    let set = format!("order_status = {ORDER_STATUS_EXPR}");
+    [
+        "migrate",
+        "--source",
+        &server.url(),
+        "--table",
+        "bench.orders",
+        "--alter",
+        ORDER_STATUS_ALTER,
+        "--set",
+        &set,
+        "--execute",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(
+        std::env::var("ROWSHIFT_BENCH_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    )
+    .collect()
+}
+
+/// rowshift's copy with no load (the pace stays full: nothing writes the table), against the
+/// server's own `INSERT … SELECT` rate: the copy alone, and the copy with the index build
+/// after it.
+async fn copy_without_load(server: &TestServer, limit_rate: f64) -> Res<()> {
+    let out = tokio::process::Command::new(rowshift_bin())
+        .args(migrate_args(server))
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "rowshift migrate without load failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    // "migrated: N rows copied in X s (R rows/s), …" and "indexes: … built after the copy in Y s".
+    let number_after = |line_start: &str, after: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.starts_with(line_start))?;
+        let rest = line.split_once(after)?.1.trim_start();
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    let rows = number_after("migrated:", "migrated:").ok_or("no migrated: line")?;
+    let copy = number_after("migrated:", "copied in").ok_or("no copy time")?;
+    let build = number_after("indexes:", "after the copy in").unwrap_or(0.0);
+    let rate = rows / copy.max(1e-3);
+    let with_build = rows / (copy + build).max(1e-3);
+    println!(
+        "rowshift copy of the table (no load): {rows:.0} rows in {copy:.2} s = {rate:.0} rows/s ({:.0} % of INSERT ... SELECT); with the index build after it ({build:.2} s): {with_build:.0} rows/s ({:.0} %)\n",
+        100.0 * rate / limit_rate,
+        100.0 * with_build / limit_rate
+    );
+    Ok(())
+}
+
 /// Drain a backlog of `rows` row events (one UPDATE of every row) through the real pipeline.
 async fn catch_up_rate(
     server: &TestServer,
@@ -326,6 +388,8 @@ async fn main() -> Res<()> {
         let (limit_time, limit_rows) = server_copy_limit(&mut conn, "bench").await?;
         let limit_rate = limit_rows as f64 / limit_time.as_secs_f64();
         println!("server INSERT ... SELECT of the table (no load): {limit_rows} rows in {:.2} s = {limit_rate:.0} rows/s\n", limit_time.as_secs_f64());
+        copy_without_load(&server, limit_rate).await?;
+        conn = fresh(&server, "bench", rows).await?;
     }
 
     // Catch-up apply rate on a backlog.
@@ -343,28 +407,7 @@ async fn main() -> Res<()> {
     }
 
     // rowshift under load.
-    let set = format!("order_status = {ORDER_STATUS_EXPR}");
-    let args: Vec<String> = [
-        "migrate",
-        "--source",
-        &server.url(),
-        "--table",
-        "bench.orders",
-        "--alter",
-        ORDER_STATUS_ALTER,
-        "--set",
-        &set,
-        "--execute",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(
-        std::env::var("ROWSHIFT_BENCH_ARGS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string),
-    )
-    .collect();
+    let args = migrate_args(&server);
     let (mut ours, load_report, output) =
         run_under_load(&server, "bench", rows, &rowshift_bin(), &args, "rowshift").await?;
     // rowshift prints when its cut-over began and how long it took ("cut-over: began 10.512 s
@@ -441,6 +484,7 @@ async fn main() -> Res<()> {
         .filter(|l| {
             l.starts_with("migrated:")
                 || l.starts_with("indexes:")
+                || l.starts_with("pace:")
                 || l.starts_with("cut-over:")
                 || l.starts_with("phases:")
                 || l.contains("lock held")

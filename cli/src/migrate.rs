@@ -11,6 +11,17 @@ use rowshift_engine::migrate::{self, MigrateConfig, Progress};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// How the copy shares the server with the application (`--pace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pace {
+    /// Gentle while the binlog shows the application writing the table, full otherwise.
+    Auto,
+    /// Always the configured chunk time, workers and nice ratio.
+    Full,
+    /// Always gentle.
+    Gentle,
+}
+
 /// When the shadow's plain secondary indexes are built (`--index-build`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IndexBuild {
@@ -56,13 +67,20 @@ pub struct MigrateArgs {
     /// few times a second instead of once per commit. 0 follows the binlog continuously.
     #[arg(long, default_value_t = 250)]
     stream_rest_ms: u64,
-    /// When the new table's plain (non-unique) secondary indexes are built: `during-copy`
-    /// keeps them, updated row by row as the copy inserts; `after-copy` (experimental: one
-    /// crash-and-resume test saw its verification refuse a cut-over, under investigation)
+    /// When the new table's plain (non-unique) secondary indexes are built: `after-copy`
     /// leaves them out of the copy and builds each in one sorted pass once the rows are in
-    /// (about half the server's work per copied row).
-    #[arg(long, value_enum, default_value_t = IndexBuild::DuringCopy)]
+    /// (about half the server's work per copied row); `during-copy` keeps them, updated row by
+    /// row as the copy inserts.
+    #[arg(long, value_enum, default_value_t = IndexBuild::AfterCopy)]
     index_build: IndexBuild,
+    /// How the copy shares the server with the application. `gentle`: 10 ms chunks (a chunk
+    /// share-locks the rows it reads, so an application write waits at most that long), one
+    /// copy worker resting 4x each chunk's time, index builds on one thread (MySQL). `full`: --chunk-time-ms, --copy-workers and
+    /// --copy-nice-ratio as given. `auto`: gentle while the binlog shows the application
+    /// writing the table (at least 200 row changes a second over two seconds; full again below
+    /// 50), full otherwise.
+    #[arg(long, value_enum, default_value_t = Pace::Auto)]
+    pace: Pace,
     /// Hold the cut-over until the flag file (printed at start) is deleted.
     #[arg(long)]
     postpone_cut_over: bool,
@@ -161,6 +179,11 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
         stream_rest: Duration::from_millis(args.stream_rest_ms),
         defer_indexes: args.index_build == IndexBuild::AfterCopy,
+        pace: match args.pace {
+            Pace::Auto => migrate::pace::PaceMode::Auto,
+            Pace::Full => migrate::pace::PaceMode::Full,
+            Pace::Gentle => migrate::pace::PaceMode::Gentle,
+        },
         operate,
         hooks,
         server_id: args
@@ -203,6 +226,13 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(", "),
             report.index_time.as_secs_f64()
+        );
+    }
+    if !report.gentle_time.is_zero() {
+        println!(
+            "pace: gentle for {:.1} s, yielding to the application (it wrote the table at up to {} rows/s; --pace full copies at full speed)",
+            report.gentle_time.as_secs_f64(),
+            report.peak_app_rate
         );
     }
     if let Some(c) = &report.cutover {

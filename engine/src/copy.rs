@@ -144,6 +144,9 @@ pub struct CopyControl {
     pub nice_ratio: f64,
     /// Receives the duration of every chunk (for the chunk-time histogram).
     pub chunk_times: Option<mpsc::UnboundedSender<Duration>>,
+    /// True while the copy must yield to the application (see [`Gentle`]), read before each
+    /// chunk.
+    pub gentle: watch::Receiver<bool>,
 }
 
 impl Default for CopyControl {
@@ -153,8 +156,26 @@ impl Default for CopyControl {
             chunk: watch::channel(ChunkSize::Auto).1,
             nice_ratio: 0.0,
             chunk_times: None,
+            gentle: watch::channel(false).1,
         }
     }
+}
+
+/// The gentle pace: what the copy does while [`CopyControl::gentle`] is set (the application
+/// is writing the table). Measured on the bench's 1 M-row table under a 4-client load
+/// (benches/README.md, session 9): a chunk share-locks the rows it reads until it commits, so
+/// the application's writes wait on the chunk in flight (50 ms chunks: 162–415 ms of lock wait
+/// per second; 10 ms: 11–18 ms); short chunks from one worker with a 4x rest kept a median 83 %
+/// of the application's rate where the full-speed copy kept 24 %.
+pub struct Gentle;
+
+impl Gentle {
+    /// Chunk time while gentle (an operator's `ctl chunk-size`/`chunk-time-ms` still wins).
+    pub const CHUNK_TIME: Duration = Duration::from_millis(10);
+    /// Rest after a chunk, as a multiple of its time (at least; a higher `nice_ratio` stays).
+    pub const REST_RATIO: f64 = 4.0;
+    /// Only this many workers take chunks; the others wait until the pace is full again.
+    pub const WORKERS: usize = 1;
 }
 
 impl CopyControl {
@@ -328,9 +349,12 @@ pub async fn copy_table(
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Duration)>();
         let mut workers = Vec::new();
+        let (dispatched_tx, dispatched) = watch::channel(false);
         for i in 0..config.workers.max(1) {
             let conn = plan.endpoint.connect().await?;
             let w = Worker {
+                id: i,
+                dispatched: dispatched.clone(),
                 plan: plan.clone(),
                 conn,
                 rx: rx.clone(),
@@ -364,7 +388,8 @@ pub async fn copy_table(
             if ahead.is_none() && *control.run.borrow() {
                 drain_finished(&mut done_rx, &mut tracker, &watermark, &mut rate);
                 let setting = *control.chunk.borrow();
-                chunk_rows = next_chunk_rows(setting, rate, chunk_rows, &config);
+                let gentle = *control.gentle.borrow();
+                chunk_rows = next_chunk_rows(setting, rate, chunk_rows, &config, gentle);
                 let upper =
                     find_boundary(&mut finder, &plan, lower.as_deref(), chunk_rows, started)
                         .await?;
@@ -380,7 +405,8 @@ pub async fn copy_table(
             // as it is now.
             drain_finished(&mut done_rx, &mut tracker, &watermark, &mut rate);
             let setting = *control.chunk.borrow();
-            let wished = next_chunk_rows(setting, rate, chunk_rows, &config);
+            let gentle = *control.gentle.borrow();
+            let wished = next_chunk_rows(setting, rate, chunk_rows, &config, gentle);
             let upper = match ahead.take() {
                 // Found for the same setting and a size within a factor of two of what is
                 // wished now (a fixed size is always exact): send at once.
@@ -421,6 +447,7 @@ pub async fn copy_table(
             lower = upper;
         }
         drop(tx);
+        let _ = dispatched_tx.send(true);
         for mut w in workers {
             let Some(handle) = w.0.take() else { continue };
             match handle.await {
@@ -467,10 +494,16 @@ fn next_chunk_rows(
     rate: Option<f64>,
     current: u64,
     config: &CopyConfig,
+    gentle: bool,
 ) -> u64 {
+    let target_time = if gentle {
+        config.target_chunk_time.min(Gentle::CHUNK_TIME)
+    } else {
+        config.target_chunk_time
+    };
     let target = match setting {
         ChunkSize::Rows(n) => Some(n),
-        ChunkSize::Auto => rate.map(|r| (r * config.target_chunk_time.as_secs_f64()) as u64),
+        ChunkSize::Auto => rate.map(|r| (r * target_time.as_secs_f64()) as u64),
         ChunkSize::TimeMs(ms) => rate.map(|r| (r * ms as f64 / 1000.0) as u64),
     };
     match target {
@@ -815,6 +848,10 @@ impl Drop for AbortOnDrop {
 }
 
 struct Worker {
+    /// Workers numbered from 0; those at or past [`Gentle::WORKERS`] wait while gentle.
+    id: usize,
+    /// Set once every chunk is dispatched: a waiting worker then ends.
+    dispatched: watch::Receiver<bool>,
     plan: Arc<CopyPlan>,
     conn: mysql_async::Conn,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
@@ -892,6 +929,15 @@ impl Worker {
             .query_drop("SET SESSION max_error_count = 65535")
             .await;
         loop {
+            // While gentle, the extra workers take no chunk, until the last one was dispatched
+            // (a dropped sender ends a wait as well).
+            if self.id >= Gentle::WORKERS {
+                let mut dispatched = self.dispatched.clone();
+                tokio::select! {
+                    _ = self.control.gentle.wait_for(|g| !*g) => {}
+                    _ = dispatched.wait_for(|d| *d) => {}
+                }
+            }
             let chunk = { self.rx.lock().await.recv().await };
             let Some(chunk) = chunk else { break };
             // Counted in flight before the gate is checked: once the gate is closed, an
@@ -963,9 +1009,13 @@ impl Worker {
             let _ = self.done.send((chunk.seq, rows, took));
             // Nice ratio: leave the server to the application for a while (pacing, not
             // synchronisation).
-            if self.control.nice_ratio > 0.0 {
-                let rest = took.mul_f64(self.control.nice_ratio.min(100.0));
-                tokio::time::sleep(rest).await;
+            let ratio = if *self.control.gentle.borrow() {
+                self.control.nice_ratio.max(Gentle::REST_RATIO)
+            } else {
+                self.control.nice_ratio
+            };
+            if ratio > 0.0 {
+                tokio::time::sleep(took.mul_f64(ratio.min(100.0))).await;
             }
         }
         let _ = self.conn.disconnect().await;

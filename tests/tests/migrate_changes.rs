@@ -194,7 +194,9 @@ async fn add_index(engine: Engine) {
 async fn add_index_during_copy(engine: Engine) {
     let db = setup(engine, "chg_add_index_during").await;
     base_table(&db).await;
-    let result = Scenario::new(&db, "t", "ADD INDEX idx_a (a), ADD INDEX idx_b_n (b, n)")
+    let mut scenario = Scenario::new(&db, "t", "ADD INDEX idx_a (a), ADD INDEX idx_b_n (b, n)");
+    scenario.extra = vec!["--index-build", "during-copy"];
+    let result = scenario
         .run(int_key_gen(ROWS, |rng, _, _| base_values(rng, "b", false)))
         .await;
     assert!(

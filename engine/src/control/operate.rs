@@ -202,6 +202,7 @@ impl Operations {
             chunk: controls.chunk.clone(),
             nice_ratio: self.config.nice_ratio.max(0.0),
             chunk_times: Some(times_tx),
+            gentle: watch::channel(false).1,
         };
         (copy_control, controls)
     }

@@ -148,15 +148,24 @@ pub async fn drop_for_copy(
 
 /// Add the keys of `list` that the shadow `table` lacks (all, unless an interrupted run had
 /// built some), in one online `ALTER TABLE`. Returns the names built.
+///
+/// `gentle`: the application is writing the table, so MySQL sorts with one thread
+/// (`innodb_ddl_threads = 1`, session scope; MariaDB builds with one thread anyway and has no
+/// such variable, so a refusal is ignored) instead of its default four, leaving the other
+/// core to the application.
 pub async fn build(
     conn: &mut Conn,
     table: &str,
     list: &[DeferredIndex],
+    gentle: bool,
 ) -> Result<Vec<String>, MigrateError> {
     let present = key_names(&show_create(conn, table).await?);
     let missing: Vec<&DeferredIndex> = list.iter().filter(|d| !present.contains(&d.name)).collect();
     if missing.is_empty() {
         return Ok(Vec::new());
+    }
+    if gentle {
+        let _ = conn.query_drop("SET SESSION innodb_ddl_threads = 1").await;
     }
     let adds: Vec<String> = missing
         .iter()
