@@ -228,7 +228,8 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
             report.index_time.as_secs_f64()
         );
     }
-    if !report.gentle_time.is_zero() {
+    // Auto starts gentle until it has seen the table; say so only when the application wrote.
+    if !report.gentle_time.is_zero() && report.peak_app_rate > 0 {
         println!(
             "pace: gentle for {:.1} s, yielding to the application (it wrote the table at up to {} rows/s; --pace full copies at full speed)",
             report.gentle_time.as_secs_f64(),

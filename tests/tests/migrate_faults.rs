@@ -47,6 +47,20 @@ fn migrate_args(url: &str, table: &str, set: &str, extra: &[&str]) -> Vec<String
     v
 }
 
+/// What an ended child printed (its output is small: warnings only). Kept piped so that a run
+/// that ends too early says why.
+async fn output_of(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text).await;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text).await;
+    }
+    text
+}
+
 async fn killed_and_resumed(engine: Engine) {
     let server = TestServer::shared(engine);
     let db = server
@@ -80,8 +94,8 @@ async fn killed_and_resumed(engine: Engine) {
         let mut child = tokio::process::Command::new(rowshift_bin())
             .args(&args)
             .env("ROWSHIFT_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -101,7 +115,10 @@ async fn killed_and_resumed(engine: Engine) {
                     break;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("migrate ended before its first kill: {status:?}");
+                    panic!(
+                        "migrate ended before its first kill: {status:?}\n{}",
+                        output_of(&mut child).await
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -120,14 +137,23 @@ async fn killed_and_resumed(engine: Engine) {
                     break;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("migrate ended before its kill after the copy: {status:?}");
+                    panic!(
+                        "migrate ended before its kill after the copy: {status:?}\n{}",
+                        output_of(&mut child).await
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         } else {
-            tokio::select! {
-                status = child.wait() => panic!("migrate ended before its kill (postponed cut-over): {status:?}"),
-                _ = tokio::time::sleep(delay) => {}
+            let ended = tokio::select! {
+                status = child.wait() => Some(status),
+                _ = tokio::time::sleep(delay) => None,
+            };
+            if let Some(status) = ended {
+                panic!(
+                    "migrate ended before its kill (postponed cut-over): {status:?}\n{}",
+                    output_of(&mut child).await
+                );
             }
         }
         child.start_kill().unwrap();

@@ -52,6 +52,11 @@ async fn migrate_under_ledger_load(engine: Engine) {
         out.contains("verification before cut-over") && out.contains("GO"),
         "{out}"
     );
+    // The default pace saw the application writing the table and yielded to it.
+    assert!(
+        out.lines().any(|l| l.starts_with("pace: gentle for")),
+        "{out}"
+    );
     // The application keeps writing to the new table after the cut-over.
     load.wait_for_commits(200).await;
     let report = load.stop().await;

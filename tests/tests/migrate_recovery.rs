@@ -991,3 +991,107 @@ async fn killed_after_rename_mysql() {
 async fn killed_after_rename_mariadb() {
     killed_in_cutover(Engine::MariaDb, "renamed").await;
 }
+
+/// A run killed while its index build runs leaves that `ALTER` running on the server; the
+/// resumed run's build must wait for it and add only what is still missing. Staged without a
+/// kill: a `LOCK TABLES … READ` holds the shadow, an "earlier run's" `ALTER … ADD KEY` queues
+/// on it, then the build starts and queues behind (seen in the processlist), then the lock
+/// goes: the earlier ALTER adds the key first, and the build must still succeed.
+async fn index_build_outlived_by_earlier_alter(engine: Engine) {
+    use rowshift_engine::migrate::indexes;
+    let server = TestServer::shared(engine);
+    let db = server
+        .fresh_db(&format!("outlived_build_{}", engine.name()))
+        .await
+        .unwrap();
+    let url = server.url();
+    let mut setup = mysql_async::Conn::from_url(url.clone()).await.unwrap();
+    setup
+        .query_drop(format!(
+            "CREATE TABLE `{db}`.`_t_new` (id INT PRIMARY KEY, a INT, b INT)"
+        ))
+        .await
+        .unwrap();
+    setup
+        .query_drop(format!(
+            "INSERT INTO `{db}`.`_t_new` VALUES (1, 1, 1), (2, 2, 2)"
+        ))
+        .await
+        .unwrap();
+    let table = format!("`{db}`.`_t_new`");
+    let wanted = vec![
+        indexes::DeferredIndex {
+            name: "ka".into(),
+            definition: "KEY `ka` (`a`)".into(),
+        },
+        indexes::DeferredIndex {
+            name: "kb".into(),
+            definition: "KEY `kb` (`b`)".into(),
+        },
+    ];
+    // Count the sessions waiting for the shadow's metadata lock.
+    async fn waiting(conn: &mut mysql_async::Conn, db: &str) -> usize {
+        let n: Option<u64> = conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB IS NULL AND STATE LIKE 'Waiting for table metadata lock' AND INFO LIKE '%{db}%'"
+            ))
+            .await
+            .unwrap();
+        n.unwrap_or(0) as usize
+    }
+    let mut locker = mysql_async::Conn::from_url(url.clone()).await.unwrap();
+    locker
+        .query_drop(format!("LOCK TABLES {table} READ"))
+        .await
+        .unwrap();
+    let mut earlier = mysql_async::Conn::from_url(url.clone()).await.unwrap();
+    let earlier_sql = format!("ALTER TABLE {table} ADD KEY `ka` (`a`)");
+    let earlier_alter = tokio::spawn(async move { earlier.query_drop(earlier_sql).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while waiting(&mut setup, &db).await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the earlier ALTER never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut builder = mysql_async::Conn::from_url(url.clone()).await.unwrap();
+    let build_table = table.clone();
+    let build =
+        tokio::spawn(
+            async move { indexes::build(&mut builder, &build_table, &wanted, false).await },
+        );
+    while waiting(&mut setup, &db).await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never queued behind the earlier ALTER"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    earlier_alter.await.unwrap().unwrap();
+    let built = build
+        .await
+        .unwrap()
+        .expect("the build gets past the earlier ALTER");
+    assert_eq!(built, vec!["ka".to_string(), "kb".to_string()]);
+    let create: Option<(String, String)> = setup
+        .query_first(format!("SHOW CREATE TABLE {table}"))
+        .await
+        .unwrap();
+    let create = create.unwrap().1;
+    assert!(
+        create.contains("KEY `ka` (`a`)") && create.contains("KEY `kb` (`b`)"),
+        "{create}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_build_outlived_by_earlier_alter_mysql() {
+    index_build_outlived_by_earlier_alter(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_build_outlived_by_earlier_alter_mariadb() {
+    index_build_outlived_by_earlier_alter(Engine::MariaDb).await;
+}

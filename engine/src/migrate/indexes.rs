@@ -147,7 +147,12 @@ pub async fn drop_for_copy(
 }
 
 /// Add the keys of `list` that the shadow `table` lacks (all, unless an interrupted run had
-/// built some), in one online `ALTER TABLE`. Returns the names built.
+/// built some), in one online `ALTER TABLE`. Returns the names that were missing.
+///
+/// A run killed during its build leaves its `ALTER` running on the server (a statement runs to
+/// its end without its client): a resumed run's `ALTER` then waits for it and fails with
+/// "duplicate key name" (1061). The definitions are read again and only what is still missing
+/// is added.
 ///
 /// `gentle`: the application is writing the table, so MySQL sorts with one thread
 /// (`innodb_ddl_threads = 1`, session scope; MariaDB builds with one thread anyway and has no
@@ -159,26 +164,43 @@ pub async fn build(
     list: &[DeferredIndex],
     gentle: bool,
 ) -> Result<Vec<String>, MigrateError> {
-    let present = key_names(&show_create(conn, table).await?);
-    let missing: Vec<&DeferredIndex> = list.iter().filter(|d| !present.contains(&d.name)).collect();
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
     if gentle {
         let _ = conn.query_drop("SET SESSION innodb_ddl_threads = 1").await;
     }
-    let adds: Vec<String> = missing
-        .iter()
-        .map(|d| format!("ADD {}", d.definition))
-        .collect();
-    // One statement, sent as a prepared statement so it can only ever be one.
-    conn.exec_drop(format!("ALTER TABLE {table} {}", adds.join(", ")), ())
-        .await
-        .map_err(|source| MigrateError::Sql {
-            step: "building the shadow's secondary indexes after the copy (if the server's online DDL log overflowed, raise innodb_online_alter_log_max_size or run with --index-build during-copy)",
-            source,
-        })?;
-    Ok(missing.into_iter().map(|d| d.name.clone()).collect())
+    let mut built: Vec<String> = Vec::new();
+    let mut attempt = 0;
+    loop {
+        let present = key_names(&show_create(conn, table).await?);
+        let missing: Vec<&DeferredIndex> =
+            list.iter().filter(|d| !present.contains(&d.name)).collect();
+        if attempt == 0 {
+            built = missing.iter().map(|d| d.name.clone()).collect();
+        }
+        if missing.is_empty() {
+            return Ok(built);
+        }
+        let adds: Vec<String> = missing
+            .iter()
+            .map(|d| format!("ADD {}", d.definition))
+            .collect();
+        attempt += 1;
+        // One statement, sent as a prepared statement so it can only ever be one.
+        match conn
+            .exec_drop(format!("ALTER TABLE {table} {}", adds.join(", ")), ())
+            .await
+        {
+            Ok(()) => return Ok(built),
+            Err(mysql_async::Error::Server(e)) if e.code == 1061 && attempt < 3 => {
+                tracing::info!(error = %e.message, "a secondary index appeared meanwhile (an earlier run's build): adding only what is still missing");
+            }
+            Err(source) => {
+                return Err(MigrateError::Sql {
+                    step: "building the shadow's secondary indexes after the copy (if the server's online DDL log overflowed, raise innodb_online_alter_log_max_size or run with --index-build during-copy)",
+                    source,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
