@@ -103,7 +103,23 @@ impl CheckpointTable {
     }
 
     /// Write `ckpt` (replacing the previous one).
+    ///
+    /// In a transaction committed by its own round trip: a killed run's write that the server
+    /// finishes after the client died is rolled back, so it can never land over what a resumed
+    /// run reads or writes (as [`crate::apply::run_batch`] for the appliers).
     pub async fn save(&self, conn: &mut Conn, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+        conn.query_drop("BEGIN").await.map_err(self.err())?;
+        let mut result = self.write(conn, ckpt).await;
+        if result.is_ok() {
+            result = conn.query_drop("COMMIT").await.map_err(self.err());
+        }
+        if result.is_err() {
+            let _ = conn.query_drop("ROLLBACK").await;
+        }
+        result
+    }
+
+    async fn write(&self, conn: &mut Conn, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
         let upto = ckpt.copied_upto.as_ref().map(|v| encode_literals(v));
         conn.exec_drop(
             format!(
