@@ -7,7 +7,7 @@
 
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger::{self, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
-use rowshift_testkit::procstat::cpu_seconds;
+use rowshift_testkit::procstat::{cpu_seconds, server_pid};
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 
@@ -17,21 +17,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [engine, rows, sizes @ ..] = args.as_slice() else {
         return Err("usage: chunkprobe mysql|mariadb ROWS SIZE...".into());
     };
-    let engine = if engine == "mariadb" {
-        Engine::MariaDb
-    } else {
-        Engine::MySql
-    };
+    let engine = Engine::from_arg(engine);
     let rows: u64 = rows.parse()?;
     let server = TestServer::dedicated(engine, ServerOptions::bench())?;
     server.fresh_db("probe").await?;
     let mut conn = mysql_async::Conn::from_url(server.url_for_db("probe")).await?;
     ledger::create_and_fill(&mut conn, "probe", rows).await?;
-    let pid_file: Option<String> = conn.query_first("SELECT @@pid_file").await?;
-    let pid = pid_file
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .map(|p| p.trim().to_string())
-        .ok_or("no server pid")?;
+    let pid = server_pid(server.port()).ok_or("no server pid")?;
     conn.query_drop("CREATE TABLE shadow LIKE orders").await?;
     conn.query_drop(format!("ALTER TABLE shadow {ORDER_STATUS_ALTER}"))
         .await?;

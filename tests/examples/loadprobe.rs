@@ -20,11 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if cmd.is_empty() {
         return Err("usage: loadprobe mariadb|mysql ROWS SECS CMD...".into());
     }
-    let engine = if engine == "mariadb" {
-        Engine::MariaDb
-    } else {
-        Engine::MySql
-    };
+    let engine = Engine::from_arg(engine);
     let rows: u64 = rows.parse()?;
     let window = Duration::from_secs(secs.parse()?);
     let server = TestServer::dedicated(engine, ServerOptions::bench())?;

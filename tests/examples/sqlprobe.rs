@@ -15,15 +15,7 @@ use std::time::Instant;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (engine, rows, queries) = match args.as_slice() {
-        [e, r, q @ ..] if !q.is_empty() => (
-            if e == "mariadb" {
-                Engine::MariaDb
-            } else {
-                Engine::MySql
-            },
-            r.parse::<u64>()?,
-            q,
-        ),
+        [e, r, q @ ..] if !q.is_empty() => (Engine::from_arg(e), r.parse::<u64>()?, q),
         _ => return Err("usage: sqlprobe mysql|mariadb ROWS QUERY...".into()),
     };
     // Extra server options, e.g. PROBE_SERVER_ARGS="--innodb-buffer-pool-size=1G".

@@ -51,6 +51,15 @@ impl Engine {
             Engine::MariaDb => "mariadb",
         }
     }
+
+    /// The engine a probe's command-line argument names: `mariadb`, anything else MySQL.
+    pub fn from_arg(arg: &str) -> Engine {
+        if arg == "mariadb" {
+            Engine::MariaDb
+        } else {
+            Engine::MySql
+        }
+    }
 }
 
 /// Why a test server could not be started.
