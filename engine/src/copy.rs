@@ -1035,6 +1035,32 @@ mod tests {
     }
 
     #[test]
+    fn gentle_chunks_are_short_unless_the_operator_sized_them() {
+        let config = CopyConfig::default(); // 500 ms
+        let rate = Some(100_000.0); // rows per second
+        let rows = |setting, gentle| next_chunk_rows(setting, rate, 2_000, &config, gentle);
+        assert_eq!(rows(ChunkSize::Auto, false), 50_000);
+        assert_eq!(rows(ChunkSize::Auto, true), 1_000, "10 ms at 100 K rows/s");
+        // An operator's `ctl chunk-size` / `chunk-time-ms` wins over the pace.
+        assert_eq!(rows(ChunkSize::Rows(7_000), true), 7_000);
+        assert_eq!(rows(ChunkSize::TimeMs(100), true), 10_000);
+        // A chunk time already below the gentle one stays.
+        let short = CopyConfig {
+            target_chunk_time: Duration::from_millis(5),
+            ..CopyConfig::default()
+        };
+        assert_eq!(
+            next_chunk_rows(ChunkSize::Auto, rate, 2_000, &short, true),
+            500
+        );
+        // No rate yet: the current size.
+        assert_eq!(
+            next_chunk_rows(ChunkSize::Auto, None, 2_000, &config, true),
+            2_000
+        );
+    }
+
+    #[test]
     fn composite_ranges_expand() {
         let key = [k("a"), k("b")];
         assert_eq!(
