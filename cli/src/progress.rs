@@ -197,6 +197,16 @@ fn spinner(phase: &'static str, template: &str, hidden: bool) -> ProgressBar {
 
 const SPINNER: &str = "{prefix:>10.bold} {spinner} {elapsed} {msg}";
 
+/// What holds or slows a migration's copy, for the end of its progress line: the throttle's
+/// reason, or that the copy yields to the application (`--pace`).
+fn state_note(p: &Progress) -> String {
+    match &p.throttled {
+        Some(reason) => format!(", THROTTLED: {reason}"),
+        None if p.gentle && p.phase == "copy" => ", yielding to the application".into(),
+        None => String::new(),
+    }
+}
+
 impl Shown for Progress {
     fn phase(&self) -> &'static str {
         self.phase
@@ -225,10 +235,7 @@ impl Shown for Progress {
 
     fn update_bar(&self, b: &ProgressBar, phase: &str) {
         let p = self;
-        let throttled = match &p.throttled {
-            Some(reason) => format!(", THROTTLED: {reason}"),
-            None => String::new(),
-        };
+        let throttled = state_note(p);
         let events = format!(
             "{} events ({} skipped), lag {} s{throttled}",
             p.events, p.skipped, p.lag_secs
@@ -267,10 +274,7 @@ impl Shown for Progress {
         } else {
             "-".into()
         };
-        let throttled = match &p.throttled {
-            Some(reason) => format!(", THROTTLED: {reason}"),
-            None => String::new(),
-        };
+        let throttled = state_note(p);
         format!(
             "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s{throttled}",
             p.phase, p.rows_copied, p.events, p.skipped, p.lag_secs, p.elapsed.as_secs_f64()
@@ -411,6 +415,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_says_why_the_copy_is_slow() {
+        let mut p = Progress {
+            phase: "copy",
+            ..Progress::default()
+        };
+        assert_eq!(state_note(&p), "");
+        p.gentle = true;
+        assert_eq!(state_note(&p), ", yielding to the application");
+        assert!(p
+            .status_line(1.0)
+            .ends_with(", yielding to the application"));
+        // A throttle says more than the pace.
+        p.throttled = Some("replica lag 3 s".into());
+        assert_eq!(state_note(&p), ", THROTTLED: replica lag 3 s");
+        // After the copy the pace no longer matters.
+        p.throttled = None;
+        p.phase = "verify";
+        assert_eq!(state_note(&p), "");
+    }
 
     #[test]
     fn durations_parse() {

@@ -492,6 +492,7 @@ impl Controller {
             "skipped": p.skipped,
             "lag_secs": p.lag_secs,
             "throttled": t.throttled,
+            "gentle": p.gentle,
             "throttle_reason": t.reason,
             "replica_lag_ms": t.replica_lag_ms,
             "paused": self.paused,

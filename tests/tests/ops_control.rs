@@ -77,6 +77,7 @@ async fn control(engine: Engine) {
         "the reason names the flag file: {s}"
     );
     assert_eq!(num(&s, "rows_copied"), 0, "{s}");
+    assert!(s["gentle"].is_boolean(), "the pace is in the status: {s}");
 
     // Pause, chunk size 20, then the flag goes: still held by the pause.
     run.ctl_ok("pause", None).await;

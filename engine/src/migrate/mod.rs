@@ -232,6 +232,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Why the copy is throttled, while it is.
     pub throttled: Option<String>,
+    /// True while the copy yields to the application writing the table (`--pace`).
+    pub gentle: bool,
 }
 
 /// What a migration did.
@@ -713,9 +715,15 @@ async fn run_inner(
         rows_before,
         copy_finished_before,
     ));
+    // Yield to the application while it writes the table (`--pace`).
+    let (gentle_tx, gentle) = watch::channel(config.pace != pace::PaceMode::Full);
     let ticker = {
-        let (copy_stats, router_stats, progress) =
-            (copy_stats.clone(), router_stats.clone(), progress.clone());
+        let (copy_stats, router_stats, progress, gentle) = (
+            copy_stats.clone(),
+            router_stats.clone(),
+            progress.clone(),
+            gentle.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
@@ -735,6 +743,7 @@ async fn run_inner(
                         now.saturating_sub(last)
                     };
                     p.elapsed = started.elapsed();
+                    p.gentle = *gentle.borrow();
                 });
             }
         })
@@ -753,8 +762,6 @@ async fn run_inner(
     );
     let mut copy_config = config.copy.clone();
     copy_config.control = copy_control;
-    // Yield to the application while it writes the table (`--pace`).
-    let (gentle_tx, gentle) = watch::channel(config.pace != pace::PaceMode::Full);
     copy_config.control.gentle = gentle.clone();
     let pace_stats = Arc::new(pace::PaceStats::default());
     let pace_task = tokio::spawn(

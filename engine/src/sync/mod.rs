@@ -789,6 +789,7 @@ async fn feed_ops_progress(
                 lag_secs: p.lag_secs as u64,
                 elapsed: p.elapsed,
                 throttled: None,
+                gentle: false,
             });
         }
         if sync.changed().await.is_err() {
