@@ -349,12 +349,15 @@ pub async fn copy_table(
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Duration)>();
         let mut workers = Vec::new();
-        let (dispatched_tx, dispatched) = watch::channel(false);
+        // Set once no chunk will come: all dispatched, or a worker failed.
+        let (ended_tx, ended) = watch::channel(false);
+        let ended_tx = Arc::new(ended_tx);
         for i in 0..config.workers.max(1) {
             let conn = plan.endpoint.connect().await?;
             let w = Worker {
                 id: i,
-                dispatched: dispatched.clone(),
+                ended: ended.clone(),
+                end: ended_tx.clone(),
                 plan: plan.clone(),
                 conn,
                 rx: rx.clone(),
@@ -447,7 +450,7 @@ pub async fn copy_table(
             lower = upper;
         }
         drop(tx);
-        let _ = dispatched_tx.send(true);
+        let _ = ended_tx.send(true);
         for mut w in workers {
             let Some(handle) = w.0.take() else { continue };
             match handle.await {
@@ -850,8 +853,12 @@ impl Drop for AbortOnDrop {
 struct Worker {
     /// Workers numbered from 0; those at or past [`Gentle::WORKERS`] wait while gentle.
     id: usize,
-    /// Set once every chunk is dispatched: a waiting worker then ends.
-    dispatched: watch::Receiver<bool>,
+    /// Set once no chunk will come (every chunk dispatched, or a worker failed): a waiting
+    /// worker then ends.
+    ended: watch::Receiver<bool>,
+    /// Sets [`Worker::ended`] for every worker when this one fails, so that a worker waiting
+    /// while gentle ends and the copy reports the failure instead of waiting for it.
+    end: Arc<watch::Sender<bool>>,
     plan: Arc<CopyPlan>,
     conn: mysql_async::Conn,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
@@ -921,7 +928,16 @@ impl Worker {
         Ok(rows)
     }
 
-    async fn run(mut self) -> Result<(), CopyError> {
+    async fn run(self) -> Result<(), CopyError> {
+        let end = self.end.clone();
+        let result = self.copy_chunks().await;
+        if result.is_err() {
+            let _ = end.send(true);
+        }
+        result
+    }
+
+    async fn copy_chunks(mut self) -> Result<(), CopyError> {
         let plan = self.plan.clone();
         // Refused for users without SESSION_VARIABLES_ADMIN: copy_table then caps the chunks.
         let _ = self
@@ -929,13 +945,13 @@ impl Worker {
             .query_drop("SET SESSION max_error_count = 65535")
             .await;
         loop {
-            // While gentle, the extra workers take no chunk, until the last one was dispatched
-            // (a dropped sender ends a wait as well).
+            // While gentle, the extra workers take no chunk, until no chunk will come (a dropped
+            // sender ends a wait as well).
             if self.id >= Gentle::WORKERS {
-                let mut dispatched = self.dispatched.clone();
+                let mut ended = self.ended.clone();
                 tokio::select! {
                     _ = self.control.gentle.wait_for(|g| !*g) => {}
-                    _ = dispatched.wait_for(|d| *d) => {}
+                    _ = ended.wait_for(|d| *d) => {}
                 }
             }
             let chunk = { self.rx.lock().await.recv().await };

@@ -429,6 +429,26 @@ async fn lossy_conversion(engine: Engine) {
     .await;
 }
 
+/// A lossy chunk while the copy yields (`--pace gentle`: one worker copies, the others wait):
+/// the failed worker must end the waiting ones, or the dispatcher, with chunks left and no
+/// worker taking them, would wait forever. The offending row is in the first chunk of many.
+async fn lossy_while_gentle(engine: Engine) {
+    let db = setup(engine, "err_lossy_gentle").await;
+    db.exec(&["CREATE TABLE g (id INT NOT NULL PRIMARY KEY, s VARCHAR(100) NULL) ENGINE=InnoDB"])
+        .await;
+    insert_rows(&db, "g", (1..=40_000).map(|i| format!("({i}, 'ok')"))).await;
+    db.exec(&["UPDATE g SET s = 'much too long' WHERE id = 100"])
+        .await;
+    fails_unchanged(
+        &db,
+        "g",
+        "MODIFY s VARCHAR(5) NULL",
+        &["--pace", "gentle", "--copy-workers", "3"],
+        "`id`=100",
+    )
+    .await;
+}
+
 async fn unique_over_duplicates(engine: Engine) {
     let db = setup(engine, "err_unique_dup").await;
     table(&db).await;
@@ -665,6 +685,7 @@ both_engines!(
     alter_breaks_primary_key,
     leftovers,
     lossy_conversion,
+    lossy_while_gentle,
     unique_over_duplicates,
     dry_run,
     lossy_during_migration,

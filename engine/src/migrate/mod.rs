@@ -204,8 +204,7 @@ pub struct MigrateConfig {
     /// Build the shadow's plain secondary keys after the copy, sorted in one pass, instead of
     /// row by row during it ([`indexes`]).
     pub defer_indexes: bool,
-    /// How the copy, the index build and the verification share the server with the
-    /// application ([`pace`]).
+    /// How the copy and the index build share the server with the application ([`pace`]).
     pub pace: pace::PaceMode,
     /// Throttling, live control (socket, HTTP) and metrics.
     pub operate: crate::control::operate::OperateConfig,
@@ -232,7 +231,8 @@ pub struct Progress {
     pub elapsed: Duration,
     /// Why the copy is throttled, while it is.
     pub throttled: Option<String>,
-    /// True while the copy yields to the application writing the table (`--pace`).
+    /// True while the copy (or the index build) yields to the application writing the table
+    /// (`--pace`).
     pub gentle: bool,
 }
 
@@ -743,7 +743,8 @@ async fn run_inner(
                         now.saturating_sub(last)
                     };
                     p.elapsed = started.elapsed();
-                    p.gentle = *gentle.borrow();
+                    // Only the copy and the index build are paced.
+                    p.gentle = matches!(p.phase, "copy" | "indexes") && *gentle.borrow();
                 });
             }
         })
