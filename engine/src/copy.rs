@@ -166,7 +166,8 @@ impl Default for CopyControl {
 /// (benches/README.md, session 9): a chunk share-locks the rows it reads until it commits, so
 /// the application's writes wait on the chunk in flight (50 ms chunks: 162–415 ms of lock wait
 /// per second; 10 ms: 11–18 ms); short chunks from one worker with a 4x rest kept a median 83 %
-/// of the application's rate where the full-speed copy kept 24 %.
+/// of the application's rate where the full-speed copy kept 24 %. As the default (`--pace
+/// auto`, session 10, 3 runs each): MariaDB 77 % in 26.6 s, MySQL 75 % in 57.6 s.
 pub struct Gentle;
 
 impl Gentle {
