@@ -1026,7 +1026,8 @@ impl Worker {
             let _ = self.done.send((chunk.seq, rows, took));
             // Nice ratio: leave the server to the application for a while (pacing, not
             // synchronisation).
-            let ratio = if *self.control.gentle.borrow() {
+            let gentle = *self.control.gentle.borrow();
+            let ratio = if gentle {
                 self.control.nice_ratio.max(Gentle::REST_RATIO)
             } else {
                 self.control.nice_ratio

@@ -316,3 +316,96 @@ async fn postpone_then_abort_mysql() {
 async fn postpone_then_abort_mariadb() {
     postpone_then_abort(Engine::MariaDb).await;
 }
+
+/// The pace changes while the index build waits: the application writes the table during the
+/// copy (the pace is gentle), stops, and the build's `ALTER` waits on a lock the test holds
+/// while the pace turns full. The run must keep answering `ctl status` (a borrow of the pace
+/// held across the build once blocked the pace's sender and, with it, the whole runtime) and
+/// finish once the lock goes.
+async fn pace_changes_during_index_build(engine: Engine) {
+    use mysql_async::prelude::Queryable;
+    let server = TestServer::shared(engine);
+    let name = format!("ctl-pace-{}", engine.name());
+    let db = table_with_rows(&server, &format!("ops_pace_{}", engine.name()), ROWS).await;
+    let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    conn.query_drop(format!("ALTER TABLE `{db}`.`t` ADD KEY `ka` (`a`)"))
+        .await
+        .unwrap();
+    // The copy-done hook says the copy is done and waits for the test.
+    let hooks = temp_path(&format!("{name}.hooks"));
+    let _ = std::fs::remove_dir_all(&hooks);
+    std::fs::create_dir_all(&hooks).unwrap();
+    let (copied, release) = (hooks.join("copied"), hooks.join("release"));
+    let hook = hooks.join("rowshift-on-copy-done");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+            copied.display(),
+            release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The application: updates as fast as one connection goes, until the copy is done.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (url, db, stop) = (server.url(), db.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::from_url(url).await.unwrap();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                c.query_drop(format!(
+                    "UPDATE `{db}`.`t` SET a = a + 1 WHERE id = {}",
+                    i % ROWS + 1
+                ))
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let hooks_s = hooks.display().to_string();
+    let mut run = Run::start(&server, &db, &name, &["--hooks-dir", &hooks_s]);
+    run.wait_status("the copy", |s| s["phase"] == "copy").await;
+    let deadline = Instant::now() + DEADLINE;
+    while !copied.exists() {
+        run.assert_running("the copy-done hook");
+        assert!(Instant::now() < deadline, "the copy never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    // Hold the shadow: the build's ALTER waits for this lock.
+    let mut locker = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    locker
+        .query_drop(format!("LOCK TABLES `{db}`.`_t_new` READ"))
+        .await
+        .unwrap();
+    std::fs::write(&release, b"").unwrap();
+    let s = run
+        .wait_status("the index build", |s| s["phase"] == "indexes")
+        .await;
+    assert!(s["gentle"].is_boolean(), "{s}");
+    // No more writes: the pace turns full while the build waits, and the run still answers.
+    run.wait_status("the pace to turn full during the build", |s| {
+        s["phase"] == "indexes" && s["gentle"] == false
+    })
+    .await;
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    let end = run.wait().await;
+    assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
+    assert!(end.out.contains("built after the copy"), "{}", end.out);
+    assert!(create_of(&server, &db).await.contains("KEY `ka`"));
+    let _ = std::fs::remove_dir_all(&hooks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pace_changes_during_index_build_mysql() {
+    pace_changes_during_index_build(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pace_changes_during_index_build_mariadb() {
+    pace_changes_during_index_build(Engine::MariaDb).await;
+}

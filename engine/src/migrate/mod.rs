@@ -733,6 +733,7 @@ async fn run_inner(
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
                 let last = router_stats.last_event_ts.load(Ordering::Relaxed);
+                let gentle_now = *gentle.borrow();
                 progress.send_modify(|p| {
                     p.rows_copied = copy_stats.rows_copied.load(Ordering::Relaxed);
                     p.events = router_stats.events.load(Ordering::Relaxed);
@@ -744,7 +745,7 @@ async fn run_inner(
                     };
                     p.elapsed = started.elapsed();
                     // Only the copy and the index build are paced.
-                    p.gentle = matches!(p.phase, "copy" | "indexes") && *gentle.borrow();
+                    p.gentle = matches!(p.phase, "copy" | "indexes") && gentle_now;
                 });
             }
         })
@@ -899,7 +900,10 @@ async fn run_inner(
             let _ = phase_tx.send("indexes");
             abortable!(retry_lost("building the secondary indexes", config.reconnect_timeout, || async {
                 let mut c = config.endpoint.connect_raw().await?;
-                let built = indexes::build(&mut c, &shadow, &deferred, *gentle.borrow()).await?;
+                // Read apart: a borrow held across the build's await would block the pace's
+                // sender, and with it a runtime thread (a deadlock seen in the suite).
+                let gentle_now = *gentle.borrow();
+                let built = indexes::build(&mut c, &shadow, &deferred, gentle_now).await?;
                 let _ = c.disconnect().await;
                 Ok::<_, MigrateError>(built)
             }))?

@@ -107,7 +107,9 @@ pub async fn follow(
     while !gentle.is_closed() {
         tick.tick().await;
         let now = Instant::now();
-        if *gentle.borrow() {
+        // Borrows are copied out at once: none may be held while the value is sent.
+        let current = *gentle.borrow();
+        if current {
             let ms = now.duration_since(last).as_millis() as u64;
             stats.gentle_ms.fetch_add(ms, Ordering::Relaxed);
         }
@@ -121,7 +123,7 @@ pub async fn follow(
             PaceMode::Full => false,
             PaceMode::Gentle => true,
         };
-        if want != *gentle.borrow() {
+        if want != current {
             info!(
                 gentle = want,
                 rows_per_sec = rate.unwrap_or(0.0) as u64,
