@@ -400,8 +400,15 @@ pub async fn copy_table(
                 ahead = Some((setting, chunk_rows, upper));
             }
             let _ = control.wait_open(&stats).await;
-            let Ok(permit) = tx.reserve().await else {
-                break;
+            // A failed worker stops the dispatch at once: its error is returned once the
+            // others have finished their chunks (not after the whole table).
+            let mut failed = ended.clone();
+            let permit = tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = failed.wait_for(|f| *f) => break,
             };
             // A pause or throttle that came while waiting for a free worker holds this chunk.
             let _ = control.wait_open(&stats).await;
