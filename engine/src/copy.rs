@@ -351,7 +351,7 @@ pub async fn copy_table(
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64, Duration)>();
         let mut workers = Vec::new();
         // Set once no chunk will come: all dispatched, or a worker failed.
-        let (ended_tx, ended) = watch::channel(false);
+        let (ended_tx, mut ended) = watch::channel(false);
         let ended_tx = Arc::new(ended_tx);
         for i in 0..config.workers.max(1) {
             let conn = plan.endpoint.connect().await?;
@@ -402,13 +402,12 @@ pub async fn copy_table(
             let _ = control.wait_open(&stats).await;
             // A failed worker stops the dispatch at once: its error is returned once the
             // others have finished their chunks (not after the whole table).
-            let mut failed = ended.clone();
             let permit = tokio::select! {
                 permit = tx.reserve() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
-                _ = failed.wait_for(|f| *f) => break,
+                _ = ended.wait_for(|f| *f) => break,
             };
             // A pause or throttle that came while waiting for a free worker holds this chunk.
             let _ = control.wait_open(&stats).await;
@@ -956,10 +955,9 @@ impl Worker {
             // While gentle, the extra workers take no chunk, until no chunk will come (a dropped
             // sender ends a wait as well).
             if self.id >= Gentle::WORKERS {
-                let mut ended = self.ended.clone();
                 tokio::select! {
                     _ = self.control.gentle.wait_for(|g| !*g) => {}
-                    _ = ended.wait_for(|d| *d) => {}
+                    _ = self.ended.wait_for(|d| *d) => {}
                 }
             }
             let chunk = { self.rx.lock().await.recv().await };
