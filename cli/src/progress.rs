@@ -241,9 +241,8 @@ impl Shown for Progress {
             p.events, p.skipped, p.lag_secs
         );
         if phase == "copy" {
-            if p.rows_copied > b.length().unwrap_or(0) {
-                b.set_length(p.rows_copied);
-            }
+            // The estimate is refined as the copy goes (engine::estimate).
+            b.set_length(p.rows_estimate.max(p.rows_copied).max(1));
             b.set_position(p.rows_copied);
             b.set_message(format!("{:.0} rows/s, {events}", b.per_sec()));
         } else {

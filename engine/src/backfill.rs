@@ -246,6 +246,17 @@ impl RowReader {
         Ok((out, last_key))
     }
 
+    /// `MIN` and `MAX` of a single integer primary key (for the size estimate); `None` for
+    /// other keys (a decimal key's bounds do not parse as integers either).
+    pub async fn key_span(&self, conn: &mut mysql_async::Conn) -> Option<crate::estimate::KeySpan> {
+        match self.key.as_slice() {
+            [k] if k.literal == crate::copy::KeyLiteral::Number => {
+                crate::catalog::key_span(conn, &self.qualified, &k.name).await
+            }
+            _ => None,
+        }
+    }
+
     /// The highest primary key of the table now, as literals (`None`: the table is empty).
     /// Read after the binlog start position is fixed, it bounds the backfill: a row with a
     /// higher key was inserted after that position, so its insert is in the stream.

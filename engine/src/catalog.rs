@@ -1,6 +1,7 @@
 //! Reading table definitions from a server's `information_schema` into
 //! [`rowshift_transform::schema::TableSchema`].
 
+use crate::estimate::KeySpan;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use rowshift_transform::schema::{ColumnInfoRow, Flavor, SchemaError, StatisticsRow, TableSchema};
@@ -160,4 +161,22 @@ pub async fn estimate_rows(conn: &mut Conn, db: &str, table: &str) -> Option<u64
     .flatten()
     .flatten()
     .filter(|n| *n > 0)
+}
+
+/// `MIN` and `MAX` of a table's integer primary key (`table` and `key` quoted); `None` for an
+/// empty table or when the server cannot tell (the estimate then keeps the statistics).
+pub async fn key_span(conn: &mut Conn, table: &str, key: &str) -> Option<KeySpan> {
+    // Text protocol: the bounds arrive as digits, whatever the integer type's width and sign.
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .query_first(format!("SELECT MIN({key}), MAX({key}) FROM {table}"))
+        .await
+        .ok()
+        .flatten();
+    let (Some(min), Some(max)) = row? else {
+        return None;
+    };
+    Some(KeySpan {
+        min: min.parse().ok()?,
+        max: max.parse().ok()?,
+    })
 }

@@ -465,8 +465,11 @@ impl Controller {
         let t = self.throttle.borrow().clone();
         let rows = self.copy.rows_copied.load(Ordering::SeqCst);
         let elapsed = p.elapsed.as_secs_f64();
-        let eta = if rows > 0 && p.rows_estimate > rows && elapsed > 0.0 {
-            Some(((p.rows_estimate - rows) as f64 * elapsed / rows as f64).round() as u64)
+        // The rows left (of the whole table: a resumed run's progress counts the rows copied
+        // before it) at this run's rate.
+        let copied = p.rows_copied.max(rows);
+        let eta = if rows > 0 && p.rows_estimate > copied && elapsed > 0.0 {
+            Some(((p.rows_estimate - copied) as f64 * elapsed / rows as f64).round() as u64)
         } else {
             None
         };
@@ -486,7 +489,7 @@ impl Controller {
             "ok": true,
             "job": job,
             "phase": phase,
-            "rows_copied": rows,
+            "rows_copied": copied,
             "rows_estimate": p.rows_estimate,
             "events": p.events,
             "skipped": p.skipped,

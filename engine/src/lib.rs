@@ -44,6 +44,7 @@ pub mod conn;
 pub mod control;
 pub mod copy;
 pub mod cutover;
+pub mod estimate;
 pub mod event;
 pub mod hooks;
 pub mod metrics;

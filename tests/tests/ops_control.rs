@@ -78,6 +78,8 @@ async fn control(engine: Engine) {
     );
     assert_eq!(num(&s, "rows_copied"), 0, "{s}");
     assert!(s["gentle"].is_boolean(), "the pace is in the status: {s}");
+    // The server's statistics, capped by the integer key's span (ids 1..=ROWS).
+    assert!(num(&s, "rows_estimate") <= u64::from(ROWS), "{s}");
 
     // Pause, chunk size 20, then the flag goes: still held by the pause.
     run.ctl_ok("pause", None).await;
@@ -99,6 +101,9 @@ async fn control(engine: Engine) {
     let held = num(&s, "rows_copied");
     assert!(held < u64::from(ROWS), "paused before the end: {s}");
     assert_eq!(held % 20, 0, "every chunk had 20 rows: {s}");
+    // Over 1 % of the key span copied: the estimate is the density found so far, scaled to
+    // the span (every id exists), whatever the statistics said.
+    assert_eq!(num(&s, "rows_estimate"), u64::from(ROWS), "{s}");
     assert_eq!(num(&s, "last_chunk_rows"), 20, "{s}");
     assert_eq!(s["chunk_setting"]["mode"], "rows", "{s}");
     // While paused, rows_copied stays put (observed over ten status reads).

@@ -25,6 +25,7 @@ use crate::conn::{ConnError, Endpoint};
 use crate::control::operate::Operations;
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
+use crate::estimate::RowEstimate;
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
@@ -492,9 +493,19 @@ async fn run_inner(
         },
         (None, false) => Vec::new(),
     };
-    let rows_estimate = catalog::estimate_rows(&mut conn, &config.db, &config.table)
-        .await
-        .unwrap_or(0);
+    // The server's statistics can be several times off (MySQL): a single integer key bounds
+    // them by its span, and the copy refines them as it goes (the ticker below).
+    let key_span = match old.primary_key.as_slice() {
+        [k] if matches!(old.columns[*k].data_type, ColumnType::Integer { .. }) => {
+            catalog::key_span(&mut conn, &t, &quote_ident(&old.columns[*k].name)).await
+        }
+        _ => None,
+    };
+    let estimate = RowEstimate {
+        statistics: catalog::estimate_rows(&mut conn, &config.db, &config.table).await,
+        span: key_span,
+    };
+    let rows_estimate = estimate.initial();
     let mut plan = describe_plan(&old, &new, &mapping, rows_estimate, &config);
     if !deferred.is_empty() {
         let names: Vec<String> = deferred.iter().map(|d| quote_ident(&d.name)).collect();
@@ -709,7 +720,7 @@ async fn run_inner(
         options.clone(),
         indexes::encode(&deferred),
         applied_rx,
-        wm_rx,
+        wm_rx.clone(),
         phase_rx,
         copy_stats.clone(),
         rows_before,
@@ -718,11 +729,12 @@ async fn run_inner(
     // Yield to the application while it writes the table (`--pace`).
     let (gentle_tx, gentle) = watch::channel(config.pace != pace::PaceMode::Full);
     let ticker = {
-        let (copy_stats, router_stats, progress, gentle) = (
+        let (copy_stats, router_stats, progress, gentle, copied_upto) = (
             copy_stats.clone(),
             router_stats.clone(),
             progress.clone(),
             gentle.clone(),
+            wm_rx,
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -734,8 +746,19 @@ async fn run_inner(
                     .unwrap_or(0);
                 let last = router_stats.last_event_ts.load(Ordering::Relaxed);
                 let gentle_now = *gentle.borrow();
+                let copied = rows_before + copy_stats.rows_copied.load(Ordering::Relaxed);
+                // Copied out of the integer key's span so far, for the estimate.
+                let rows_estimate = match &*copied_upto.borrow() {
+                    copy::Watermark::Start(bound) => estimate
+                        .refined(copied, bound.as_ref().and_then(|b| b.first()?.parse().ok())),
+                    copy::Watermark::Upto(bound) => {
+                        estimate.refined(copied, bound.first().and_then(|k| k.parse().ok()))
+                    }
+                    copy::Watermark::Finished => copied,
+                };
                 progress.send_modify(|p| {
-                    p.rows_copied = copy_stats.rows_copied.load(Ordering::Relaxed);
+                    p.rows_copied = copied;
+                    p.rows_estimate = rows_estimate;
                     p.events = router_stats.events.load(Ordering::Relaxed);
                     p.skipped = router_stats.skipped.load(Ordering::Relaxed);
                     p.lag_secs = if last == 0 {

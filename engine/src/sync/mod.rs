@@ -581,9 +581,17 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             backfill_estimate = match (backfill_estimate, upper.is_none()) {
                 (_, true) => backfill_estimate,
                 (Some(sum), false) if !resumed_mid_table => {
-                    crate::catalog::estimate_rows(&mut src, &t.source_db, &t.source_table)
-                        .await
-                        .map(|n| sum + n)
+                    // The statistics, capped by an integer key's span (engine::estimate).
+                    let estimate = crate::estimate::RowEstimate {
+                        statistics: crate::catalog::estimate_rows(
+                            &mut src,
+                            &t.source_db,
+                            &t.source_table,
+                        )
+                        .await,
+                        span: reader.key_span(&mut src).await,
+                    };
+                    (estimate != Default::default()).then(|| sum + estimate.initial())
                 }
                 _ => None,
             };
