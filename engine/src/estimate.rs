@@ -5,8 +5,9 @@
 //! `ANALYZE TABLE`, which made the progress line show 30 % when the copy was done. For a single
 //! integer primary key two cheap facts do better: the table cannot hold more rows than there
 //! are integers between its smallest and largest key, and once the copy has finished every key
-//! up to some value, the rows it found there, scaled to the whole span, are a measured density
-//! rather than a sampled guess.
+//! up to some value, the rows it found per key over its last stretch are a measured density
+//! rather than a sampled guess: the estimate is the rows copied plus the keys left at that
+//! density.
 
 /// The primary key's smallest and largest value when the copy starts (single integer key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +64,11 @@ impl RowEstimate {
 
     /// The estimate once the copy has finished every key up to `done_upto` with `copied` rows
     /// in all (rows above it, of chunks that finished early, count too: a small overestimate of
-    /// the density): those rows scaled to the whole span, once they cover at least 1 % of it.
-    /// Never below `copied`.
-    pub fn refined(&self, copied: u64, done_upto: Option<i128>) -> u64 {
+    /// the density), once that covers at least 1 % of the span: the rows copied plus the keys
+    /// left at the density `recent` (rows per key, measured over the last stretch of the copy,
+    /// see [`DensityWindow`]; the whole prefix's when `None`). Between `copied` and `copied`
+    /// plus the keys left (each holds at most one row).
+    pub fn refined(&self, copied: u64, done_upto: Option<i128>, recent: Option<f64>) -> u64 {
         let (Some(span), Some(k)) = (self.span, done_upto) else {
             return self.initial().max(copied);
         };
@@ -73,8 +76,41 @@ impl RowEstimate {
         if share < MIN_SHARE || copied == 0 {
             return self.initial().max(copied);
         }
-        let scaled = (copied as f64 / share).round() as u64;
-        scaled.min(span.len()).max(copied)
+        let keys_left = (span.max - k.max(span.min - 1)).clamp(0, u64::MAX as i128) as u64;
+        let density = recent
+            .unwrap_or(copied as f64 / (share * span.len() as f64))
+            .clamp(0.0, 1.0);
+        copied.saturating_add((keys_left as f64 * density).round() as u64)
+    }
+}
+
+/// The copy's recent density (rows per key) for [`RowEstimate::refined`]: one sample per
+/// progress tick, over the last `len` ticks, so that a sparse stretch early in the table (an
+/// outlier key far below the others, say) does not skew the rest of the estimate.
+#[derive(Debug, Clone)]
+pub struct DensityWindow {
+    samples: std::collections::VecDeque<(u64, i128)>,
+    len: usize,
+}
+
+impl DensityWindow {
+    /// A window over the last `len` samples (at least 2).
+    pub fn new(len: usize) -> DensityWindow {
+        DensityWindow {
+            samples: std::collections::VecDeque::with_capacity(len.max(2)),
+            len: len.max(2),
+        }
+    }
+
+    /// Record rows copied and the finished prefix's key now; returns the rows per key between
+    /// the oldest sample kept and this one, when the prefix moved.
+    pub fn push(&mut self, copied: u64, done_upto: i128) -> Option<f64> {
+        if self.samples.len() == self.len {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((copied, done_upto));
+        let (&(rows0, k0), &(rows1, k1)) = (self.samples.front()?, self.samples.back()?);
+        (k1 > k0).then(|| rows1.saturating_sub(rows0) as f64 / (k1 - k0) as f64)
     }
 }
 
@@ -118,14 +154,51 @@ mod tests {
             statistics: Some(3_000_000),
             span: span(1, 1_000_000),
         };
-        assert_eq!(e.refined(50_000, Some(100_000)), 500_000);
+        assert_eq!(e.refined(50_000, Some(100_000), None), 500_000);
         // Too little of the span covered yet: the initial estimate.
-        assert_eq!(e.refined(4_000, Some(8_000)), 1_000_000);
-        // Never below what was copied, never above the span.
-        assert_eq!(e.refined(900_000, Some(500_000)), 1_000_000);
-        assert_eq!(e.refined(1_200_000, Some(1_000_000)), 1_200_000);
-        // A watermark past the span (rows inserted during the copy) counts as all of it.
-        assert_eq!(e.refined(700_000, Some(2_000_000)), 700_000);
+        assert_eq!(e.refined(4_000, Some(8_000), None), 1_000_000);
+        // Never below what was copied, never more than one row per key left.
+        assert_eq!(e.refined(900_000, Some(500_000), None), 1_400_000);
+        assert_eq!(e.refined(1_200_000, Some(1_000_000), None), 1_200_000);
+        // A watermark past the span (rows inserted during the copy) leaves no keys.
+        assert_eq!(e.refined(700_000, Some(2_000_000), None), 700_000);
+        // The recent density wins over the whole prefix's.
+        assert_eq!(e.refined(50_000, Some(100_000), Some(1.0)), 950_000);
+    }
+
+    #[test]
+    fn an_outlier_key_far_below_the_rest_does_not_collapse_the_estimate() {
+        // One row at -10^12, then ids 1..=1,000,000: after the first 1,001 rows the prefix
+        // covers nearly all of the span, but the recent density is one row per key.
+        let e = RowEstimate {
+            statistics: Some(1_000_001),
+            span: span(-1_000_000_000_000, 1_000_000),
+        };
+        let mut w = DensityWindow::new(5);
+        assert_eq!(w.push(1, -1_000_000_000_000), None);
+        let recent = w.push(1_001, 1_000);
+        assert!(recent.is_some_and(|d| d < 1e-6), "{recent:?}");
+        for (rows, k) in [
+            (2_001, 2_000),
+            (3_001, 3_000),
+            (4_001, 4_000),
+            (5_001, 5_000),
+        ] {
+            w.push(rows, k);
+        }
+        let recent = w.push(6_001, 6_000);
+        assert_eq!(recent, Some(1.0));
+        assert_eq!(e.refined(6_001, Some(6_000), recent), 1_000_001);
+    }
+
+    #[test]
+    fn a_window_whose_prefix_did_not_move_has_no_density() {
+        let mut w = DensityWindow::new(3);
+        assert_eq!(w.push(10, 10), None);
+        assert_eq!(w.push(10, 10), None);
+        assert_eq!(w.push(30, 20), Some(2.0));
+        // The oldest sample drops out.
+        assert_eq!(w.push(40, 30), Some(1.5));
     }
 
     #[test]
@@ -134,8 +207,8 @@ mod tests {
             statistics: Some(1_234),
             span: None,
         };
-        assert_eq!(e.refined(100, Some(5)), 1_234);
-        assert_eq!(e.refined(2_000, None), 2_000);
+        assert_eq!(e.refined(100, Some(5), None), 1_234);
+        assert_eq!(e.refined(2_000, None, None), 2_000);
     }
 
     #[test]
@@ -150,6 +223,6 @@ mod tests {
             span: span(i64::MIN as i128, i64::MAX as i128),
         };
         assert_eq!(e.initial(), 10);
-        assert_eq!(e.refined(10, Some(0)), 20);
+        assert_eq!(e.refined(10, Some(0), None), 20);
     }
 }

@@ -25,7 +25,7 @@ use crate::conn::{ConnError, Endpoint};
 use crate::control::operate::Operations;
 use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
-use crate::estimate::RowEstimate;
+use crate::estimate::{DensityWindow, RowEstimate};
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
@@ -738,6 +738,8 @@ async fn run_inner(
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
+            // The copy's density over its last 10 s (50 ticks).
+            let mut density = DensityWindow::new(50);
             loop {
                 tick.tick().await;
                 let now = std::time::SystemTime::now()
@@ -747,14 +749,22 @@ async fn run_inner(
                 let last = router_stats.last_event_ts.load(Ordering::Relaxed);
                 let gentle_now = *gentle.borrow();
                 let copied = rows_before + copy_stats.rows_copied.load(Ordering::Relaxed);
-                // Copied out of the integer key's span so far, for the estimate.
-                let rows_estimate = match &*copied_upto.borrow() {
-                    copy::Watermark::Start(bound) => estimate
-                        .refined(copied, bound.as_ref().and_then(|b| b.first()?.parse().ok())),
-                    copy::Watermark::Upto(bound) => {
-                        estimate.refined(copied, bound.first().and_then(|k| k.parse().ok()))
+                // How far into the integer key's span the copy has finished, for the estimate.
+                let upto: Option<Option<i128>> = match &*copied_upto.borrow() {
+                    copy::Watermark::Start(bound) => {
+                        Some(bound.as_ref().and_then(|b| b.first()?.parse().ok()))
                     }
-                    copy::Watermark::Finished => copied,
+                    copy::Watermark::Upto(bound) => {
+                        Some(bound.first().and_then(|k| k.parse().ok()))
+                    }
+                    copy::Watermark::Finished => None,
+                };
+                let rows_estimate = match upto {
+                    Some(k) => {
+                        let recent = k.and_then(|k| density.push(copied, k));
+                        estimate.refined(copied, k, recent)
+                    }
+                    None => copied,
                 };
                 progress.send_modify(|p| {
                     p.rows_copied = copied;
