@@ -829,7 +829,8 @@ async fn run_inner(
         table: config.table.clone(),
         phase: phase.to_string(),
         rows_copied: rows_before + copy_stats.rows_copied.load(Ordering::Relaxed),
-        rows_estimate,
+        // As refined by the copy so far (the ticker).
+        rows_estimate: progress.borrow().rows_estimate,
         events: router_stats.events.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         error: None,
@@ -870,6 +871,7 @@ async fn run_inner(
                 if now != was {
                     was = now;
                     progress.send_modify(|p| p.throttled = now.then(|| reason.clone()));
+                    let rows_estimate = progress.borrow().rows_estimate;
                     let ctx = HookContext {
                         database: db.clone(),
                         table: table.clone(),
