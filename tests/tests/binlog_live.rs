@@ -584,6 +584,75 @@ async fn gtid_resume_mariadb() {
     gtid_resume(&server, "binlog_gtid_mariadb").await;
 }
 
+/// A stream resumed at the end of a binlog file that ends without a ROTATE (the server was
+/// killed; its restart opened the next file) must deliver every event of the next file, whose
+/// offsets start again at 4. On MySQL with GTIDs a `file:offset` start reads the file from its
+/// start to learn the GTID state and skips the events below the offset: those of the *next*
+/// file were once skipped too, so a run that reconnected after a crash lost the writes made
+/// after the restart (up to the old file's length).
+async fn resume_at_the_end_of_a_crashed_file(engine: Engine) {
+    let server = TestServer::dedicated(engine, ServerOptions::default()).unwrap();
+    let db = server.fresh_db("binlog_crashed_file").await.unwrap();
+    let mut c = conn(&server).await;
+    c.query_drop(format!(
+        "CREATE TABLE `{db}`.k (id INT PRIMARY KEY, pad VARCHAR(200))"
+    ))
+    .await
+    .unwrap();
+    // Make the old file long, so that the next file's first transactions lie below its end.
+    for i in 0..100 {
+        c.query_drop(format!(
+            "INSERT INTO `{db}`.k VALUES ({i}, REPEAT('x', 200))"
+        ))
+        .await
+        .unwrap();
+    }
+    let end_of_old = current_position(&mut c, flavor(engine)).await.unwrap();
+    assert!(end_of_old.offset > 10_000, "{end_of_old:?}");
+    drop(c);
+    server.kill();
+    server.start().unwrap();
+    let mut c = conn(&server).await;
+    for i in 1000..1005 {
+        c.query_drop(format!("INSERT INTO `{db}`.k VALUES ({i}, 'after')"))
+            .await
+            .unwrap();
+    }
+    let now = current_position(&mut c, flavor(engine)).await.unwrap();
+    assert_ne!(now.file, end_of_old.file, "the restart opened a new file");
+    assert!(
+        now.offset < end_of_old.offset,
+        "the new file's writes lie below the old file's end: {now:?} vs {end_of_old:?}"
+    );
+    let events = read_from(
+        &server,
+        StartPosition::File {
+            file: end_of_old.file.clone(),
+            offset: end_of_old.offset,
+        },
+    )
+    .await;
+    let ids: Vec<Value> = rows_of(&events, &db, "k")
+        .iter()
+        .map(|r| r.after.as_ref().unwrap()[0].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        (1000..1005).map(Value::Int).collect::<Vec<_>>(),
+        "every write after the restart, none before it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_at_the_end_of_a_crashed_file_mysql() {
+    resume_at_the_end_of_a_crashed_file(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_at_the_end_of_a_crashed_file_mariadb() {
+    resume_at_the_end_of_a_crashed_file(Engine::MariaDb).await;
+}
+
 /// Without `binlog_row_metadata=FULL` names, signedness and labels come from
 /// information_schema, and the round trip still holds.
 async fn minimal_metadata(engine: Engine) {

@@ -630,6 +630,11 @@ impl Decoder {
         self.file.to_string()
     }
 
+    /// The binlog file the events being decoded belong to (follows ROTATE events).
+    pub fn current_file(&self) -> &str {
+        &self.file
+    }
+
     fn corrupt(&self, ev: &RawEvent<'_>, reason: impl std::fmt::Display) -> DecodeError {
         DecodeError::Corrupt {
             file: self.file(),

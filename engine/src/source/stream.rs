@@ -263,8 +263,12 @@ pub struct BinlogSource {
     until_end: bool,
     done: bool,
     /// MySQL `file:offset` starts read the file from its start to learn the GTID state at
-    /// the offset: events before this offset only update that state.
+    /// the offset: events of that file before this offset only update that state.
     skip_until: Option<u64>,
+    /// The file `skip_until` is an offset of. A file that ends at the offset without a ROTATE
+    /// (the server crashed: its next file was opened at the restart) is followed by the next
+    /// file, whose offsets start again at 4: none of its events may be skipped.
+    skip_file: String,
 }
 
 impl BinlogSource {
@@ -401,6 +405,7 @@ impl BinlogSource {
                 until_end: cfg.until_end,
                 done: false,
                 skip_until,
+                skip_file: file,
             })
         }
         .instrument(span)
@@ -515,7 +520,8 @@ impl BinlogSource {
         };
         if let Some(start) = self.skip_until {
             let artificial = header.log_pos() == 0;
-            if artificial || offset < start {
+            let same_file = self.decoder.current_file() == self.skip_file;
+            if artificial || (same_file && offset < start) {
                 self.decoder.skip_event(raw)?;
                 return Ok(());
             }
