@@ -8,11 +8,18 @@
 //! 2. A reads the server's binlog position P; the appliers drain to P (every change of `t` is in
 //!    the shadow table).
 //! 3. B: `RENAME TABLE t TO _t_old, _t_new TO t, _t_trip TO <t>_rs_sentry`. The server takes the
-//!    metadata locks of a statement in sorted name order; every name B needs except `t` and the
-//!    sentry is free, and `t` sorts before `<t>_rs_sentry` (it is a prefix of it), so B's only
-//!    possible wait is on `t`: once the processlist shows B waiting for a metadata lock, B's
-//!    exclusive request is queued on `t` **ahead of** any application write still to come or
-//!    already waiting (a pending exclusive lock blocks new shared-write grants).
+//!    metadata locks of a statement one by one in sorted name order (bytes of the name, a prefix
+//!    first), and `t` sorts before `<t>_rs_sentry`. So B waits on `t` exactly when it holds the
+//!    exclusive lock of every name that sorts before `t` (`_t_new`, `_t_old` and `_t_trip` for a
+//!    lowercase `t`) and the processlist shows it waiting for a table metadata lock. The
+//!    processlist alone does not say which name B waits on: a purge thread, a statistics
+//!    thread or anyone's query may hold `_t_new` for a moment, and then B waits there with no
+//!    request on `t` yet; releasing `t` then would let queued application writes into the old
+//!    table. So A also proves that B holds each earlier name: a probe connection C asks for a
+//!    high-priority shared lock on it (`SHOW CREATE TABLE`), which only a *granted* exclusive
+//!    lock blocks (a pending one does not). Only when every probe is blocked is B's exclusive
+//!    request queued on `t` **ahead of** any application write still to come or already waiting
+//!    (a pending exclusive lock blocks new shared-write grants).
 //! 4. A drops the sentry and unlocks. B's rename is granted first; waiting application writes then
 //!    open `t`, which is the new table.
 //!
@@ -25,6 +32,7 @@
 
 use crate::conn::{ConnError, Endpoint};
 use crate::position::Position;
+use futures_util::FutureExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use names::*;
@@ -295,6 +303,23 @@ where
 
     let mut a = endpoint.connect_raw().await?;
     let mut b = endpoint.connect_raw().await?;
+    let mut probe = endpoint.connect_raw().await?;
+    // A probe that is blocked is killed at once; the timeout only bounds a lost one.
+    probe
+        .query_drop("SET SESSION lock_wait_timeout = 1")
+        .await
+        .map_err(before("preparing the probe connection"))?;
+    let lower: u32 = a
+        .query_first("SELECT @@lower_case_table_names")
+        .await
+        .map_err(before("reading lower_case_table_names"))?
+        .unwrap_or(0);
+    // The names B locks before `t`: it must hold them all while it waits.
+    let earlier: Vec<String> = [shadow(table), old(table), names::trip(table)]
+        .into_iter()
+        .filter(|n| locks_before(n, table, lower != 0))
+        .map(|n| format!("{}.{}", q(db), q(&n)))
+        .collect();
     a.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {sentry} (id INT PRIMARY KEY) ENGINE=InnoDB"
     ))
@@ -320,6 +345,10 @@ where
         &mut a,
         &mut b,
         b_id,
+        Probe {
+            conn: &mut probe,
+            earlier: &earlier,
+        },
         table,
         config,
         drain,
@@ -332,7 +361,14 @@ where
         let _ = a.query_drop("UNLOCK TABLES").await;
     }
     let _ = a.disconnect().await;
+    let _ = probe.disconnect().await;
     result
+}
+
+/// The probe connection of an attempt and the names B must hold before it can wait on `t`.
+struct Probe<'a> {
+    conn: &'a mut Conn,
+    earlier: &'a [String],
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -340,6 +376,7 @@ async fn locked_phase<F, Fut, E>(
     a: &mut Conn,
     b: &mut Conn,
     b_id: u32,
+    mut probe: Probe<'_>,
     table: &str,
     config: &CutoverConfig,
     drain: &mut F,
@@ -385,7 +422,7 @@ where
             })
         }
     }
-    // B's RENAME; it can only wait on `t` (see the module docs).
+    // B's RENAME; A releases `t` only once B provably waits on it (see the module docs).
     let rename = format!("RENAME TABLE {t} TO {old_t}, {shadow_t} TO {t}, {trip} TO {sentry}");
     b.query_drop("SET SESSION lock_wait_timeout = 60")
         .await
@@ -410,7 +447,7 @@ where
                     Err(source) => Err(CutoverError::RenameFailed { table: table.to_string(), source }),
                 };
             }
-            waiting = rename_waiting(a, b_id) => {
+            waiting = rename_queued_on_t(a, b_id, &mut probe) => {
                 match waiting {
                     Ok(true) => break,
                     Ok(false) if Instant::now() < queued_deadline => {
@@ -509,14 +546,85 @@ pub fn drain_token() -> u32 {
     (nanos & 0x7fff_ffff).max(1)
 }
 
-async fn rename_waiting(a: &mut Conn, b_id: u32) -> Result<bool, mysql_async::Error> {
+/// The processlist state of a session waiting for a table's metadata lock (MySQL and MariaDB;
+/// schema, tablespace, global and backup locks have states of their own).
+const WAITING_FOR_TABLE: &str = "Waiting for table metadata lock";
+
+/// The processlist state of session `id`, when it runs a statement.
+async fn state_of(a: &mut Conn, id: u32) -> Result<Option<String>, mysql_async::Error> {
     let state: Option<Option<String>> = a
         .exec_first(
             "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
-            (b_id,),
+            (id,),
         )
         .await?;
-    Ok(matches!(state, Some(Some(s)) if s.contains("metadata lock")))
+    Ok(state.flatten())
+}
+
+/// True once B waits for a table metadata lock while holding the exclusive lock of every name
+/// that sorts before `t`: then the lock it waits for is `t`'s (see the module docs).
+async fn rename_queued_on_t(
+    a: &mut Conn,
+    b_id: u32,
+    probe: &mut Probe<'_>,
+) -> Result<bool, mysql_async::Error> {
+    if state_of(a, b_id).await?.as_deref() != Some(WAITING_FOR_TABLE) {
+        return Ok(false);
+    }
+    let earlier = probe.earlier;
+    for name in earlier {
+        if !held_exclusively(a, probe, name).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// True when a granted exclusive metadata lock blocks a high-priority shared lock on `name`:
+/// the probe's `SHOW CREATE TABLE` waits for it (seen in the processlist, then killed) or times
+/// out. It returns at once (a definition, or "doesn't exist") when nobody holds the name
+/// exclusively, even while someone *waits* for the exclusive lock.
+async fn held_exclusively(
+    a: &mut Conn,
+    probe: &mut Probe<'_>,
+    name: &str,
+) -> Result<bool, mysql_async::Error> {
+    let probe_id = probe.conn.id();
+    let mut show = Box::pin(probe.conn.query_drop(format!("SHOW CREATE TABLE {name}")));
+    loop {
+        if let Some(res) = (&mut show).now_or_never() {
+            return match res {
+                // Timed out waiting: the lock is held.
+                Err(mysql_async::Error::Server(e)) if e.code == 1205 => Ok(true),
+                // A definition, "doesn't exist" or any other answer: not blocked.
+                Ok(()) | Err(mysql_async::Error::Server(_)) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        if state_of(a, probe_id).await?.as_deref() == Some(WAITING_FOR_TABLE) {
+            a.query_drop(format!("KILL QUERY {probe_id}")).await?;
+            // Interrupted (1317), or finished just before the kill: either way it was blocked.
+            let _ = show.await;
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Whether the server locks table `name` before table `t` of the same database: metadata
+/// locks are taken in the byte order of their names, each followed by a NUL (so a prefix comes
+/// first), lowercased where `lower_case_table_names` is set.
+fn locks_before(name: &str, t: &str, lowercase: bool) -> bool {
+    let key = |n: &str| {
+        let mut k = if lowercase {
+            n.to_lowercase().into_bytes()
+        } else {
+            n.as_bytes().to_vec()
+        };
+        k.push(0);
+        k
+    };
+    key(name) < key(t)
 }
 
 /// The server's current binlog coordinates (MySQL 8.2+ `SHOW BINARY LOG STATUS`, else
@@ -534,4 +642,23 @@ pub async fn server_position(conn: &mut Conn) -> Result<Position, mysql_async::E
     let file: Option<String> = row.get(0);
     let offset: Option<u64> = row.get(1);
     Ok(Position::at(file.unwrap_or_default(), offset.unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_order_is_by_bytes_with_a_prefix_first() {
+        // A lowercase table: the underscore names come first, the sentry (t is its prefix) after.
+        assert!(locks_before(&shadow("orders"), "orders", false));
+        assert!(locks_before(&old("orders"), "orders", false));
+        assert!(locks_before(&trip("orders"), "orders", false));
+        assert!(!locks_before(&sentry("orders"), "orders", false));
+        // An uppercase or digit first letter sorts before '_': B takes `t` first.
+        assert!(!locks_before(&shadow("Orders"), "Orders", false));
+        assert!(!locks_before(&old("9t"), "9t", false));
+        // lower_case_table_names: the server compares the lowercased names.
+        assert!(locks_before(&shadow("Orders"), "Orders", true));
+    }
 }
