@@ -138,17 +138,26 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
         }
         None => Hooks::default(),
     };
+    let default_flag = PathBuf::from(format!("rowshift-{db}.{table}.postpone"));
     let postpone_flag = if args.postpone_cut_over || args.postpone_flag_file.is_some() {
-        let flag = args
-            .postpone_flag_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("rowshift-{db}.{table}.postpone")));
-        std::fs::write(&flag, b"delete this file to let rowshift cut over\n")?;
+        let flag = args.postpone_flag_file.clone().unwrap_or(default_flag);
+        if !flag.exists() {
+            std::fs::write(&flag, b"delete this file to let rowshift cut over\n")?;
+        }
         progress::eprint_line(&format!(
             "cut-over postponed: delete {} to let it happen",
             flag.display()
         ));
         Some(flag)
+    } else if default_flag.exists() {
+        // Left by an earlier run of this migration that was postponed and did not end (killed,
+        // or a crash): a resume without --postpone-cut-over must not cut over behind the
+        // operator's back.
+        progress::eprint_line(&format!(
+            "cut-over postponed: {} exists (left by an earlier postponed run); delete it to let the cut-over happen",
+            default_flag.display()
+        ));
+        Some(default_flag)
     } else {
         None
     };

@@ -185,12 +185,27 @@ async fn xa_rolled_back_across_a_restart(engine: Engine) {
         "the source after the rollback"
     );
 
-    let resumed = Run::start(
+    let mut resumed = Run::start(
         &server,
         &db,
         &format!("xarestart-{}", engine.name()),
         &["--resume"],
     );
+    // The killed run's flag file is still there: the resumed run, though not told to
+    // postpone, must not cut over behind the operator's back.
+    resumed
+        .wait_status("the leftover flag file holds the resumed cut-over", |s| {
+            s["phase"] == "postponed"
+        })
+        .await;
+    assert!(
+        resumed
+            .stderr()
+            .contains("left by an earlier postponed run"),
+        "{}",
+        resumed.stderr()
+    );
+    resumed.ctl_ok("cut-over", None).await;
     let end = resumed.wait().await;
     assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
     assert!(end.out.contains("GO"), "{}", end.out);

@@ -46,6 +46,13 @@ pub fn temp_path(name: &str) -> PathBuf {
     p
 }
 
+/// The working directory of the runs of this test process (created on first use).
+pub fn work_dir() -> PathBuf {
+    let p = temp_path("cwd");
+    std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+    p
+}
+
 /// A `rowshift migrate` running in the background.
 pub struct Run {
     child: tokio::process::Child,
@@ -120,6 +127,9 @@ impl Run {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = tokio::process::Command::new(rowshift_bin())
             .args(&args)
+            // The default postpone flag file lands in the working directory: one of this
+            // process's own, so that no file of an earlier test process can hold a run.
+            .current_dir(work_dir())
             .env("ROWSHIFT_LOG", "rowshift=info,warn")
             .env_remove("ROWSHIFT_PASSWORD")
             .stdout(std::fs::File::create(&out).unwrap())
