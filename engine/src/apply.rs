@@ -63,10 +63,14 @@ impl ApplyError {
     }
 }
 
-/// True for errors worth retrying: connection problems, lock wait timeouts, deadlocks.
+/// True for errors worth retrying: connection problems, lock wait timeouts, deadlocks, and a
+/// statement the server interrupted (1317: a server shutting down ends running statements so
+/// before it closes the connection; the batch's transaction is rolled back and idempotent).
 pub fn is_transient(e: &mysql_async::Error) -> bool {
     match e {
-        mysql_async::Error::Server(s) => matches!(s.code, 1205 | 1213 | 2006 | 2013 | 1053 | 1927),
+        mysql_async::Error::Server(s) => {
+            matches!(s.code, 1205 | 1213 | 2006 | 2013 | 1053 | 1317 | 1927)
+        }
         mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
         _ => false,
     }
@@ -587,6 +591,24 @@ impl Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupted_and_lost_statements_are_retried() {
+        let server = |code| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "m".into(),
+                state: "HY000".into(),
+            })
+        };
+        for code in [1205, 1213, 1053, 1317, 1927, 2013] {
+            assert!(is_transient(&server(code)), "{code}");
+        }
+        // A duplicate key or a bad value is not.
+        for code in [1062, 1264, 1406] {
+            assert!(!is_transient(&server(code)), "{code}");
+        }
+    }
 
     fn target(replace: bool) -> ApplyTarget {
         ApplyTarget {
