@@ -340,6 +340,10 @@ struct Payload {
     end: u64,
     /// Live streams: inner bytes still expected from the server.
     remaining: u64,
+    /// Row changes of the payload so far: every inner event's rows share the payload's
+    /// offset, so their row numbers go on from the previous event's (`(offset, row)` stays
+    /// unique, which the stream's consumers dedupe and resume by).
+    rows: u32,
 }
 
 /// Event type name for messages.
@@ -1333,7 +1337,7 @@ impl Decoder {
         };
         let partial = as_code == 39;
         let mut cur = Cursor { buf: rows_data };
-        let mut row: u32 = 0;
+        let mut row: u32 = self.payload.map_or(0, |p| p.rows);
         let file = self.file.clone();
         let pos_offset = self.payload.map(|p| p.offset).unwrap_or(ev.offset);
         let gtid = self.txn_gtid;
@@ -1413,6 +1417,9 @@ impl Decoder {
             }));
             row = row.saturating_add(1);
         }
+        if let Some(p) = self.payload.as_mut() {
+            p.rows = row;
+        }
         Ok(())
     }
 
@@ -1435,6 +1442,7 @@ impl Decoder {
                     offset: ev.offset,
                     end,
                     remaining: limit,
+                    rows: 0,
                 });
             }
             return Ok(());
@@ -1459,6 +1467,7 @@ impl Decoder {
             offset: ev.offset,
             end,
             remaining: 0,
+            rows: 0,
         });
         let r = (|| {
             while let Some(inner) = framer.next_event()? {
