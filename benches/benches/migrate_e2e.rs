@@ -325,7 +325,7 @@ async fn catch_up_rate(
         table: "catchup".into(),
         sentry: "catchup_rs_sentry".into(),
         key_codec: KeyCodec::for_primary_key(&new)?,
-        old_key: old.primary_key.clone(),
+        key_sources: mapping.key_source_columns(),
         mapping: Arc::new(mapping),
         key_positions,
         int_key: None,

@@ -314,6 +314,16 @@ async fn alter_breaks_primary_key(engine: Engine) {
         "primary key",
     )
     .await;
+    // A key that stays unique but is not the old one: the verification cannot match the rows
+    // (said before anything is copied; --skip-verify runs it, migrate_changes).
+    fails_unchanged(
+        &db,
+        "t",
+        "DROP PRIMARY KEY, ADD PRIMARY KEY (id, a)",
+        &[],
+        "--skip-verify",
+    )
+    .await;
     // Part of a composite key dropped: (tenant, id) → (tenant) would merge rows silently.
     db.exec(&[
         "CREATE TABLE c (tenant INT NOT NULL, id INT NOT NULL, v INT, PRIMARY KEY (tenant, id))",

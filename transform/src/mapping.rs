@@ -904,6 +904,23 @@ impl Mapping {
             .collect()
     }
 
+    /// The old columns whose change moves a row to another key: the old primary key's and
+    /// those the new primary key is copied from (it may differ: `DROP PRIMARY KEY, ADD PRIMARY
+    /// KEY (id, region)`, or a former unique column). An update changing any of them must
+    /// delete the row's before image in the new table; comparing the old key alone left the
+    /// old row beside the new one when only a new key column changed.
+    pub fn key_source_columns(&self) -> Vec<usize> {
+        let mut cols = self.old.primary_key.clone();
+        for &slot in &self.new_pk_slots {
+            if let ColumnSource::Copy { old_index } = self.columns[slot].source {
+                if !cols.contains(&old_index) {
+                    cols.push(old_index);
+                }
+            }
+        }
+        cols
+    }
+
     /// The new table's primary key of an old row, for routing and collapsing.
     pub fn key_of_old(&self, old_row: &[Value]) -> Result<RowKey, TransformError> {
         let values = self.new_key_values(old_row)?;
@@ -1035,6 +1052,41 @@ mod tests {
             ],
             &["id"],
         )
+    }
+
+    #[test]
+    fn key_sources_include_the_new_primary_key_columns() {
+        let old = old_orders();
+        // Same key: only the old key's column.
+        let m = Mapping::new(&old, &old, &[], &[] as &[SetClause]).unwrap();
+        assert_eq!(m.key_source_columns(), vec![0]);
+        // (id) -> (id, status_code): a change of status_code moves the row too.
+        let widened = table(
+            &[
+                ("id", "bigint"),
+                ("status_code", "tinyint"),
+                ("name", "varchar(20)"),
+                ("price", "decimal(10,2)"),
+                ("legacy", "int"),
+            ],
+            &["id", "status_code"],
+        );
+        let m = Mapping::new(&old, &widened, &[], &[] as &[SetClause]).unwrap();
+        assert_eq!(m.key_source_columns(), vec![0, 1]);
+        // A renamed column in the new key is found through the rename.
+        let renamed = table(
+            &[
+                ("id", "bigint"),
+                ("status_code", "tinyint"),
+                ("customer", "varchar(20)"),
+                ("price", "decimal(10,2)"),
+                ("legacy", "int"),
+            ],
+            &["customer", "id"],
+        );
+        let renames = parse_renames("CHANGE name customer VARCHAR(20)").unwrap();
+        let m = Mapping::new(&old, &renamed, &renames, &[] as &[SetClause]).unwrap();
+        assert_eq!(m.key_source_columns(), vec![0, 2]);
     }
 
     #[test]

@@ -83,8 +83,9 @@ pub struct Router {
     pub key_positions: Vec<usize>,
     /// Makes collation-aware keys of the new primary key values (routing and collapsing).
     pub key_codec: KeyCodec,
-    /// Positions of the old primary key columns in the old row.
-    pub old_key: Vec<usize>,
+    /// Positions, in the old row, of the columns whose change moves a row to another key
+    /// ([`rowshift_transform::mapping::Mapping::key_source_columns`]).
+    pub key_sources: Vec<usize>,
     /// Index of the old table's single integer key column, when the copy reports a high-water
     /// mark for it.
     pub int_key: Option<usize>,
@@ -423,7 +424,9 @@ impl Router {
     }
 
     fn key_changed(&self, before: &[Value], after: &[Value]) -> bool {
-        self.old_key.iter().any(|&i| before.get(i) != after.get(i))
+        self.key_sources
+            .iter()
+            .any(|&i| before.get(i) != after.get(i))
     }
 
     fn ddl_touches_table(&self, schema: &str, query: &str) -> bool {

@@ -604,13 +604,14 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
                 reader,
             });
         }
+        let key_sources = p.mapping.key_source_columns();
         routes.push(TableRoute {
             db: t.source_db.clone(),
             table: t.source_table.clone(),
             mapping: Arc::new(p.mapping),
             key_positions,
             codec,
-            old_key: p.old.primary_key.clone(),
+            key_sources,
             senders,
             acks,
             skip_before: s.iter().map(|c| c.before.clone()).collect(),

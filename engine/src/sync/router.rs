@@ -100,8 +100,9 @@ pub struct TableRoute {
     pub key_positions: Vec<usize>,
     /// Key codec of the new primary key.
     pub codec: KeyCodec,
-    /// Positions of the old primary key in source rows.
-    pub old_key: Vec<usize>,
+    /// Positions, in source rows, of the columns whose change moves a row to another key
+    /// ([`rowshift_transform::mapping::Mapping::key_source_columns`]).
+    pub key_sources: Vec<usize>,
     /// The appliers.
     pub senders: Vec<mpsc::Sender<SyncMsg>>,
     /// Each applier's acknowledgements.
@@ -306,10 +307,9 @@ impl SyncRouter {
                     let mut ops: Vec<(RowKey, Op)> = Vec::with_capacity(2);
                     let t = &self.tables[ti];
                     if let Some(before) = change.before {
-                        let key_changed = change
-                            .after
-                            .as_ref()
-                            .is_some_and(|a| t.old_key.iter().any(|&i| before.get(i) != a.get(i)));
+                        let key_changed = change.after.as_ref().is_some_and(|a| {
+                            t.key_sources.iter().any(|&i| before.get(i) != a.get(i))
+                        });
                         if change.kind == RowKind::Delete || key_changed {
                             let (key, row) = transform(t, before, &at)?;
                             let kv = t.key_positions.iter().map(|&i| row[i].clone()).collect();
