@@ -414,3 +414,80 @@ async fn pace_changes_during_index_build_mysql() {
 async fn pace_changes_during_index_build_mariadb() {
     pace_changes_during_index_build(Engine::MariaDb).await;
 }
+
+/// A run killed in the middle of its copy and resumed, where the ALTER renames the primary key
+/// column and widens it: the resumed run clears the shadow's rows above the copy's watermark
+/// by the key's new name (it used the old name: "unknown column", and the migration could
+/// only be aborted), and the migrated table holds the source's rows, changed ones included.
+async fn resume_with_a_renamed_key(engine: Engine) {
+    use mysql_async::prelude::Queryable;
+    let server = TestServer::shared(engine);
+    let name = format!("rename-key-{}", engine.name());
+    let db = table_with_rows(&server, &format!("ops_rename_key_{}", engine.name()), ROWS).await;
+    let hold = temp_path(&format!("{name}.hold"));
+    std::fs::write(&hold, "hold").unwrap();
+    let hold_s = hold.display().to_string();
+    let alter = "CHANGE id k BIGINT NOT NULL";
+    let mut run = Run::start_alter(
+        &server,
+        &db,
+        &name,
+        alter,
+        &["--throttle-flag-file", &hold_s],
+    );
+    run.wait_status("the flag-file throttle", |s| {
+        s["throttled"] == true && s["phase"] == "copy"
+    })
+    .await;
+    run.ctl_ok("pause", None).await;
+    run.ctl_ok("chunk-size", Some("20")).await;
+    std::fs::remove_file(&hold).unwrap();
+    run.ctl_ok("resume", None).await;
+    run.wait_status("100 rows copied", |s| num(s, "rows_copied") >= 100)
+        .await;
+    run.ctl_ok("pause", None).await;
+    run.wait_paused_idle("the paused copy to be idle").await;
+    // The checkpoint has a copy watermark inside the table (it is written as the binlog
+    // position moves: writes to the table make it move).
+    let mut c = mysql_async::Conn::from_url(server.url_for_db(&db))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        c.query_drop("UPDATE t SET a = a + 1 WHERE id = 2")
+            .await
+            .unwrap();
+        let w: Option<Option<String>> = c
+            .query_first("SELECT copied_upto FROM `_t_ckpt` WHERE id = 1")
+            .await
+            .unwrap();
+        if w.flatten().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no copy watermark checkpointed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.kill().await;
+    // Rows above and below the watermark change while rowshift is down.
+    c.query_drop(
+        "UPDATE t SET a = a + 1000 WHERE id IN (5, 250); DELETE FROM t WHERE id IN (6, 251)",
+    )
+    .await
+    .unwrap();
+    let want: Vec<(i64, i64, String)> = rows(&server, &db).await;
+    let resumed = Run::start_alter(&server, &db, &name, alter, &["--resume"]);
+    let end = resumed.wait().await;
+    assert_eq!(end.code, 0, "{}\n{}", end.out, end.err);
+    let got: Vec<(i64, i64, String)> = c.query("SELECT k, a, s FROM t ORDER BY k").await.unwrap();
+    assert_eq!(got, want, "the migrated table holds the source's rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_a_renamed_key_mysql() {
+    resume_with_a_renamed_key(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_a_renamed_key_mariadb() {
+    resume_with_a_renamed_key(Engine::MariaDb).await;
+}

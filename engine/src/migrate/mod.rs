@@ -582,7 +582,7 @@ async fn run_inner(
             let above = match &c.copied_upto {
                 Some(w) => format!(
                     "WHERE {}",
-                    copy::after(&crate::backfill::key_columns(&old), w)
+                    copy::after(&shadow_key_columns(&old, &new, &mapping)?, w)
                 ),
                 None => String::new(),
             };
@@ -1162,6 +1162,46 @@ fn check_new_primary_key(new: &TableSchema, mapping: &Mapping) -> Result<(), Mig
         "the new primary key ({}) is not guaranteed unique by the old table (no old primary or unique key covers its columns with the same collation): rows with equal keys would merge silently. Add a UNIQUE key on those columns first, or keep the old key columns in the new primary key",
         cols.join(", ")
     )))
+}
+
+/// The old table's primary key columns as the shadow names them, for predicates over the
+/// shadow with the old key's literals (a resumed run clears the rows above the copy's
+/// watermark): a renamed key column gets its new name, and a text column whose character set
+/// changed is converted back, so that the literal's explicit old collation orders the rows as
+/// the old table does.
+fn shadow_key_columns(
+    old: &TableSchema,
+    new: &TableSchema,
+    mapping: &Mapping,
+) -> Result<Vec<copy::KeyColumn>, MigrateError> {
+    let old_key = crate::backfill::key_columns(old);
+    old.primary_key
+        .iter()
+        .zip(old_key)
+        .map(|(&k, key)| {
+            let col = mapping
+                .columns()
+                .iter()
+                .find(|m| matches!(m.source, ColumnSource::Copy { old_index } if old_index == k))
+                .ok_or_else(|| {
+                    MigrateError::Mapping(format!(
+                        "cannot resume: the new table keeps no copy of the old primary key column {}, so the rows above the copy's watermark cannot be told apart; run `rowshift migrate --abort` and start again",
+                        quote_ident(&old.columns[k].name)
+                    ))
+                })?;
+            let name = quote_ident(&col.name);
+            let old_cs = old.columns[k].data_type.charset();
+            let new_cs = new.columns[col.new_index].data_type.charset();
+            let name = match (old_cs, new_cs) {
+                (Some(o), Some(n)) if o != n => format!("CONVERT({name} USING {o})"),
+                _ => name,
+            };
+            Ok(copy::KeyColumn {
+                name,
+                literal: key.literal,
+            })
+        })
+        .collect()
 }
 
 /// The verification matches the rows of both tables by primary key: the new one must be the

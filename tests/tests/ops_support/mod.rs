@@ -87,10 +87,33 @@ impl Run {
         Run::spawn(server, db, name, extra, true)
     }
 
+    /// Like [`Run::start`] with another ALTER.
+    pub fn start_alter(
+        server: &TestServer,
+        db: &str,
+        name: &str,
+        alter: &str,
+        extra: &[&str],
+    ) -> Run {
+        Run::spawn_alter(server, db, name, alter, extra, false)
+    }
+
     fn spawn(
         server: &TestServer,
         db: &str,
         name: &str,
+        extra: &[&str],
+        default_socket: bool,
+    ) -> Run {
+        let alter = "ADD COLUMN b INT NOT NULL DEFAULT 7";
+        Run::spawn_alter(server, db, name, alter, extra, default_socket)
+    }
+
+    fn spawn_alter(
+        server: &TestServer,
+        db: &str,
+        name: &str,
+        alter: &str,
         extra: &[&str],
         default_socket: bool,
     ) -> Run {
@@ -109,7 +132,7 @@ impl Run {
             "--table",
             &table,
             "--alter",
-            "ADD COLUMN b INT NOT NULL DEFAULT 7",
+            alter,
             "--execute",
             "--chunk-time-ms",
             "30",
