@@ -895,7 +895,17 @@ impl Worker {
             .await
             .map_err(sql_err("copying a chunk"))?;
         let rows = self.conn.affected_rows();
-        let total = self.conn.get_warnings();
+        // The OK packet's count stops at 65,535: past it, ask for the real one (SHOW COUNT(*)
+        // WARNINGS keeps the list; a SELECT @@warning_count would clear it).
+        let total: u64 = match self.conn.get_warnings() {
+            u16::MAX => self
+                .conn
+                .query_first::<u64, _>("SHOW COUNT(*) WARNINGS")
+                .await
+                .map_err(sql_err("counting warnings"))?
+                .unwrap_or(u64::MAX),
+            n => u64::from(n),
+        };
         if total > 0 {
             let warnings: Vec<(String, u32, String)> = self
                 .conn
@@ -908,7 +918,7 @@ impl Worker {
                 .map(|(_, _, text)| text.as_str())
                 .collect();
             // More warnings than listed: the unlisted ones may be anything.
-            let unlisted = usize::from(total) > warnings.len();
+            let unlisted = total > warnings.len() as u64;
             if !bad.is_empty() || unlisted {
                 let warning = match bad.first() {
                     Some(text) if bad.len() > 1 => format!("{text}; and {} more", bad.len() - 1),
