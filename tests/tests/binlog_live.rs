@@ -678,6 +678,87 @@ async fn resume_at_the_end_of_a_crashed_file_mariadb() {
     resume_at_the_end_of_a_crashed_file(Engine::MariaDb).await;
 }
 
+/// A position in a purged binlog file is a definite error with what to do, not a reconnect
+/// loop: the server answers every new dump request with the same error 1236 (which once
+/// counted as a lost connection, so migrate and sync retried it until their timeout).
+async fn purged_position_is_a_definite_error(engine: Engine) {
+    use futures_util::StreamExt;
+    use rowshift_engine::source::reconnect;
+    let server = TestServer::dedicated(engine, ServerOptions::default()).unwrap();
+    let db = server.fresh_db("binlog_purged").await.unwrap();
+    let mut c = conn(&server).await;
+    c.query_drop(format!("CREATE TABLE `{db}`.p (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    c.query_drop(format!("INSERT INTO `{db}`.p VALUES (1)"))
+        .await
+        .unwrap();
+    let old = current_position(&mut c, flavor(engine)).await.unwrap();
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    c.query_drop(format!("INSERT INTO `{db}`.p VALUES (2)"))
+        .await
+        .unwrap();
+    // MariaDB keeps a file until its binlog checkpoint moved on: purge until it is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = current_position(&mut c, flavor(engine)).await.unwrap();
+        assert_ne!(now.file, old.file);
+        c.query_drop(format!("PURGE BINARY LOGS TO '{}'", now.file))
+            .await
+            .unwrap();
+        let files: Vec<String> = c
+            .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| r.get::<String, _>(0))
+            .collect();
+        if !files.contains(&old.file.to_string()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is never purged: {files:?}",
+            old.file
+        );
+        c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cfg = SourceConfig::new(server.url());
+    cfg.ssl_mode = SslMode::Disabled;
+    cfg.server_id = 900_000 + rand_id();
+    cfg.heartbeat = Duration::from_secs(2);
+    // A reconnect timeout far longer than the test's deadline: only a definite error ends it.
+    let outcome = tokio::time::timeout(Duration::from_secs(120), async {
+        match reconnect::open(cfg, &old, Duration::from_secs(3600)).await {
+            Err(e) => reconnect::error_chain(&e),
+            Ok(mut stream) => loop {
+                match stream.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => break reconnect::error_chain(&e),
+                    None => break "the stream ended".to_string(),
+                }
+            },
+        }
+    })
+    .await
+    .expect("a purged position must fail, not reconnect forever");
+    assert!(
+        outcome.contains("cannot be resumed from") || outcome.contains("purged"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_position_is_a_definite_error_mysql() {
+    purged_position_is_a_definite_error(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_position_is_a_definite_error_mariadb() {
+    purged_position_is_a_definite_error(Engine::MariaDb).await;
+}
+
 /// Without `binlog_row_metadata=FULL` names, signedness and labels come from
 /// information_schema, and the round trip still holds.
 async fn minimal_metadata(engine: Engine) {

@@ -111,7 +111,7 @@ pub enum SourceError {
         reason: String,
     },
     /// The replication stream failed (network, server restart, purged binlog, ...).
-    #[error("binlog stream from the server failed")]
+    #[error("binlog stream from the server failed{}", stream_hint(.source))]
     Stream {
         /// Driver or server error.
         #[source]
@@ -131,14 +131,34 @@ pub enum SourceError {
     Schema(#[from] SchemaError),
 }
 
+/// What to do about a stream error the server sent, when there is something to say.
+fn stream_hint(e: &mysql_async::Error) -> &'static str {
+    match e {
+        mysql_async::Error::Server(s) if s.code == 1236 => {
+            " (the binlog needed to go on is gone, purged or never written: this position cannot be resumed from; `--abort` and start again, and keep binlogs longer than a run may be stopped)"
+        }
+        _ => "",
+    }
+}
+
 impl SourceError {
     /// True for errors a restart from the last commit position may cure (network, timeouts,
-    /// server restarts); false for definite ones (settings, undecodable events).
+    /// server restarts); false for definite ones (settings, undecodable events, and an error
+    /// the server sent on the stream that is neither a lost connection nor an interruption:
+    /// 1236, a purged or missing binlog file, is sent again to every reconnect, which would
+    /// retry forever).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SourceError::Connect { .. } | SourceError::Stream { .. } | SourceError::Timeout { .. }
-        )
+        match self {
+            SourceError::Stream { source } => match source {
+                // 1317: the dump was interrupted (a shutting-down server, a KILL QUERY).
+                mysql_async::Error::Server(s) => {
+                    s.code == 1317 || super::reconnect::is_lost(source)
+                }
+                _ => true,
+            },
+            SourceError::Connect { .. } | SourceError::Timeout { .. } => true,
+            _ => false,
+        }
     }
 }
 
