@@ -184,3 +184,39 @@ async fn target_restart_during_streaming() {
     .await;
     finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
 }
+
+/// The session holding the sync's lock on the target ends (a KILL here; a target restart, a
+/// network cut or an idle session's `wait_timeout` do the same, silently): the sync stops with
+/// an error that says so, instead of going on without the lock while a second process could
+/// take it and apply the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_lock_stops_the_sync() {
+    let src = TestServer::shared(Engine::MySql);
+    let tgt = TestServer::shared(Engine::MariaDb);
+    let db = "sync_faults_lock";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, 1_000).await.unwrap();
+    drop(conn);
+    let args = sync_args(&src, &tgt, db, "lock");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "lock", &mut child).await;
+    let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    let lock = rowshift_engine::sync::sync_lock_name(db, "lock");
+    let holder: Option<Option<u64>> = t
+        .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
+        .await
+        .unwrap();
+    let holder = holder.flatten().expect("the running sync holds its lock");
+    t.query_drop(format!("KILL {holder}")).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the sync went on without its lock")
+        .unwrap();
+    assert!(!status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("lost its lock"), "{text}");
+}

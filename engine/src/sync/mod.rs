@@ -152,6 +152,17 @@ pub enum SyncError {
         /// The lock name.
         lock: String,
     },
+    /// The sync's lock on the target was lost (its connection ended: a target restart, a
+    /// KILL, a network cut): another process could take it and apply the same rows.
+    #[error("sync {name} lost its lock {lock} on the target ({reason}): stopped so that no second process applies the same rows; run the command again (it resumes from its checkpoint)")]
+    LockLost {
+        /// Sync name.
+        name: String,
+        /// The lock name.
+        lock: String,
+        /// What the lock's connection said.
+        reason: String,
+    },
     /// The source cannot be written and a snapshot backfill is not possible.
     #[error("cannot write the signal table {table} on the source ({detail}): {why}; or grant CREATE, INSERT, DELETE on that database for the watermark backfill")]
     ReadOnlySource {
@@ -318,7 +329,71 @@ pub struct SyncHandle {
     run: u64,
     ops: Option<Operations>,
     progress_feed: tokio::task::JoinHandle<()>,
-    _lock: mysql_async::Conn,
+    lock: LockKeeper,
+}
+
+/// Holds the sync's `GET_LOCK` on the target and checks every second that it still does: a
+/// server ends the lock with its session (restart, KILL, network cut, `wait_timeout` of an idle
+/// session), silently; then the run must stop before a second process applies the same rows.
+struct LockKeeper {
+    lost: watch::Receiver<Option<String>>,
+    task: tokio::task::JoinHandle<()>,
+    /// The sync's name and the lock's, for the error.
+    sync: String,
+    name: String,
+}
+
+impl LockKeeper {
+    /// How often the lock is checked (the check keeps the session from going idle too).
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn start(mut conn: mysql_async::Conn, name: String, sync: String) -> LockKeeper {
+        let (tx, lost) = watch::channel(None);
+        let lock = name.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Self::EVERY);
+            loop {
+                tick.tick().await;
+                let held: Result<Option<Option<i64>>, _> = conn
+                    .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (&name,))
+                    .await;
+                let reason = match held {
+                    Ok(Some(Some(1))) => continue,
+                    Ok(_) => "the lock is no longer this session's".to_string(),
+                    Err(e) => format!("its session failed: {e}"),
+                };
+                warn!(lock = %name, %reason, "sync lock lost");
+                let _ = tx.send(Some(reason));
+                return;
+            }
+        });
+        LockKeeper {
+            lost,
+            task,
+            sync,
+            name: lock,
+        }
+    }
+
+    /// Wait until the lock is lost.
+    async fn lost(&mut self) -> SyncError {
+        let reason = match self.lost.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or_default(),
+            Err(_) => "its keeper ended".to_string(),
+        };
+        SyncError::LockLost {
+            name: self.sync.clone(),
+            lock: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+impl Drop for LockKeeper {
+    fn drop(&mut self) {
+        // Its session (and with it the lock) ends with the task.
+        self.task.abort();
+    }
 }
 
 enum TaskEnd {
@@ -344,7 +419,7 @@ const LOCK_WAIT_SECS: u64 = 5;
 
 /// The `GET_LOCK` name of sync `name` checkpointed in database `db`: readable when it fits the
 /// servers' 64-character limit, else the CRC-32s of both parts.
-fn sync_lock_name(db: &str, name: &str) -> String {
+pub fn sync_lock_name(db: &str, name: &str) -> String {
     let plain = format!("rowshift-sync:{db}:{name}");
     if plain.chars().count() <= 64 {
         plain
@@ -746,7 +821,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         run,
         ops: Some(ops),
         progress_feed,
-        _lock: lock,
+        lock: LockKeeper::start(lock, lock_name, config.name.clone()),
     })
 }
 
@@ -931,9 +1006,15 @@ impl SyncHandle {
             tasks,
             backfill_abort,
             ops,
+            lock,
             ..
         } = self;
-        let pipeline = pipeline_failed(tasks, backfill_abort);
+        let pipeline = async {
+            tokio::select! {
+                e = pipeline_failed(tasks, backfill_abort) => e,
+                e = lock.lost() => e,
+            }
+        };
         match ops {
             Some(ops) => tokio::select! {
                 e = pipeline => e,
