@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/test-servers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The CLI the tests run as a process, built from these sources (cargo test builds no binary).
+cargo build -p rowshift-cli --bin rowshift --locked
 cargo test --workspace --locked

@@ -726,25 +726,25 @@ pub fn rowshift_bin() -> PathBuf {
         .and_then(Path::parent)
         .map(|p| p.join("rowshift"))
         .unwrap_or_else(|| PathBuf::from("rowshift"));
-    if !bin.exists() {
-        // `cargo test -p rowshift-testkit` alone does not build the CLI: build it once.
-        static BUILD: OnceLock<bool> = OnceLock::new();
-        let built = BUILD.get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let release = bin.components().any(|c| c.as_os_str() == "release");
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "rowshift-cli", "--bin", "rowshift"]);
-            if release {
-                cmd.arg("--release");
-            }
-            cmd.status().map(|s| s.success()).unwrap_or(false)
-        });
-        assert!(
-            *built && bin.exists(),
-            "{} is missing: run the tests with `cargo test --workspace` so the binary is built",
-            bin.display()
-        );
-    }
+    // `cargo test` builds no binary target of the CLI: a `rowshift` left by an earlier build
+    // would be run as it was, whatever the sources say now. Build it once per test process
+    // (a no-op when it is up to date).
+    static BUILD: OnceLock<bool> = OnceLock::new();
+    let built = BUILD.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = bin.components().any(|c| c.as_os_str() == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "rowshift-cli", "--bin", "rowshift"]);
+        if release {
+            cmd.arg("--release");
+        }
+        cmd.status().map(|s| s.success()).unwrap_or(false)
+    });
+    assert!(
+        *built && bin.exists(),
+        "cannot build {}: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
