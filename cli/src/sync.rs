@@ -265,6 +265,12 @@ pub async fn run_promote(args: PromoteArgs) -> Result<ExitCode> {
         println!("the source tables stay locked for writes until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
         drop(lock);
+    } else if report.go {
+        // Nothing holds the source now and the sync has stopped: say what that means.
+        println!(
+            "the sync has stopped{}: a write made to the source tables from now on is not on the target; switch the application to the target before it writes again (--lock-source --keep-lock holds the source's writes until then)",
+            if args.lock_source { " and the source lock is released" } else { "" }
+        );
     }
     Ok(ExitCode::from(if report.go { 0 } else { 1 }))
 }

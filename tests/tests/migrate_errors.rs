@@ -255,6 +255,7 @@ async fn triggers(engine: Engine) {
 async fn alter_rejected(engine: Engine) {
     let db = setup(engine, "err_alter_rejected").await;
     table(&db).await;
+    let before_rows = db.snapshot("t").await;
     fails_unchanged(
         &db,
         "t",
@@ -271,6 +272,23 @@ async fn alter_rejected(engine: Engine) {
         "the server rejected the ALTER",
     )
     .await;
+    // A second statement after a `;` is never run (it once ran on a multi-statement
+    // connection: this one would have emptied the table, in a dry run as well).
+    fails_unchanged(
+        &db,
+        "t",
+        "ADD COLUMN x INT; DELETE FROM t",
+        &[],
+        "the server rejected the ALTER",
+    )
+    .await;
+    let o = db
+        .migrate("t", "ADD COLUMN y INT; DELETE FROM t", &[])
+        .await;
+    o.assert_failed_with("the server rejected the ALTER");
+    db.snapshot("t")
+        .await
+        .assert_same_rows(&before_rows, "a dry run's `;` changed the rows");
 }
 
 async fn alter_renames_table(engine: Engine) {

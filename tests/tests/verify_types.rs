@@ -562,3 +562,48 @@ async fn integer_keys_with_gaps_on_mariadb() {
     integer_keys_with_gaps(Engine::MariaDb, false).await;
     integer_keys_with_gaps(Engine::MariaDb, true).await;
 }
+
+/// A FLOAT key prints with 6 significant digits, so two distinct keys can print alike and the
+/// row-by-row narrowing, which matches rows by that text, once found nothing: the phantom row
+/// on the new side (a delete the apply missed) was reported GO. Counts and checksums that
+/// differ with no differing row found are now a NO-GO.
+async fn float_key_phantom_row_is_no_go(engine: Engine) {
+    let (server, db, mut c) = fresh_db(engine, "verify_float_key").await;
+    c.query_drop("CREATE TABLE t (k FLOAT NOT NULL PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (123456.8, 1)")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE t2 LIKE t").await.unwrap();
+    c.query_drop("INSERT INTO t2 VALUES (123456.7, 1), (123456.8, 1)")
+        .await
+        .unwrap();
+    let n: u64 = c
+        .query_first("SELECT COUNT(DISTINCT k) FROM t2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2, "two distinct keys on the new side");
+    let report = verify_shadow(&server.url(), &db, "t", "t2").await;
+    assert_eq!(report.verdict, Verdict::NoGo, "{}", report.summary());
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("1 rows and the new side 2")),
+        "{:?}",
+        report.notes
+    );
+    c.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_key_phantom_row_is_no_go_on_mysql() {
+    float_key_phantom_row_is_no_go(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_key_phantom_row_is_no_go_on_mariadb() {
+    float_key_phantom_row_is_no_go(Engine::MariaDb).await;
+}

@@ -441,8 +441,10 @@ async fn run_inner(
                     "CREATE, ALTER, DROP, INSERT, SELECT, LOCK TABLES",
                 )
             })?;
+        // The binary protocol runs one statement: a `;` in the ALTER is a syntax error, not a
+        // second statement against the user's tables (the text protocol allows several).
         if let Err(e) = conn
-            .query_drop(format!("ALTER TABLE {shadow} {}", config.alter))
+            .exec_drop(format!("ALTER TABLE {shadow} {}", config.alter), ())
             .await
         {
             let _ = conn.query_drop(format!("DROP TABLE {shadow}")).await;

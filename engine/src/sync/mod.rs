@@ -1541,8 +1541,9 @@ async fn prepare_table(
                 detail: e.to_string(),
             })?;
         if let Some(alter) = t.alter.as_deref().filter(|a| !a.trim().is_empty()) {
+            // One statement only (binary protocol): a `;` cannot start a second one.
             if let Err(e) = tgt
-                .query_drop(format!("ALTER TABLE {target_name} {alter}"))
+                .exec_drop(format!("ALTER TABLE {target_name} {alter}"), ())
                 .await
             {
                 let _ = tgt.query_drop(format!("DROP TABLE {target_name}")).await;

@@ -270,7 +270,9 @@ pub(crate) fn build(i: Inputs<'_>) -> VerifyReport {
     let secs = o.duration.as_secs_f64();
     VerifyReport {
         format: FORMAT,
-        verdict: if total == 0 {
+        // Row differences, or anything the counts and checksums saw that the narrowing did
+        // not explain: never a GO.
+        verdict: if total == 0 && o.unexplained.is_empty() && o.rows_old == o.rows_new {
             Verdict::Go
         } else {
             Verdict::NoGo
@@ -296,7 +298,23 @@ pub(crate) fn build(i: Inputs<'_>) -> VerifyReport {
         lock: i.lock,
         differences,
         progress,
-        notes: c.single_chunk.iter().cloned().collect(),
+        notes: c
+            .single_chunk
+            .iter()
+            .cloned()
+            .chain((!o.unexplained.is_empty()).then(|| {
+                format!(
+                    "chunks {:?}: their row counts or checksums differ but no differing row was found (distinct keys that print alike, such as FLOAT values, hide rows from the row-by-row comparison): NO-GO",
+                    o.unexplained
+                )
+            }))
+            .chain((o.rows_old != o.rows_new).then(|| {
+                format!(
+                    "the old side holds {} rows and the new side {}: NO-GO",
+                    o.rows_old, o.rows_new
+                )
+            }))
+            .collect(),
     }
 }
 
