@@ -30,9 +30,13 @@ pub struct DumpArgs {
         conflicts_with = "source"
     )]
     file: Option<PathBuf>,
-    /// Server to read from as a replica: mysql://user:password@host:port/
+    /// Server to read from as a replica: mysql://user@host:port/ (no password in the URL: it
+    /// comes from --password-env).
     #[arg(long, value_name = "URL", env = "ROWSHIFT_SOURCE")]
     source: Option<String>,
+    /// Environment variable holding the source's password.
+    #[arg(long, default_value = "ROWSHIFT_PASSWORD")]
+    password_env: String,
     /// Where to start on the server: FILE:POS, gtid:SET (MySQL uuid:1-5 / MariaDB 0-1-100) or
     /// end.
     #[arg(long, value_name = "FILE:POS|gtid:SET|end", default_value = "end")]
@@ -87,6 +91,10 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
                 .source
                 .clone()
                 .context("--file or --source is required")?;
+            crate::common::refuse_url_password("--source", &url)?;
+            let url = rowshift_engine::conn::Endpoint::new(&url)?
+                .with_password(std::env::var(&args.password_env).ok())
+                .url_with_password();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -34,6 +34,7 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     fn endpoint(&self) -> Result<Endpoint> {
+        crate::common::refuse_url_password("--target", &self.target)?;
         let password = match &self.target_password_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -296,6 +297,7 @@ pub async fn run_status(args: StatusArgs) -> Result<ExitCode> {
     let target = args.target.endpoint()?;
     let source = match &args.source {
         Some(url) => {
+            crate::common::refuse_url_password("--source", url)?;
             Some(Endpoint::new(url)?.with_password(std::env::var(&args.password_env).ok()))
         }
         None => None,

@@ -472,17 +472,27 @@ where
     }
     test_pause("queued").await;
     // Release: drop the sentry (B would fail without this) and unlock; B goes first.
-    let release = async {
-        a.query_drop(format!("DROP TABLE {sentry}")).await?;
-        a.query_drop("UNLOCK TABLES").await
+    let released = match a.query_drop(format!("DROP TABLE {sentry}")).await {
+        Err(e) => Err((false, e)),
+        Ok(()) => a.query_drop("UNLOCK TABLES").await.map_err(|e| (true, e)),
     };
-    if let Err(e) = release.await {
-        // If the DROP failed the sentry still exists and B's RENAME fails: nothing renamed.
+    if let Err((dropped, e)) = released {
         let outcome = (&mut rename_fut).await;
         return match outcome {
-            Err(source) => Err(CutoverError::RenameFailed {
+            // The sentry still exists: B's RENAME fails as a whole, nothing renamed. Once it is
+            // dropped, only the server's refusal says so; a lost connection leaves the RENAME
+            // free to run on the server (A's locks end with its session).
+            Err(source) if !dropped || !crate::source::reconnect::is_lost(&source) => {
+                Err(CutoverError::RenameFailed {
+                    table: table.to_string(),
+                    source,
+                })
+            }
+            Err(source) => Err(CutoverError::Ambiguous {
                 table: table.to_string(),
-                source,
+                detail: format!(
+                    "the sentry was dropped, then the unlock failed ({e}) and the rename's connection was lost ({source}): the rename may have happened"
+                ),
             }),
             Ok(()) => Err(CutoverError::Ambiguous {
                 table: table.to_string(),

@@ -161,6 +161,32 @@ async fn unknown_keys_and_passwords_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every URL flag refuses a password (sync's --target and status's --source once took it, so
+/// it sat in argv; binlog dump had no other way to take one).
+#[tokio::test]
+async fn url_passwords_are_refused_by_every_command() {
+    let url = "mysql://app:S3cr3t-pw@127.0.0.1:1";
+    let ok = "mysql://app@127.0.0.1:1";
+    for args in [
+        vec!["sync", "--source", ok, "--target", url, "--table", "a.b"],
+        vec!["status", "--target", url, "--ckpt-db", "a"],
+        vec!["status", "--target", ok, "--ckpt-db", "a", "--source", url],
+        vec!["binlog", "dump", "--source", url],
+    ] {
+        let o = run_rowshift_env(&args, &[]).await;
+        assert_ne!(o.code, 0, "{args:?}: {o:?}");
+        assert!(
+            o.err.contains("the URL holds a password"),
+            "{args:?}: {}",
+            o.err
+        );
+        assert!(
+            !o.err.contains("S3cr3t") && !o.out.contains("S3cr3t"),
+            "{args:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn url_passwords_are_refused_and_never_printed() {
     let o = run_rowshift_env(

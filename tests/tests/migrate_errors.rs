@@ -392,6 +392,17 @@ async fn leftovers(engine: Engine) {
             vec![name.to_string()],
             "the leftover must stay until asked"
         );
+        // A dry run changes nothing, --drop-leftovers or not (it once dropped them, the kept
+        // `_t_old` of an earlier migration included).
+        let o = db
+            .migrate("t", "ADD COLUMN x INT", &["--drop-leftovers"])
+            .await;
+        o.assert_failed_with("a dry run drops nothing");
+        assert_eq!(
+            db.helper_tables("t").await,
+            vec![name.to_string()],
+            "a dry run dropped a leftover"
+        );
         db.exec(&[&format!("DROP TABLE `{name}`")]).await;
     }
     // Asked: dropped, and the migration proceeds.

@@ -418,7 +418,9 @@ async fn run_inner(
         }
     };
     if resumed.is_none() {
-        preflight::leftovers(&mut conn, &config.db, &config.table, config.drop_leftovers).await?;
+        // A dry run changes nothing: it lists leftovers, it never drops them.
+        let drop = config.drop_leftovers && config.execute;
+        preflight::leftovers(&mut conn, &config.db, &config.table, drop).await?;
     }
     // The control listeners open before anything changes: a socket in use stops the run here.
     let ops = if config.execute {

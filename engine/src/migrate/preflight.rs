@@ -55,7 +55,7 @@ pub enum PreflightError {
         detail: String,
     },
     /// Tables of an earlier run are in the way.
-    #[error("leftover tables from an earlier rowshift run exist: {tables}. If that run is not resumable, pass --drop-leftovers to drop them (the old table `{old}` is the original data of an earlier cut-over: keep a backup)")]
+    #[error("leftover tables from an earlier rowshift run exist: {tables}. If that run is not resumable, pass --drop-leftovers with --execute to drop them (a dry run drops nothing; the old table `{old}` is the original data of an earlier cut-over: keep a backup)")]
     Leftovers {
         /// The tables found.
         tables: String,

@@ -27,8 +27,8 @@ use crate::position::{GtidState, Position, StartPosition};
 /// TLS mode, as the `mysql` client's `--ssl-mode` (one type for every connection).
 pub use crate::conn::SslMode;
 
-/// Settings of a live binlog source.
-#[derive(Debug, Clone)]
+/// Settings of a live binlog source. Its `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct SourceConfig {
     /// `mysql://user:password@host:port/` of the source server.
     pub url: String,
@@ -48,6 +48,22 @@ pub struct SourceConfig {
     pub decode: DecodeOptions,
     /// Run the preflight checks (binlog on, ROW format, FULL image).
     pub preflight: bool,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("url", &crate::conn::redact_url(&self.url))
+            .field("server_id", &self.server_id)
+            .field("start", &self.start)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
+            .field("until_end", &self.until_end)
+            .field("heartbeat", &self.heartbeat)
+            .field("decode", &self.decode)
+            .field("preflight", &self.preflight)
+            .finish()
+    }
 }
 
 impl SourceConfig {
@@ -568,5 +584,18 @@ impl BinlogSource {
     pub async fn close(self) {
         let _ = self.stream.close().await;
         let _ = self.meta.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let cfg = SourceConfig::new("mysql://repl:S3cr3t@db1:3306/");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("S3cr3t"), "{shown}");
+        assert!(shown.contains("db1:3306"), "{shown}");
     }
 }
