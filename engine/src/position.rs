@@ -603,6 +603,12 @@ pub enum StartPosition {
     },
     /// After the transactions of a GTID set (MySQL) or GTID list (MariaDB).
     Gtid(GtidState),
+    /// At a file offset whose GTID state is known (a position read with it, or a commit
+    /// position a stream or a checkpoint recorded): the stream starts there at once. A `File`
+    /// start on MySQL with GTIDs reads the whole file up to the offset to learn the state (up
+    /// to `max_binlog_size`, 1 GB by default, at every start and reconnect). Without a known
+    /// state it is a `File` start.
+    At(Position),
     /// At the server's current end of the binlog.
     End,
 }

@@ -55,7 +55,7 @@ async fn migrate_under_ledger_load(engine: Engine) {
     // The default pace saw the application writing the table and yielded to it.
     assert!(
         out.lines().any(|l| l.starts_with("pace: gentle for")),
-        "{out}"
+        "{out}\n{err}"
     );
     // The application keeps writing to the new table after the cut-over.
     load.wait_for_commits(200).await;

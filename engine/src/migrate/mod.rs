@@ -601,12 +601,17 @@ async fn run_inner(
             c.position.clone()
         }
         None => {
-            let start = or_clean!(cutover::server_position(&mut conn).await.map_err(|source| {
-                MigrateError::Sql {
-                    step: "reading the binlog position",
-                    source,
-                }
-            }));
+            // With its GTID state, so that the stream starts right there (engine::position).
+            let source_flavor = match flavor {
+                Flavor::MySql => crate::source::Flavor::MySql,
+                Flavor::MariaDb => crate::source::Flavor::MariaDb,
+            };
+            let start = or_clean!(crate::source::stream::current_position(
+                &mut conn,
+                source_flavor
+            )
+            .await
+            .map_err(|e| MigrateError::Source(format!("reading the binlog position: {e}"))));
             or_clean!(ckpt_table.create(&mut conn).await);
             or_clean!(
                 ckpt_table
@@ -1308,10 +1313,7 @@ async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tabl
 fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
     let mut cfg = SourceConfig::new(config.endpoint.url_with_password());
     cfg.server_id = config.server_id;
-    cfg.start = crate::position::StartPosition::File {
-        file: start.file.clone(),
-        offset: start.offset,
-    };
+    cfg.start = crate::position::StartPosition::At(start.clone());
     cfg.ssl_mode = config.endpoint.ssl_mode;
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);

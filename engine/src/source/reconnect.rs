@@ -105,10 +105,7 @@ pub async fn open(
     timeout: Duration,
 ) -> Result<impl futures_util::Stream<Item = Result<SourceEvent, StreamError>> + Unpin, StreamError>
 {
-    cfg.start = StartPosition::File {
-        file: start.file.clone(),
-        offset: start.offset,
-    };
+    cfg.start = StartPosition::At(start.clone());
     let source = connect(&cfg, start, timeout).await?;
     let state = StreamState {
         source: Some(source),
@@ -145,10 +142,7 @@ pub async fn open(
                     let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
                 }
                 let mut cfg = state.cfg.clone();
-                cfg.start = StartPosition::File {
-                    file: state.resume_at.file.clone(),
-                    offset: state.resume_at.offset,
-                };
+                cfg.start = StartPosition::At(state.resume_at.clone());
                 match connect(&cfg, &state.resume_at, state.timeout).await {
                     Ok(mut s) => {
                         info!(position = %state.resume_at, "binlog stream resumed");

@@ -335,7 +335,21 @@ impl BinlogSource {
             }
             let start_text = format!("{:?}", cfg.start);
             let mut skip_until = None;
-            let (file, offset, gtid, use_gtid): (String, u64, GtidState, bool) = match &cfg.start {
+            // A position with its GTID state needs no lookup; without one it is a file offset.
+            let start = match &cfg.start {
+                StartPosition::At(p) => match (info.flavor, &p.gtid) {
+                    (Flavor::MySql, GtidState::MySql(_)) | (Flavor::MariaDb, GtidState::MariaDb(_)) => {
+                        cfg.start.clone()
+                    }
+                    _ => StartPosition::File {
+                        file: p.file.clone(),
+                        offset: p.offset,
+                    },
+                },
+                other => other.clone(),
+            };
+            let (file, offset, gtid, use_gtid): (String, u64, GtidState, bool) = match &start {
+                StartPosition::At(p) => (p.file.clone(), p.offset, p.gtid.clone(), false),
                 StartPosition::End => {
                     let p = current_position(&mut meta, info.flavor).await?;
                     (p.file, p.offset, p.gtid, false)
