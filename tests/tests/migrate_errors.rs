@@ -372,6 +372,27 @@ async fn alter_breaks_primary_key(engine: Engine) {
     .await;
 }
 
+/// `--abort` never drops another tool's shadow: pt-online-schema-change's has the same name
+/// `_t_new` and is fed by triggers on the table, and a table with triggers is refused before
+/// anything (dropping that shadow would break the triggers and every write to the table).
+async fn abort_leaves_another_tools_shadow(engine: Engine) {
+    let db = setup(engine, "err_abort_foreign").await;
+    table(&db).await;
+    db.exec(&[
+        "CREATE TABLE `_t_new` LIKE t",
+        "CREATE TRIGGER pt_osc_ins AFTER INSERT ON t FOR EACH ROW REPLACE INTO `_t_new` (id, a) VALUES (NEW.id, NEW.a)",
+    ])
+    .await;
+    let o = db.migrate("t", "ADD COLUMN x INT", &["--abort"]).await;
+    o.assert_failed_with("has triggers");
+    assert_eq!(db.helper_tables("t").await, vec!["_t_new".to_string()]);
+    // Without the triggers it is a leftover of an interrupted run of rowshift's: dropped.
+    db.exec(&["DROP TRIGGER pt_osc_ins"]).await;
+    let o = db.migrate("t", "ADD COLUMN x INT", &["--abort"]).await;
+    o.assert_ok();
+    assert!(db.helper_tables("t").await.is_empty());
+}
+
 async fn leftovers(engine: Engine) {
     let db = setup(engine, "err_leftovers").await;
     table(&db).await;
@@ -763,6 +784,7 @@ both_engines!(
     alter_renames_table,
     alter_breaks_primary_key,
     leftovers,
+    abort_leaves_another_tools_shadow,
     lossy_conversion,
     lossy_while_gentle,
     unique_over_duplicates,
