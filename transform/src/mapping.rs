@@ -911,14 +911,24 @@ impl Mapping {
     /// old row beside the new one when only a new key column changed.
     pub fn key_source_columns(&self) -> Vec<usize> {
         let mut cols = self.old.primary_key.clone();
-        for &slot in &self.new_pk_slots {
-            if let ColumnSource::Copy { old_index } = self.columns[slot].source {
-                if !cols.contains(&old_index) {
-                    cols.push(old_index);
-                }
+        for old_index in self.new_key_sources() {
+            if !cols.contains(&old_index) {
+                cols.push(old_index);
             }
         }
         cols
+    }
+
+    /// The old columns the new primary key's columns are copied from, in key order (every new
+    /// key column is a copy: [`Mapping::new`] refuses others).
+    pub fn new_key_sources(&self) -> Vec<usize> {
+        self.new_pk_slots
+            .iter()
+            .filter_map(|&slot| match self.columns[slot].source {
+                ColumnSource::Copy { old_index } => Some(old_index),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The new table's primary key of an old row, for routing and collapsing.

@@ -1221,19 +1221,7 @@ fn check_verifiable_key(
     new: &TableSchema,
     mapping: &Mapping,
 ) -> Result<(), MigrateError> {
-    let mapped: Vec<Option<usize>> = new
-        .primary_key
-        .iter()
-        .map(|&i| match mapping.source_of(&new.columns[i].name) {
-            Some(ColumnSource::Copy { old_index }) => Some(*old_index),
-            _ => None,
-        })
-        .collect();
-    if mapped
-        .iter()
-        .copied()
-        .eq(old.primary_key.iter().map(|&i| Some(i)))
-    {
+    if mapping.new_key_sources() == old.primary_key {
         return Ok(());
     }
     let names = |t: &TableSchema| -> String {
