@@ -182,13 +182,25 @@ async fn target_restart_during_streaming() {
         &mut child,
     )
     .await;
+    // The restart ended the lock's session too: taken again before any batch was written.
+    log_contains(&log, from, "sync lock taken again", &mut child).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (taken, accepted) = (
+        text[from..].find("sync lock taken again"),
+        text[from..].find("the target accepted the batch again"),
+    );
+    assert!(
+        taken < accepted,
+        "a batch was written before the lock was taken again"
+    );
     finish_and_check(&src, &tgt, db, &args, load, child, &log).await;
 }
 
-/// The session holding the sync's lock on the target ends (a KILL here; a target restart, a
-/// network cut or an idle session's `wait_timeout` do the same, silently): the sync stops with
-/// an error that says so, instead of going on without the lock while a second process could
-/// take it and apply the same rows.
+/// The session holding the sync's lock on the target ends (a KILL here; a target restart or a
+/// network cut do the same, silently). Alone, that is ridden through: the sync takes its lock
+/// again with a new session. When another session takes the lock in between (a second process
+/// started meanwhile), the sync stops with an error that says so instead of applying the same
+/// rows as that process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_the_lock_stops_the_sync() {
     let src = TestServer::shared(Engine::MySql);
@@ -206,12 +218,37 @@ async fn losing_the_lock_stops_the_sync() {
     wait_backfill(&tgt, db, "lock", &mut child).await;
     let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
     let lock = rowshift_engine::sync::sync_lock_name(db, "lock");
-    let holder: Option<Option<u64>> = t
-        .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
+    let holder = |lock: String| async move {
+        let mut c = mysql_async::Conn::from_url(TestServer::shared(Engine::MariaDb).url())
+            .await
+            .unwrap();
+        let h: Option<Option<u64>> = c
+            .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
+            .await
+            .unwrap();
+        h.flatten()
+    };
+
+    // The session ends, nobody else wants the lock: taken again, the sync goes on.
+    let first = holder(lock.clone())
+        .await
+        .expect("the running sync holds its lock");
+    let from = log_len(&log);
+    t.query_drop(format!("KILL {first}")).await.unwrap();
+    log_contains(&log, from, "sync lock taken again", &mut child).await;
+    let second = holder(lock.clone())
+        .await
+        .expect("the sync holds its lock again");
+    assert_ne!(first, second);
+    assert!(child.try_wait().unwrap().is_none(), "the sync stopped");
+
+    // The session ends and another session takes the lock first: the sync stops.
+    t.query_drop(format!("KILL {second}")).await.unwrap();
+    let got: Option<Option<i64>> = t
+        .exec_first("SELECT GET_LOCK(?, 10)", (&lock,))
         .await
         .unwrap();
-    let holder = holder.flatten().expect("the running sync holds its lock");
-    t.query_drop(format!("KILL {holder}")).await.unwrap();
+    assert_eq!(got.flatten(), Some(1));
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("the sync went on without its lock")
@@ -219,4 +256,5 @@ async fn losing_the_lock_stops_the_sync() {
     assert!(!status.success(), "{status:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("lost its lock"), "{text}");
+    assert!(text.contains("another session took the lock"), "{text}");
 }

@@ -121,6 +121,11 @@ pub struct SyncApplier {
     pub stats: Arc<SyncApplyStats>,
     /// Longest time a batch is retried.
     pub retry_for: Duration,
+    /// When the sync's lock on the target was last seen held (`None` while its session ended
+    /// and it is being taken again): no batch is written without the lock, and after a lost
+    /// connection none before the lock was seen held again (a restarted target ends the lock's
+    /// session too; another process could have taken it).
+    pub lock_held: watch::Receiver<Option<Instant>>,
 }
 
 struct Batch {
@@ -249,8 +254,21 @@ impl SyncApplier {
         write_batch(&mut sql, &t, &batch.ops.ops, Some(&ckpt_sql));
         let started = Instant::now();
         let mut attempt = 0u32;
+        // After a lost connection: the lock must be seen held after that moment.
+        let mut seen_after: Option<Instant> = None;
         loop {
+            let fresh = |seen: &Option<Instant>| match (seen, seen_after) {
+                (Some(seen), Some(after)) => *seen > after,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !fresh(&self.lock_held.borrow()) {
+                let left = self.retry_for.saturating_sub(started.elapsed());
+                let _ = tokio::time::timeout(left, self.lock_held.wait_for(fresh)).await;
+            }
+            // Not holding the lock counts as not being connected.
             let result = match conn.as_mut() {
+                _ if !fresh(&self.lock_held.borrow()) => Err(None),
                 None => Err(None),
                 Some(c) => run_batch(c, &sql).await.map_err(Some),
             };
@@ -293,6 +311,7 @@ impl SyncApplier {
                     }
                     let lost = err.as_ref().is_none_or(|e| !is_lock_wait(e));
                     if lost {
+                        seen_after = Some(Instant::now());
                         *conn = None;
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
                             .await;

@@ -16,7 +16,9 @@
 //!   row; a restart starts the stream at the lowest checkpoint and each applier skips what it
 //!   has. A purged start position is refused: a new backfill is needed.
 //! - Only one process applies a stream at a time: a `GET_LOCK` on the target named after the
-//!   sync and the database of its checkpoint, held for the run.
+//!   sync and the database of its checkpoint, held for the run. When its session ends (a
+//!   target restart) it is taken again before any applier writes; when another process took it
+//!   meanwhile, the run stops.
 
 pub mod applier;
 pub mod ckpt;
@@ -47,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Errors of a sync.
 #[derive(Debug, thiserror::Error)]
@@ -332,9 +334,11 @@ pub struct SyncHandle {
     lock: LockKeeper,
 }
 
-/// Holds the sync's `GET_LOCK` on the target and checks every second that it still does: a
-/// server ends the lock with its session (restart, KILL, network cut, `wait_timeout` of an idle
-/// session), silently; then the run must stop before a second process applies the same rows.
+/// Holds the sync's `GET_LOCK` on the target and checks every second that it still does. A
+/// server ends the lock with its session (restart, KILL, network cut), silently. The keeper
+/// then says so at once (the appliers hold their writes while it is not held), connects again
+/// and takes the lock again; when another process took it meanwhile, the run stops before a
+/// second process applies the same rows.
 struct LockKeeper {
     lost: watch::Receiver<Option<String>>,
     task: tokio::task::JoinHandle<()>,
@@ -343,35 +347,101 @@ struct LockKeeper {
     name: String,
 }
 
+/// What one check of the lock found.
+enum LockCheck {
+    Held,
+    NotOurs,
+    SessionFailed(String),
+}
+
 impl LockKeeper {
     /// How often the lock is checked (the check keeps the session from going idle too).
     const EVERY: Duration = Duration::from_secs(1);
 
-    fn start(mut conn: mysql_async::Conn, name: String, sync: String) -> LockKeeper {
+    /// Keep the lock `name`, taken by `conn` on `target`; `held` tells the appliers when it was
+    /// last seen held (`None`: not held now).
+    fn start(
+        mut conn: mysql_async::Conn,
+        target: Endpoint,
+        name: String,
+        sync: String,
+        held: watch::Sender<Option<Instant>>,
+    ) -> LockKeeper {
         let (tx, lost) = watch::channel(None);
         let lock = name.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Self::EVERY);
-            loop {
+            let reason = loop {
                 tick.tick().await;
-                let held: Result<Option<Option<i64>>, _> = conn
-                    .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (&name,))
-                    .await;
-                let reason = match held {
-                    Ok(Some(Some(1))) => continue,
-                    Ok(_) => "the lock is no longer this session's".to_string(),
-                    Err(e) => format!("its session failed: {e}"),
+                let reason = match Self::check(&mut conn, &name).await {
+                    LockCheck::Held => {
+                        held.send_replace(Some(Instant::now()));
+                        continue;
+                    }
+                    LockCheck::NotOurs => "the lock is no longer this session's".to_string(),
+                    LockCheck::SessionFailed(reason) => reason,
                 };
-                warn!(lock = %name, %reason, "sync lock lost");
-                let _ = tx.send(Some(reason));
-                return;
-            }
-        });
+                held.send_replace(None);
+                warn!(lock = %name, %reason, "sync lock's session ended; taking the lock again");
+                match Self::retake(&target, &name).await {
+                    Ok(c) => {
+                        conn = c;
+                        held.send_replace(Some(Instant::now()));
+                        info!(lock = %name, "sync lock taken again");
+                    }
+                    Err(reason) => break reason,
+                }
+            };
+            warn!(lock = %name, %reason, "sync lock lost");
+            let _ = tx.send(Some(reason));
+        }
+        .in_current_span());
         LockKeeper {
             lost,
             task,
             sync,
             name: lock,
+        }
+    }
+
+    async fn check(conn: &mut mysql_async::Conn, name: &str) -> LockCheck {
+        let held: Result<Option<Option<i64>>, _> = conn
+            .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name,))
+            .await;
+        match held {
+            Ok(Some(Some(1))) => LockCheck::Held,
+            Ok(_) => LockCheck::NotOurs,
+            Err(e) => LockCheck::SessionFailed(format!("its session failed: {e}")),
+        }
+    }
+
+    /// Connect again (for as long as the target is down) and take the lock, waiting as long
+    /// as a fresh start does for a session the server has not ended yet.
+    async fn retake(target: &Endpoint, name: &str) -> Result<mysql_async::Conn, String> {
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            let mut conn = match target.connect_raw().await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "sync lock: target not reachable yet");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10))).await;
+                    continue;
+                }
+            };
+            let got: Result<Option<Option<i64>>, _> = conn
+                .exec_first("SELECT GET_LOCK(?, ?)", (name, LOCK_WAIT_SECS))
+                .await;
+            match got {
+                Ok(Some(Some(1))) => return Ok(conn),
+                Ok(_) => return Err(format!(
+                    "its session ended and another session took the lock within {LOCK_WAIT_SECS} s"
+                )),
+                Err(e) => {
+                    debug!(error = %e, "sync lock: taking it again failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10))).await;
+                }
+            }
         }
     }
 
@@ -478,6 +548,14 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             lock: lock_name,
         });
     }
+    let (lock_held_tx, lock_held) = watch::channel(Some(Instant::now()));
+    let lock = LockKeeper::start(
+        lock,
+        config.target.clone(),
+        lock_name,
+        config.name.clone(),
+        lock_held_tx,
+    );
     // The control listeners before anything changes: a socket in use stops the run here.
     let mut ops = Operations::bind(&config.operate, &first.source_db, &first.source_table).await?;
     if let Some(path) = ops.socket() {
@@ -630,6 +708,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
                 state: state.clone(),
                 stats: apply_stats.clone(),
                 retry_for: config.retry_for,
+                lock_held: lock_held.clone(),
             };
             let span = info_span!("applier", table = %t.target_table, id = state.applier);
             tasks.spawn(
@@ -821,7 +900,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         run,
         ops: Some(ops),
         progress_feed,
-        lock: LockKeeper::start(lock, lock_name, config.name.clone()),
+        lock,
     })
 }
 
