@@ -301,9 +301,12 @@ where
     let shadow_t = format!("{}.{}", q(db), q(&shadow(table)));
     let old_t = format!("{}.{}", q(db), q(&old(table)));
 
-    let mut a = endpoint.connect_raw().await?;
-    let mut b = endpoint.connect_raw().await?;
-    let mut probe = endpoint.connect_raw().await?;
+    // The three connections at once (each is a TLS handshake and a login), before any lock.
+    let (mut a, mut b, mut probe) = tokio::try_join!(
+        endpoint.connect_raw(),
+        endpoint.connect_raw(),
+        endpoint.connect_raw()
+    )?;
     // A probe that is blocked is killed at once; the timeout only bounds a lost one.
     probe
         .query_drop("SET SESSION lock_wait_timeout = 1")

@@ -926,6 +926,27 @@ async fn killed_in_cutover(engine: Engine, stage: &str) {
         "stage {stage}: the rename happened = {renamed}"
     );
     if stage == "renamed" {
+        // Another migration of the table is refused while the earlier one's checkpoint and
+        // old table are there: it would otherwise be reported done and exit 0.
+        let other = [
+            "migrate",
+            "--source",
+            &url,
+            "--table",
+            &table,
+            "--alter",
+            "ADD COLUMN `extra` INT NULL",
+            "--execute",
+        ];
+        let (code, out, err) = run_rowshift(&other).await;
+        assert_ne!(code, 0, "{out}\n{err}");
+        assert!(
+            err.contains("was migrated by an earlier run with other options")
+                && err.contains("--abort"),
+            "{err}"
+        );
+        assert!(table_exists(&mut conn, &db, "_orders_old").await);
+        assert!(table_exists(&mut conn, &db, "_orders_ckpt").await);
         // The same command finds the cut-over done, says so and cleans up.
         let a = args(&[]);
         let (code, out, err) =

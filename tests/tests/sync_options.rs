@@ -63,6 +63,22 @@ async fn existing_target_under_another_name() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--target-schema-from-existing"), "{err}");
 
+    // An existing target holding rows is refused: the backfill would mix them in.
+    t.query_drop(format!(
+        "INSERT INTO `{tdb}`.`orders_v2` (id, customer_id, status_code, amount, counter, created_at) VALUES (999999, 1, 1, 0, 0, NOW(6))"
+    ))
+    .await
+    .unwrap();
+    let mut args: Vec<&str> = vec!["sync"];
+    let existing = base(true);
+    args.extend(existing.iter().map(String::as_str));
+    let (code, _, err) = run_rowshift(&args).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`orders_v2` already holds rows"), "{err}");
+    t.query_drop(format!("DELETE FROM `{tdb}`.`orders_v2`"))
+        .await
+        .unwrap();
+
     let args = base(true);
     let log = std::env::temp_dir().join("rowshift-sync_opts.log");
     let _ = std::fs::remove_file(&log);
@@ -142,6 +158,46 @@ async fn existing_target_under_another_name() {
             .unwrap(),
         0
     );
+    let n: u64 = t
+        .query_first(format!("SELECT COUNT(*) FROM `{tdb}`.`orders_v2`"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2_999);
+
+    // The stream's checkpoint belongs to that source server and that target table: a resume
+    // into another table, or from another server with the same table, is refused.
+    t.query_drop(format!(
+        "CREATE TABLE `{tdb}`.`orders_v3` LIKE `{tdb}`.`orders_v2`"
+    ))
+    .await
+    .unwrap();
+    let mut moved = base(true);
+    moved[7] = format!("{tdb}.orders_v3");
+    let mut argv: Vec<&str> = vec!["sync"];
+    argv.extend(moved.iter().map(String::as_str));
+    let (code, _, err) = run_rowshift(&argv).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("was made applying into `sync_opts_tgt`.`orders_v2`"),
+        "{err}"
+    );
+    let other_src = TestServer::shared(Engine::MySql);
+    other_src.fresh_db(db).await.unwrap();
+    let mut o = mysql_async::Conn::from_url(other_src.url()).await.unwrap();
+    ledger::create_and_fill(&mut o, db, 10).await.unwrap();
+    let mut failed_over = base(true);
+    failed_over[1] = other_src.url();
+    let mut argv: Vec<&str> = vec!["sync"];
+    argv.extend(failed_over.iter().map(String::as_str));
+    let (code, _, err) = run_rowshift(&argv).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("was made reading source server server_id"),
+        "{err}"
+    );
+    assert!(err.contains("point --source at that server"), "{err}");
+    // Nothing of the target changed.
     let n: u64 = t
         .query_first(format!("SELECT COUNT(*) FROM `{tdb}`.`orders_v2`"))
         .await

@@ -405,7 +405,16 @@ async fn run_inner(
             info!(position = %c.position, rows = c.rows_copied, phase = %c.phase, "resuming from the checkpoint");
             Some(c)
         }
-        resume::PriorState::CutOverDone => {
+        resume::PriorState::CutOverDone(stored) if !resume::same_options(&stored, &options) => {
+            return Err(resume::ResumeError::EarlierCutOver {
+                db: config.db.clone(),
+                table: config.table.clone(),
+                old: names::old(&config.table),
+                stored: resume::options_line(&stored),
+            }
+            .into())
+        }
+        resume::PriorState::CutOverDone(_) => {
             let dropped = resume::abort(&mut conn, &config.db, &config.table).await?;
             return Ok(MigrateReport::note(
                 format!(

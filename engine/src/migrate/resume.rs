@@ -52,6 +52,19 @@ pub enum ResumeError {
         /// The definition now.
         now: String,
     },
+    /// The checkpoint beside the table is an earlier migration's whose cut-over completed,
+    /// with other options than this run's.
+    #[error("the table `{db}`.`{table}` was migrated by an earlier run with other options ({stored}), whose cut-over completed; its checkpoint and the original table `{db}`.`{old}` are still there. Run with --abort to remove its leftovers (the old table is kept), keep or drop `{old}` yourself (or pass --drop-leftovers), then run this migration again")]
+    EarlierCutOver {
+        /// Database.
+        db: String,
+        /// Table.
+        table: String,
+        /// The old table.
+        old: String,
+        /// The earlier run's options.
+        stored: String,
+    },
     /// The binlog file of the checkpoint is gone.
     #[error("the checkpoint's binlog file {file} has been purged from the server: the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
     Purged {
@@ -84,8 +97,9 @@ pub enum PriorState {
     Fresh,
     /// A run stopped before its cut-over; its checkpoint.
     Resumable(Checkpoint),
-    /// A run did its cut-over (the RENAME happened) and died before cleaning up.
-    CutOverDone,
+    /// A run did its cut-over (the RENAME happened) and died before cleaning up; the options
+    /// fingerprint its checkpoint holds (empty when the checkpoint table is empty).
+    CutOverDone(String),
 }
 
 /// Inspect the tables beside `db`.`table`.
@@ -110,7 +124,12 @@ pub async fn inspect(conn: &mut Conn, db: &str, table: &str) -> Result<PriorStat
                 None => Err(ambiguous("the checkpoint table is empty")),
             }
         }
-        (true, false, true) => Ok(PriorState::CutOverDone),
+        (true, false, true) => {
+            let stored = CheckpointTable::new(db, table).load(conn).await?;
+            Ok(PriorState::CutOverDone(
+                stored.map(|c| c.options).unwrap_or_default(),
+            ))
+        }
         (true, true, true) => Err(ambiguous(
             "the shadow table and an old table both exist next to the table",
         )),
@@ -182,6 +201,19 @@ pub fn options_fingerprint(alter: &str, sets: &[String], table: &TableSchema) ->
 }
 
 const TABLE_LINE: &str = "\ntable=";
+
+/// Whether two fingerprints name the same `--alter` and `--set` (whatever the table was).
+pub fn same_options(a: &str, b: &str) -> bool {
+    split_table(a).0 == split_table(b).0
+}
+
+/// The `--alter` and `--set` of a fingerprint, on one line.
+pub fn options_line(fingerprint: &str) -> String {
+    match split_table(fingerprint).0 {
+        "" => "unknown: its checkpoint table is empty".to_string(),
+        o => o.replace('\n', "; "),
+    }
+}
 
 /// The options part and the table part of a fingerprint.
 fn split_table(fingerprint: &str) -> (&str, &str) {

@@ -17,6 +17,20 @@ use std::cmp::Ordering;
 /// Name of the checkpoint table (in the database of the first target table).
 pub const CKPT_TABLE: &str = "_rowshift_sync_ckpt";
 
+/// Name of the table (beside the checkpoint table) that records, per stream, which source
+/// server and which target table its checkpoint rows belong to.
+pub const STREAMS_TABLE: &str = "_rowshift_sync_streams";
+
+/// What a stream's checkpoint belongs to: its coordinates are binlog file offsets of one
+/// source server, and its rows were applied into one target table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamIdentity {
+    /// The source server (`server_uuid` on MySQL, `server_id` on MariaDB).
+    pub source: String,
+    /// The target table, quoted and qualified.
+    pub target: String,
+}
+
 /// Errors of the checkpoint table.
 #[derive(Debug, thiserror::Error)]
 pub enum CkptError {
@@ -148,6 +162,61 @@ impl CkptTable {
         ))
         .await
         .map_err(self.err("creating it"))
+    }
+
+    fn streams_qualified(&self) -> String {
+        format!("{}.{}", quote_ident(&self.db), quote_ident(STREAMS_TABLE))
+    }
+
+    /// Create the table of stream identities when missing.
+    pub async fn create_streams(&self, conn: &mut mysql_async::Conn) -> Result<(), CkptError> {
+        conn.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+               `stream` VARCHAR(191) NOT NULL PRIMARY KEY,
+               `source_server` VARCHAR(255) NOT NULL,
+               `target_table` VARCHAR(1024) NOT NULL
+             ) ENGINE=InnoDB",
+            self.streams_qualified()
+        ))
+        .await
+        .map_err(self.err("creating the streams table"))
+    }
+
+    /// The recorded identity of `stream` (`None` for a stream started by an older rowshift).
+    pub async fn identity(
+        &self,
+        conn: &mut mysql_async::Conn,
+        stream: &str,
+    ) -> Result<Option<StreamIdentity>, CkptError> {
+        let row: Option<(String, String)> = conn
+            .exec_first(
+                format!(
+                    "SELECT `source_server`, `target_table` FROM {} WHERE `stream` = ?",
+                    self.streams_qualified()
+                ),
+                (stream,),
+            )
+            .await
+            .map_err(self.err("reading the stream's identity"))?;
+        Ok(row.map(|(source, target)| StreamIdentity { source, target }))
+    }
+
+    /// Record the identity of `stream`.
+    pub async fn set_identity(
+        &self,
+        conn: &mut mysql_async::Conn,
+        stream: &str,
+        id: &StreamIdentity,
+    ) -> Result<(), CkptError> {
+        conn.exec_drop(
+            format!(
+                "REPLACE INTO {} (`stream`, `source_server`, `target_table`) VALUES (?, ?, ?)",
+                self.streams_qualified()
+            ),
+            (stream, &id.source, &id.target),
+        )
+        .await
+        .map_err(self.err("recording the stream's identity"))
     }
 
     /// The rows of `stream`, by applier.

@@ -38,7 +38,7 @@ use crate::position::Position;
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
 use applier::{SyncApplier, SyncApplyError, SyncApplyStats, SyncMsg};
-use ckpt::{ApplierCkpt, CkptError, CkptTable, Coord};
+use ckpt::{ApplierCkpt, CkptError, CkptTable, Coord, StreamIdentity};
 use mysql_async::prelude::Queryable;
 pub use router::Drained;
 use router::{ChunkRows, RouterCmd, SyncRouter, SyncRouterError, SyncRouterStats, TableRoute};
@@ -77,6 +77,30 @@ pub enum SyncError {
     TargetExists {
         /// The table.
         table: String,
+    },
+    /// A fresh sync into an existing target table that holds rows.
+    #[error("the target table {table} already holds rows: a backfill into it would mix them with the source's (rows the source lacks would stay); empty it first or sync into an empty table")]
+    TargetNotEmpty {
+        /// The table.
+        table: String,
+    },
+    /// A stream's checkpoint belongs to another source server or target table than this run's.
+    #[error(
+        "sync {name}: the checkpoint of {stream} in {ckpt} was made {what}, not {now}: {hint}"
+    )]
+    StreamMoved {
+        /// Sync name.
+        name: String,
+        /// The stream.
+        stream: String,
+        /// The checkpoint table.
+        ckpt: String,
+        /// What the checkpoint belongs to.
+        what: String,
+        /// What this run has.
+        now: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// The target table is missing.
     #[error("the target table {table} does not exist{hint}")]
@@ -434,9 +458,12 @@ impl LockKeeper {
                 .await;
             match got {
                 Ok(Some(Some(1))) => return Ok(conn),
-                Ok(_) => return Err(format!(
-                    "its session ended and another session took the lock within {LOCK_WAIT_SECS} s"
-                )),
+                Ok(_) => {
+                    let wait = LOCK_WAIT_SECS;
+                    return Err(format!(
+                        "its session ended and another session took the lock within {wait} s"
+                    ));
+                }
                 Err(e) => {
                     debug!(error = %e, "sync lock: taking it again failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt.min(10))).await;
@@ -486,6 +513,20 @@ const XA_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a sync waits for its lock, held by another process, before refusing to run.
 const LOCK_WAIT_SECS: u64 = 5;
+
+/// The source server's identity, recorded with a stream's checkpoint: `server_uuid` on MySQL
+/// (kept on the data volume, so a storage-level failover keeps it), `server_id` on MariaDB.
+async fn source_identity(src: &mut mysql_async::Conn, flavor: Flavor) -> Result<String, SyncError> {
+    let id: Option<String> = match flavor {
+        Flavor::MySql => src.query_first("SELECT @@server_uuid").await,
+        Flavor::MariaDb => {
+            src.query_first("SELECT CONCAT('server_id ', @@server_id)")
+                .await
+        }
+    }
+    .map_err(sql_err("reading the source's server identity"))?;
+    id.ok_or_else(|| SyncError::Stopped("the source gave no server identity".into()))
+}
 
 /// The `GET_LOCK` name of sync `name` checkpointed in database `db`: readable when it fits the
 /// servers' 64-character limit, else the CRC-32s of both parts.
@@ -576,6 +617,45 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         saved.push(ckpt.load(&mut tgt, &stream_key(&config.name, t)).await?);
     }
     let resumed = saved.iter().any(|s| !s.is_empty());
+    ckpt.create_streams(&mut tgt).await?;
+    let source_server = source_identity(&mut src, src_flavor).await?;
+    let identity = |t: &SyncTable| StreamIdentity {
+        source: source_server.clone(),
+        target: t.target_name(),
+    };
+    if resumed {
+        for t in &config.tables {
+            let stream = stream_key(&config.name, t);
+            let want = identity(t);
+            let moved = |what: String, now: String, hint| SyncError::StreamMoved {
+                name: config.name.clone(),
+                stream: stream.clone(),
+                ckpt: ckpt.qualified(),
+                what,
+                now,
+                hint,
+            };
+            match ckpt.identity(&mut tgt, &stream).await? {
+                Some(had) if had.source != want.source => {
+                    return Err(moved(
+                        format!("reading source server {}", had.source),
+                        format!("{} (this --source)", want.source),
+                        "its binlog coordinates mean nothing on another server (a failover to a replica, another --source); point --source at that server, or start a new sync under another --name into an empty target",
+                    ));
+                }
+                Some(had) if had.target != want.target => {
+                    return Err(moved(
+                        format!("applying into {}", had.target),
+                        format!("{} (this run's target table)", want.target),
+                        "resuming would apply the rest of the stream into another table; give the target table it had, or use another --name for another target",
+                    ));
+                }
+                Some(_) => {}
+                // A checkpoint from a rowshift that did not record identities: adopted.
+                None => ckpt.set_identity(&mut tgt, &stream, &want).await?,
+            }
+        }
+    }
     if resumed && saved.iter().any(Vec::is_empty) {
         let (have, missing): (Vec<_>, Vec<_>) = config
             .tables
@@ -657,6 +737,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         for (t, p) in config.tables.iter().zip(&prepared) {
             let stream = stream_key(&config.name, t);
             ckpt.init(&mut tgt, &stream, p.appliers, &pos).await?;
+            ckpt.set_identity(&mut tgt, &stream, &identity(t)).await?;
             if !writable {
                 ckpt.mark_backfilled(&mut tgt, &stream).await?;
             }
@@ -1586,6 +1667,15 @@ async fn prepare_table(
         .map_err(sql_err("checking the target table"))?;
     let target_name = t.target_name();
     if resumed || config.target_schema_from_existing {
+        if exists && !resumed {
+            let any: Option<u8> = tgt
+                .query_first(format!("SELECT 1 FROM {target_name} LIMIT 1"))
+                .await
+                .map_err(sql_err("checking that the target table is empty"))?;
+            if any.is_some() {
+                return Err(SyncError::TargetNotEmpty { table: target_name });
+            }
+        }
         if !exists {
             return Err(SyncError::TargetMissing {
                 table: target_name,
