@@ -16,6 +16,7 @@
 //! server's order is the only order used, whatever the collation.
 
 use crate::conn::{ConnError, Endpoint};
+use crate::position::Position;
 use crate::sqlvalue::push_hex;
 use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,10 @@ pub enum CopyError {
         warning: String,
         /// `; offending keys: `id`=7, ...` when the warnings name rows, else empty.
         keys: String,
+        /// Every warning was a duplicate in a unique key the old table lacked: the colliding
+        /// shadow row may be an image the appliers are about to replace (see
+        /// [`CopyControl::applied`]).
+        collision: bool,
     },
     /// A copy worker stopped.
     #[error("a copy worker stopped unexpectedly")]
@@ -147,7 +152,24 @@ pub struct CopyControl {
     /// True while the copy must yield to the application (see [`Gentle`]), read before each
     /// chunk.
     pub gentle: watch::Receiver<bool>,
+    /// The position the appliers have applied (migrate). A chunk that collides in a unique
+    /// key the old table lacked may meet a shadow row whose newer image the appliers have not
+    /// written yet (two rows swapped values). It is retried (up to [`COLLISION_RETRIES`]
+    /// times) in a transaction that first share-locks the chunk's rows, then waits until the
+    /// appliers have passed the server's position: the rows to copy can no longer change, and
+    /// every change that took their values away from another row is in the shadow, so a
+    /// collision that stays is a duplicate in the table. `None`: a collision stops the copy
+    /// at once.
+    pub applied: Option<watch::Receiver<Option<Position>>>,
 }
+
+/// How often a chunk that collided in an added unique key is retried with its rows locked
+/// (see [`CopyControl::applied`]; one retry settles it unless the wait for the appliers timed
+/// out).
+pub const COLLISION_RETRIES: u32 = 2;
+
+/// The longest wait for the appliers before such a retry.
+const COLLISION_WAIT: Duration = Duration::from_secs(30);
 
 impl Default for CopyControl {
     fn default() -> Self {
@@ -157,6 +179,7 @@ impl Default for CopyControl {
             nice_ratio: 0.0,
             chunk_times: None,
             gentle: watch::channel(false).1,
+            applied: None,
         }
     }
 }
@@ -876,7 +899,14 @@ struct Worker {
 
 impl Worker {
     /// Copy one chunk in one transaction; returns the rows inserted.
-    async fn copy_chunk(&mut self, chunk: &Chunk, sql: &str) -> Result<u64, CopyError> {
+    /// With `settle`, the chunk's rows are share-locked first and the appliers are let pass
+    /// the server's position before they are copied (see [`CopyControl::applied`]).
+    async fn copy_chunk(
+        &mut self,
+        chunk: &Chunk,
+        sql: &str,
+        settle: bool,
+    ) -> Result<u64, CopyError> {
         let plan = self.plan.clone();
         let sql_err = |step| {
             let table = plan.source.clone();
@@ -890,6 +920,17 @@ impl Worker {
             .query_drop("BEGIN")
             .await
             .map_err(sql_err("BEGIN"))?;
+        if settle {
+            self.conn
+                .query_drop(format!(
+                    "SELECT COUNT(*) FROM {} FORCE INDEX (PRIMARY) WHERE {} LOCK IN SHARE MODE",
+                    plan.source,
+                    range_sql(&plan.key, chunk)
+                ))
+                .await
+                .map_err(sql_err("locking a chunk's rows"))?;
+            self.wait_appliers_passed_now().await?;
+        }
         self.conn
             .query_drop(sql)
             .await
@@ -930,11 +971,16 @@ impl Worker {
                 };
                 let keys = offending_keys(&mut self.conn, &plan, chunk, &bad).await;
                 let _ = self.conn.query_drop("ROLLBACK").await;
+                let collision = !unlisted
+                    && warnings
+                        .iter()
+                        .all(|(_, code, text)| *code == 1062 && text.contains("for key '"));
                 return Err(CopyError::Lossy {
                     table: plan.source.clone(),
                     range: chunk.describe(),
                     warning,
                     keys,
+                    collision,
                 });
             }
         }
@@ -943,6 +989,33 @@ impl Worker {
             .await
             .map_err(sql_err("COMMIT"))?;
         Ok(rows)
+    }
+
+    /// Wait until the appliers have applied everything the server had logged a moment ago.
+    async fn wait_appliers_passed_now(&mut self) -> Result<(), CopyError> {
+        let table = self.plan.source.clone();
+        let now = crate::cutover::server_position(&mut self.conn)
+            .await
+            .map_err(|source| CopyError::Sql {
+                table,
+                step: "reading the binlog position",
+                source,
+            })?;
+        let Some(applied) = self.control.applied.as_mut() else {
+            return Ok(());
+        };
+        // Bounded: the applied position is published at commits (the checkpoint's own
+        // commits come every second); a closed channel (the appliers ended) or the bound
+        // leaves the retry to find out.
+        let passed = applied.wait_for(|a| {
+            a.as_ref()
+                .and_then(|a| a.partial_cmp(&now))
+                .is_some_and(|o| o.is_ge())
+        });
+        if tokio::time::timeout(COLLISION_WAIT, passed).await.is_err() {
+            warn!(position = %now, "the appliers did not pass the collision's position in time; retrying the chunk anyway");
+        }
+        Ok(())
     }
 
     async fn run(self) -> Result<(), CopyError> {
@@ -995,9 +1068,18 @@ impl Worker {
             // A deadlock with the appliers, a lock timeout or a lost connection (server
             // restart) is retried: the chunk is idempotent (`INSERT IGNORE`).
             let mut attempt = 0u32;
+            let mut collisions = 0u32;
             let rows = loop {
-                match self.copy_chunk(&chunk, &sql).await {
+                match self.copy_chunk(&chunk, &sql, collisions > 0).await {
                     Ok(rows) => break rows,
+                    Err(CopyError::Lossy {
+                        collision: true,
+                        warning,
+                        ..
+                    }) if collisions < COLLISION_RETRIES && self.control.applied.is_some() => {
+                        collisions += 1;
+                        info!(attempt = collisions, %warning, range = %chunk.describe(), "copy chunk collided in an added unique key; retrying with its rows locked once the appliers have caught up");
+                    }
                     Err(CopyError::Sql { source, .. })
                         if attempt < 60 && crate::apply::is_transient(&source) =>
                     {

@@ -735,6 +735,26 @@ pub fn rowshift_bin() -> PathBuf {
         let release = bin.components().any(|c| c.as_os_str() == "release");
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "rowshift-cli", "--bin", "rowshift"]);
+        // Without the variables `cargo test` gives this crate's tests (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...): build scripts that watch them (ring's) would run again,
+        // and the next `cargo test` would rebuild everything below them once more.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || name == "CARGO_TARGET_TMPDIR"
+                || name == "OUT_DIR"
+            {
+                cmd.env_remove(name.as_ref());
+            }
+        }
         if release {
             cmd.arg("--release");
         }

@@ -712,6 +712,7 @@ async fn run_inner(
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (applied_tx, applied_rx) = watch::channel::<Option<Position>>(None);
+    let applied_for_copy = applied_rx.clone();
     // Set when the router ends (a stream that gave up reconnecting, an applier error): the
     // copy stops then instead of retrying on its own.
     let (router_done_tx, router_done) = watch::channel(false);
@@ -819,6 +820,7 @@ async fn run_inner(
     let mut copy_config = config.copy.clone();
     copy_config.control = copy_control;
     copy_config.control.gentle = gentle.clone();
+    copy_config.control.applied = Some(applied_for_copy);
     let pace_stats = Arc::new(pace::PaceStats::default());
     let pace_task = tokio::spawn(
         pace::follow(

@@ -377,6 +377,14 @@ impl Router {
                             .await?;
                     }
                 }
+                // A quiet source: the last commits are published too (the copy may wait for
+                // the appliers to pass a position, see `CopyControl::applied`).
+                SourceEvent::Heartbeat { .. } if since_barrier > 0 => {
+                    since_barrier = 0;
+                    last_publish = std::time::Instant::now();
+                    self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos)
+                        .await?;
+                }
                 SourceEvent::Ddl {
                     schema,
                     query,
