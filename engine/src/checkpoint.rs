@@ -143,6 +143,17 @@ impl CheckpointTable {
         .map_err(self.err())
     }
 
+    /// The options fingerprint alone (what a finished run's leftover checkpoint is compared
+    /// by; it reads with any version of the table).
+    pub async fn load_options(&self, conn: &mut Conn) -> Result<Option<String>, CheckpointError> {
+        conn.query_first(format!(
+            "SELECT options FROM {} WHERE id = 1",
+            self.qualified
+        ))
+        .await
+        .map_err(self.err())
+    }
+
     /// The stored checkpoint, if any.
     pub async fn load(&self, conn: &mut Conn) -> Result<Option<Checkpoint>, CheckpointError> {
         type Row = (

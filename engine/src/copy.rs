@@ -16,13 +16,12 @@
 //! server's order is the only order used, whatever the collation.
 
 use crate::conn::{ConnError, Endpoint};
-use crate::position::Position;
 use crate::sqlvalue::push_hex;
 use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Errors of the copy.
@@ -55,8 +54,21 @@ pub enum CopyError {
         keys: String,
         /// Every warning was a duplicate in a unique key the old table lacked: the colliding
         /// shadow row may be an image the appliers are about to replace (see
-        /// [`CopyControl::applied`]).
+        /// [`CopyControl::catch_up`]).
         collision: bool,
+    },
+    /// A chunk that collided in a new unique key could not be copied again with the appliers
+    /// caught up while its rows were locked.
+    #[error("copying {table} rows {range}: the chunk collided in a new unique key ({warning}) and the appliers did not catch up while its rows were locked ({attempts} attempts); the original table is untouched. Run again when the application writes less, or check the server's load")]
+    CollisionUnsettled {
+        /// Source table.
+        table: String,
+        /// The key range of the chunk.
+        range: String,
+        /// The first collision's warning.
+        warning: String,
+        /// Attempts made.
+        attempts: u32,
     },
     /// A copy worker stopped.
     #[error("a copy worker stopped unexpectedly")]
@@ -152,24 +164,32 @@ pub struct CopyControl {
     /// True while the copy must yield to the application (see [`Gentle`]), read before each
     /// chunk.
     pub gentle: watch::Receiver<bool>,
-    /// The position the appliers have applied (migrate). A chunk that collides in a unique
-    /// key the old table lacked may meet a shadow row whose newer image the appliers have not
-    /// written yet (two rows swapped values). It is retried (up to [`COLLISION_RETRIES`]
-    /// times) in a transaction that first share-locks the chunk's rows, then waits until the
-    /// appliers have passed the server's position: the rows to copy can no longer change, and
-    /// every change that took their values away from another row is in the shadow, so a
-    /// collision that stays is a duplicate in the table. `None`: a collision stops the copy
-    /// at once.
-    pub applied: Option<watch::Receiver<Option<Position>>>,
+    /// Asks the appliers to catch up (migrate): the answer comes once every change committed
+    /// before the request is applied. A chunk that collides in a unique key the old table
+    /// lacked may meet a shadow row whose newer image the appliers have not written yet (two
+    /// rows swapped values). It is copied again after a catch-up, in a transaction that
+    /// share-locks the chunk's rows, asks for a second catch-up (bounded by
+    /// [`COLLISION_LOCKED_WAIT`]: the locks stall writers of those rows) and only then
+    /// inserts: the rows can no longer change, and every change that took their values from
+    /// another row is in the shadow, so a collision then is a duplicate in the table.
+    /// `None`: a collision stops the copy at once.
+    pub catch_up: Option<mpsc::Sender<CatchUpRequest>>,
 }
 
-/// How often a chunk that collided in an added unique key is retried with its rows locked
-/// (see [`CopyControl::applied`]; one retry settles it unless the wait for the appliers timed
-/// out).
-pub const COLLISION_RETRIES: u32 = 2;
+/// A catch-up request: answered once the appliers have applied every change committed
+/// before it (a dropped sender means it could not be done).
+pub type CatchUpRequest = oneshot::Sender<()>;
 
-/// The longest wait for the appliers before such a retry.
-const COLLISION_WAIT: Duration = Duration::from_secs(30);
+/// How many times a colliding chunk is tried again with its rows locked (see
+/// [`CopyControl::catch_up`]); an attempt whose locked catch-up timed out counts.
+pub const COLLISION_ATTEMPTS: u32 = 5;
+
+/// The longest catch-up while a colliding chunk's rows are locked (the appliers have just
+/// caught up before it).
+pub const COLLISION_LOCKED_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest catch-up before a colliding chunk is locked.
+const COLLISION_WAIT: Duration = Duration::from_secs(60);
 
 impl Default for CopyControl {
     fn default() -> Self {
@@ -179,7 +199,7 @@ impl Default for CopyControl {
             nice_ratio: 0.0,
             chunk_times: None,
             gentle: watch::channel(false).1,
-            applied: None,
+            catch_up: None,
         }
     }
 }
@@ -869,6 +889,21 @@ fn is_plain_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A copy worker's session: REPEATABLE READ, so that a chunk's share locks cover the gaps of
+/// its range too (the server's default, pinned), and as many warnings kept as a chunk can
+/// raise (refused for users without SESSION_VARIABLES_ADMIN: copy_table then caps the chunks).
+async fn session_setup(conn: &mut mysql_async::Conn, table: &str) -> Result<(), CopyError> {
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(|source| CopyError::Sql {
+            table: table.to_string(),
+            step: "setting the isolation level",
+            source,
+        })?;
+    let _ = conn.query_drop("SET SESSION max_error_count = 65535").await;
+    Ok(())
+}
+
 /// A copy worker's task, aborted when the copy is dropped (an aborted migration).
 struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), CopyError>>>);
 
@@ -899,8 +934,8 @@ struct Worker {
 
 impl Worker {
     /// Copy one chunk in one transaction; returns the rows inserted.
-    /// With `settle`, the chunk's rows are share-locked first and the appliers are let pass
-    /// the server's position before they are copied (see [`CopyControl::applied`]).
+    /// With `settle`, the chunk's rows are share-locked first and the appliers catch up
+    /// before they are copied (see [`CopyControl::catch_up`]).
     async fn copy_chunk(
         &mut self,
         chunk: &Chunk,
@@ -929,7 +964,15 @@ impl Worker {
                 ))
                 .await
                 .map_err(sql_err("locking a chunk's rows"))?;
-            self.wait_appliers_passed_now().await?;
+            if !self.catch_up(COLLISION_LOCKED_WAIT).await {
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                return Err(CopyError::CollisionUnsettled {
+                    table: plan.source.clone(),
+                    range: chunk.describe(),
+                    warning: String::new(),
+                    attempts: 0,
+                });
+            }
         }
         self.conn
             .query_drop(sql)
@@ -991,31 +1034,17 @@ impl Worker {
         Ok(rows)
     }
 
-    /// Wait until the appliers have applied everything the server had logged a moment ago.
-    async fn wait_appliers_passed_now(&mut self) -> Result<(), CopyError> {
-        let table = self.plan.source.clone();
-        let now = crate::cutover::server_position(&mut self.conn)
-            .await
-            .map_err(|source| CopyError::Sql {
-                table,
-                step: "reading the binlog position",
-                source,
-            })?;
-        let Some(applied) = self.control.applied.as_mut() else {
-            return Ok(());
+    /// Ask the appliers to catch up and wait (at most `bound`); false when that did not
+    /// happen.
+    async fn catch_up(&self, bound: Duration) -> bool {
+        let Some(requests) = &self.control.catch_up else {
+            return false;
         };
-        // Bounded: the applied position is published at commits (the checkpoint's own
-        // commits come every second); a closed channel (the appliers ended) or the bound
-        // leaves the retry to find out.
-        let passed = applied.wait_for(|a| {
-            a.as_ref()
-                .and_then(|a| a.partial_cmp(&now))
-                .is_some_and(|o| o.is_ge())
-        });
-        if tokio::time::timeout(COLLISION_WAIT, passed).await.is_err() {
-            warn!(position = %now, "the appliers did not pass the collision's position in time; retrying the chunk anyway");
+        let (reply, answer) = oneshot::channel();
+        if requests.send(reply).await.is_err() {
+            return false;
         }
-        Ok(())
+        matches!(tokio::time::timeout(bound, answer).await, Ok(Ok(())))
     }
 
     async fn run(self) -> Result<(), CopyError> {
@@ -1029,11 +1058,7 @@ impl Worker {
 
     async fn copy_chunks(mut self) -> Result<(), CopyError> {
         let plan = self.plan.clone();
-        // Refused for users without SESSION_VARIABLES_ADMIN: copy_table then caps the chunks.
-        let _ = self
-            .conn
-            .query_drop("SET SESSION max_error_count = 65535")
-            .await;
+        session_setup(&mut self.conn, &plan.source).await?;
         loop {
             // While gentle, the extra workers take no chunk, until no chunk will come (a dropped
             // sender ends a wait as well).
@@ -1069,16 +1094,44 @@ impl Worker {
             // restart) is retried: the chunk is idempotent (`INSERT IGNORE`).
             let mut attempt = 0u32;
             let mut collisions = 0u32;
+            let mut first_collision = String::new();
             let rows = loop {
                 match self.copy_chunk(&chunk, &sql, collisions > 0).await {
-                    Ok(rows) => break rows,
+                    Ok(rows) => {
+                        if collisions > 0 {
+                            info!(range = %chunk.describe(), attempts = collisions, "the colliding chunk was copied with the appliers caught up");
+                        }
+                        break rows;
+                    }
+                    // A first collision, or a locked catch-up that timed out: catch up without
+                    // locks, then try again with the rows locked.
                     Err(CopyError::Lossy {
                         collision: true,
                         warning,
                         ..
-                    }) if collisions < COLLISION_RETRIES && self.control.applied.is_some() => {
+                    }) if collisions == 0 && self.control.catch_up.is_some() => {
+                        collisions = 1;
+                        first_collision = warning;
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        info!(range = %chunk.describe(), "copy chunk collided in a new unique key; copying it again with the appliers caught up");
+                        self.catch_up(COLLISION_WAIT).await;
+                    }
+                    Err(CopyError::CollisionUnsettled { .. })
+                        if collisions < COLLISION_ATTEMPTS =>
+                    {
                         collisions += 1;
-                        info!(attempt = collisions, %warning, range = %chunk.describe(), "copy chunk collided in an added unique key; retrying with its rows locked once the appliers have caught up");
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        warn!(range = %chunk.describe(), attempt = collisions, "the appliers did not catch up while the chunk's rows were locked; releasing them and trying again");
+                        self.catch_up(COLLISION_WAIT).await;
+                    }
+                    Err(CopyError::CollisionUnsettled { table, range, .. }) => {
+                        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        return Err(CopyError::CollisionUnsettled {
+                            table,
+                            range,
+                            warning: first_collision,
+                            attempts: collisions,
+                        });
                     }
                     Err(CopyError::Sql { source, .. })
                         if attempt < 60 && crate::apply::is_transient(&source) =>
@@ -1091,12 +1144,10 @@ impl Worker {
                             .await;
                         if !matches!(&source, mysql_async::Error::Server(e) if matches!(e.code, 1205 | 1213))
                         {
-                            if let Ok(conn) = self.plan.endpoint.connect().await {
-                                self.conn = conn;
-                                let _ = self
-                                    .conn
-                                    .query_drop("SET SESSION max_error_count = 65535")
-                                    .await;
+                            if let Ok(mut conn) = self.plan.endpoint.connect().await {
+                                if session_setup(&mut conn, &plan.source).await.is_ok() {
+                                    self.conn = conn;
+                                }
                             }
                         }
                     }

@@ -203,7 +203,7 @@ impl Operations {
             nice_ratio: self.config.nice_ratio.max(0.0),
             chunk_times: Some(times_tx),
             gentle: watch::channel(false).1,
-            applied: None,
+            catch_up: None,
         };
         (copy_control, controls)
     }

@@ -712,7 +712,6 @@ async fn run_inner(
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (applied_tx, applied_rx) = watch::channel::<Option<Position>>(None);
-    let applied_for_copy = applied_rx.clone();
     // Set when the router ends (a stream that gave up reconnecting, an applier error): the
     // copy stops then instead of retrying on its own.
     let (router_done_tx, router_done) = watch::channel(false);
@@ -820,7 +819,26 @@ async fn run_inner(
     let mut copy_config = config.copy.clone();
     copy_config.control = copy_control;
     copy_config.control.gentle = gentle.clone();
-    copy_config.control.applied = Some(applied_for_copy);
+    // Catch-ups the copy asks for (a chunk colliding in a new unique key), each proved by a
+    // marker row like the catch-up before the verification.
+    let (catch_up_tx, mut catch_up_rx) = mpsc::channel::<copy::CatchUpRequest>(4);
+    copy_config.control.catch_up = Some(catch_up_tx);
+    // The task ends with the copy (its requests' senders go with the copy's workers).
+    {
+        let mut marker = MarkerConn::new(&config);
+        let (sentry, cmds) = (sentry.clone(), cmd_tx.clone());
+        tokio::spawn(
+            async move {
+                while let Some(reply) = catch_up_rx.recv().await {
+                    if wait_marker(&mut marker, &sentry, &cmds).await.is_ok() {
+                        let _ = reply.send(());
+                    }
+                }
+                marker.disconnect().await;
+            }
+            .instrument(info_span!("copy_catch_up")),
+        );
+    }
     let pace_stats = Arc::new(pace::PaceStats::default());
     let pace_task = tokio::spawn(
         pace::follow(

@@ -125,10 +125,8 @@ pub async fn inspect(conn: &mut Conn, db: &str, table: &str) -> Result<PriorStat
             }
         }
         (true, false, true) => {
-            let stored = CheckpointTable::new(db, table).load(conn).await?;
-            Ok(PriorState::CutOverDone(
-                stored.map(|c| c.options).unwrap_or_default(),
-            ))
+            let stored = CheckpointTable::new(db, table).load_options(conn).await?;
+            Ok(PriorState::CutOverDone(stored.unwrap_or_default()))
         }
         (true, true, true) => Err(ambiguous(
             "the shadow table and an old table both exist next to the table",

@@ -311,11 +311,13 @@ impl SyncApplier {
                     }
                     let lost = err.as_ref().is_none_or(|e| !is_lock_wait(e));
                     if lost {
-                        seen_after = Some(Instant::now());
                         *conn = None;
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
                             .await;
                         *conn = self.connect().await;
+                        // A check from before this connection was made proves nothing about
+                        // the server it reached (it may have restarted during the back-off).
+                        seen_after = Some(Instant::now());
                     }
                 }
             }

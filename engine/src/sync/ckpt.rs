@@ -175,7 +175,7 @@ impl CkptTable {
                `stream` VARCHAR(191) NOT NULL PRIMARY KEY,
                `source_server` VARCHAR(255) NOT NULL,
                `target_table` VARCHAR(1024) NOT NULL
-             ) ENGINE=InnoDB",
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             self.streams_qualified()
         ))
         .await

@@ -374,13 +374,26 @@ struct LockKeeper {
 /// What one check of the lock found.
 enum LockCheck {
     Held,
-    NotOurs,
+    /// Nobody holds it (its session ended on the server).
+    Free,
+    /// Another session holds it.
+    TakenBy(u64),
     SessionFailed(String),
+}
+
+/// The lock's session as last seen holding it: its connection id and when it was seen.
+#[derive(Clone, Copy)]
+struct LockSession {
+    id: u64,
+    seen: Instant,
 }
 
 impl LockKeeper {
     /// How often the lock is checked (the check keeps the session from going idle too).
     const EVERY: Duration = Duration::from_secs(1);
+    /// The longest a check may take before the session counts as failed (a half-open
+    /// connection never answers).
+    const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Keep the lock `name`, taken by `conn` on `target`; `held` tells the appliers when it was
     /// last seen held (`None`: not held now).
@@ -395,22 +408,39 @@ impl LockKeeper {
         let lock = name.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Self::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut session = LockSession {
+                id: u64::from(conn.id()),
+                seen: Instant::now(),
+            };
             let reason = loop {
                 tick.tick().await;
+                // Taken before asking: the lock was held at least until this moment.
+                let asked = Instant::now();
                 let reason = match Self::check(&mut conn, &name).await {
                     LockCheck::Held => {
-                        held.send_replace(Some(Instant::now()));
+                        session.seen = asked;
+                        held.send_replace(Some(asked));
                         continue;
                     }
-                    LockCheck::NotOurs => "the lock is no longer this session's".to_string(),
+                    LockCheck::TakenBy(other) => {
+                        held.send_replace(None);
+                        break format!("another session (connection {other}) holds it");
+                    }
+                    LockCheck::Free => "its session no longer holds it".to_string(),
                     LockCheck::SessionFailed(reason) => reason,
                 };
                 held.send_replace(None);
                 warn!(lock = %name, %reason, "sync lock's session ended; taking the lock again");
-                match Self::retake(&target, &name).await {
+                drop(conn);
+                match Self::retake(&target, &name, session).await {
                     Ok(c) => {
                         conn = c;
-                        held.send_replace(Some(Instant::now()));
+                        session = LockSession {
+                            id: u64::from(conn.id()),
+                            seen: Instant::now(),
+                        };
+                        held.send_replace(Some(session.seen));
                         info!(lock = %name, "sync lock taken again");
                     }
                     Err(reason) => break reason,
@@ -429,36 +459,49 @@ impl LockKeeper {
     }
 
     async fn check(conn: &mut mysql_async::Conn, name: &str) -> LockCheck {
-        let held: Result<Option<Option<i64>>, _> = conn
-            .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (name,))
-            .await;
-        match held {
-            Ok(Some(Some(1))) => LockCheck::Held,
-            Ok(_) => LockCheck::NotOurs,
-            Err(e) => LockCheck::SessionFailed(format!("its session failed: {e}")),
+        let asked = conn.exec_first::<(Option<u64>, u64), _, _>(
+            "SELECT IS_USED_LOCK(?), CONNECTION_ID()",
+            (name,),
+        );
+        match tokio::time::timeout(Self::CHECK_TIMEOUT, asked).await {
+            Ok(Ok(Some((Some(holder), me)))) if holder == me => LockCheck::Held,
+            Ok(Ok(Some((Some(holder), _)))) => LockCheck::TakenBy(holder),
+            Ok(Ok(_)) => LockCheck::Free,
+            Ok(Err(e)) => LockCheck::SessionFailed(format!("its session failed: {e}")),
+            Err(_) => LockCheck::SessionFailed(format!(
+                "its session gave no answer in {} s",
+                Self::CHECK_TIMEOUT.as_secs()
+            )),
         }
     }
 
     /// Connect again (for as long as the target is down) and take the lock, waiting as long
-    /// as a fresh start does for a session the server has not ended yet.
-    async fn retake(target: &Endpoint, name: &str) -> Result<mysql_async::Conn, String> {
+    /// as a fresh start does for a session the server has not ended yet. When the server
+    /// still shows the lock held by the old session (only this side saw its connection end:
+    /// a proxy, a network cut), that session is ended first, unless the server restarted
+    /// since (connection ids start again: the id may be another process's).
+    async fn retake(
+        target: &Endpoint,
+        name: &str,
+        old: LockSession,
+    ) -> Result<mysql_async::Conn, String> {
         let mut attempt = 0u64;
         loop {
             attempt += 1;
+            let pause = Duration::from_millis(200 * attempt.min(10));
             let mut conn = match target.connect_raw().await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(error = %e, "sync lock: target not reachable yet");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10))).await;
+                    if attempt % 15 == 1 {
+                        warn!(error = %e, attempt, "sync lock: the target cannot be reached yet; the appliers wait");
+                    }
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };
-            let got: Result<Option<Option<i64>>, _> = conn
-                .exec_first("SELECT GET_LOCK(?, ?)", (name, LOCK_WAIT_SECS))
-                .await;
-            match got {
-                Ok(Some(Some(1))) => return Ok(conn),
-                Ok(_) => {
+            match Self::take(&mut conn, name, old).await {
+                Ok(true) => return Ok(conn),
+                Ok(false) => {
                     let wait = LOCK_WAIT_SECS;
                     return Err(format!(
                         "its session ended and another session took the lock within {wait} s"
@@ -466,10 +509,40 @@ impl LockKeeper {
                 }
                 Err(e) => {
                     debug!(error = %e, "sync lock: taking it again failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt.min(10))).await;
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
+    }
+
+    /// Take the lock on a new connection: false when another session holds it.
+    async fn take(
+        conn: &mut mysql_async::Conn,
+        name: &str,
+        old: LockSession,
+    ) -> Result<bool, mysql_async::Error> {
+        let holder: Option<Option<u64>> =
+            conn.exec_first("SELECT IS_USED_LOCK(?)", (name,)).await?;
+        if let Some(holder) = holder.flatten() {
+            // The old session's id, on a server that has run since the lock was last seen
+            // held by it: that session, which only this side saw end.
+            let uptime: Option<(String, u64)> =
+                conn.query_first("SHOW GLOBAL STATUS LIKE 'Uptime'").await?;
+            let same_server =
+                uptime.is_some_and(|(_, up)| Duration::from_secs(up) > old.seen.elapsed());
+            if holder != old.id || !same_server {
+                return Ok(false);
+            }
+            warn!(
+                connection = holder,
+                "sync lock: the server still shows the old session holding it; ending that session"
+            );
+            conn.query_drop(format!("KILL {holder}")).await?;
+        }
+        let got: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, ?)", (name, LOCK_WAIT_SECS))
+            .await?;
+        Ok(got.flatten() == Some(1))
     }
 
     /// Wait until the lock is lost.
@@ -513,6 +586,16 @@ const XA_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a sync waits for its lock, held by another process, before refusing to run.
 const LOCK_WAIT_SECS: u64 = 5;
+
+/// Whether two quoted table names name the same table (compared without case when the
+/// server stores names in lower case).
+fn same_table_name(a: &str, b: &str, lowercase: bool) -> bool {
+    if lowercase {
+        a.to_lowercase() == b.to_lowercase()
+    } else {
+        a == b
+    }
+}
 
 /// The source server's identity, recorded with a stream's checkpoint: `server_uuid` on MySQL
 /// (kept on the data volume, so a storage-level failover keeps it), `server_id` on MariaDB.
@@ -617,13 +700,39 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         saved.push(ckpt.load(&mut tgt, &stream_key(&config.name, t)).await?);
     }
     let resumed = saved.iter().any(|s| !s.is_empty());
+    if resumed && saved.iter().any(Vec::is_empty) {
+        let (have, missing): (Vec<_>, Vec<_>) = config
+            .tables
+            .iter()
+            .zip(&saved)
+            .partition(|(_, s)| !s.is_empty());
+        let list = |v: Vec<(&SyncTable, &Vec<ApplierCkpt>)>| {
+            v.iter()
+                .map(|(t, _)| t.source_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(SyncError::TablesChanged {
+            ckpt: ckpt.qualified(),
+            name: config.name.clone(),
+            have: list(have),
+            missing: list(missing),
+        });
+    }
     ckpt.create_streams(&mut tgt).await?;
     let source_server = source_identity(&mut src, src_flavor).await?;
+    let lowercase_names = tgt
+        .query_first::<u32, _>("SELECT @@lower_case_table_names")
+        .await
+        .map_err(sql_err("reading the target's lower_case_table_names"))?
+        .unwrap_or(0)
+        != 0;
     let identity = |t: &SyncTable| StreamIdentity {
         source: source_server.clone(),
         target: t.target_name(),
     };
     if resumed {
+        // Every table has checkpoint rows here (checked above).
         for t in &config.tables {
             let stream = stream_key(&config.name, t);
             let want = identity(t);
@@ -643,7 +752,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
                         "its binlog coordinates mean nothing on another server (a failover to a replica, another --source); point --source at that server, or start a new sync under another --name into an empty target",
                     ));
                 }
-                Some(had) if had.target != want.target => {
+                Some(had) if !same_table_name(&had.target, &want.target, lowercase_names) => {
                     return Err(moved(
                         format!("applying into {}", had.target),
                         format!("{} (this run's target table)", want.target),
@@ -655,25 +764,6 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
                 None => ckpt.set_identity(&mut tgt, &stream, &want).await?,
             }
         }
-    }
-    if resumed && saved.iter().any(Vec::is_empty) {
-        let (have, missing): (Vec<_>, Vec<_>) = config
-            .tables
-            .iter()
-            .zip(&saved)
-            .partition(|(_, s)| !s.is_empty());
-        let list = |v: Vec<(&SyncTable, &Vec<ApplierCkpt>)>| {
-            v.iter()
-                .map(|(t, _)| t.source_name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(SyncError::TablesChanged {
-            ckpt: ckpt.qualified(),
-            name: config.name.clone(),
-            have: list(have),
-            missing: list(missing),
-        });
     }
 
     // XA branches prepared before a fresh start would be missed: wait for them before the
@@ -736,8 +826,9 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         };
         for (t, p) in config.tables.iter().zip(&prepared) {
             let stream = stream_key(&config.name, t);
-            ckpt.init(&mut tgt, &stream, p.appliers, &pos).await?;
+            // The identity first: a crash between the two leaves no checkpoint to adopt.
             ckpt.set_identity(&mut tgt, &stream, &identity(t)).await?;
+            ckpt.init(&mut tgt, &stream, p.appliers, &pos).await?;
             if !writable {
                 ckpt.mark_backfilled(&mut tgt, &stream).await?;
             }
