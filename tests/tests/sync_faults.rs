@@ -258,3 +258,46 @@ async fn losing_the_lock_stops_the_sync() {
     assert!(text.contains("lost its lock"), "{text}");
     assert!(text.contains("another session took the lock"), "{text}");
 }
+
+/// The fence each sync batch runs in its transaction: it passes only while the given session
+/// holds the lock, on both engines.
+async fn lock_fence(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("rowshift-test-fence-{}", engine.name());
+    let mut holder = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    let mut writer = mysql_async::Conn::from_url(server.url()).await.unwrap();
+    let fence = |session: u64| rowshift_engine::sync::applier::lock_fence_sql(&name, session);
+    let id = u64::from(holder.id());
+    let got: Option<i64> = holder
+        .exec_first("SELECT GET_LOCK(?, 5)", (&name,))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    writer.query_drop("BEGIN").await.unwrap();
+    writer.query_drop(fence(id)).await.unwrap();
+    let other = writer.query_drop(fence(id + 1_000_000)).await;
+    assert!(
+        matches!(&other, Err(mysql_async::Error::Server(e)) if e.code == 1242),
+        "{other:?}"
+    );
+    writer.query_drop("ROLLBACK").await.unwrap();
+    let _: Option<i64> = holder
+        .exec_first("SELECT RELEASE_LOCK(?)", (&name,))
+        .await
+        .unwrap();
+    let free = writer.query_drop(fence(id)).await;
+    assert!(
+        matches!(&free, Err(mysql_async::Error::Server(e)) if e.code == 1242),
+        "{free:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_fence_mysql() {
+    lock_fence(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_fence_mariadb() {
+    lock_fence(Engine::MariaDb).await;
+}

@@ -121,11 +121,38 @@ pub struct SyncApplier {
     pub stats: Arc<SyncApplyStats>,
     /// Longest time a batch is retried.
     pub retry_for: Duration,
-    /// When the sync's lock on the target was last seen held (`None` while its session ended
-    /// and it is being taken again): no batch is written without the lock, and after a lost
-    /// connection none before the lock was seen held again (a restarted target ends the lock's
-    /// session too; another process could have taken it).
-    pub lock_held: watch::Receiver<Option<Instant>>,
+    /// When the sync's lock on the target was last seen held, and by which session (`None`
+    /// while its session ended and it is being taken again): no batch is written without the
+    /// lock, and after a lost connection none before the lock was seen held again (a
+    /// restarted target ends the lock's session too; another process could have taken it).
+    /// Each batch's transaction also checks, on the server, that this session holds it
+    /// ([`lock_fence_sql`]).
+    pub lock_held: watch::Receiver<Option<LockSeen>>,
+    /// The lock's name.
+    pub lock_name: String,
+}
+
+/// The sync's lock seen held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockSeen {
+    /// When (taken before the check was sent).
+    pub at: Instant,
+    /// The connection id of the session holding it.
+    pub session: u64,
+}
+
+/// Error code of the fence: a scalar subquery returning more than one row.
+const FENCE_ERROR: u16 = 1242;
+
+/// A statement that fails (error 1242) unless session `session` holds the lock `name`: run
+/// inside a batch's transaction, a batch commits only while its run holds the sync's lock
+/// (the keeper's once-a-second check leaves the window in between open). A `SELECT`: MariaDB's
+/// `DO` does not raise the subquery's cardinality error.
+pub fn lock_fence_sql(name: &str, session: u64) -> String {
+    format!(
+        "SELECT (SELECT 1 FROM (SELECT 1 AS n UNION ALL SELECT 2) AS f WHERE NOT (IS_USED_LOCK({}) <=> {session})) AS rowshift_fence",
+        super::ckpt::str_lit(name)
+    )
 }
 
 struct Batch {
@@ -252,13 +279,14 @@ impl SyncApplier {
         let ckpt_sql = self.ckpt.update_sql(&self.stream, &self.state);
         let mut sql = String::new();
         write_batch(&mut sql, &t, &batch.ops.ops, Some(&ckpt_sql));
+        let batch_len = sql.len();
         let started = Instant::now();
         let mut attempt = 0u32;
         // After a lost connection: the lock must be seen held after that moment.
         let mut seen_after: Option<Instant> = None;
         loop {
-            let fresh = |seen: &Option<Instant>| match (seen, seen_after) {
-                (Some(seen), Some(after)) => *seen > after,
+            let fresh = |seen: &Option<LockSeen>| match (seen, seen_after) {
+                (Some(seen), Some(after)) => seen.at > after,
                 (Some(_), None) => true,
                 (None, _) => false,
             };
@@ -266,12 +294,41 @@ impl SyncApplier {
                 let left = self.retry_for.saturating_sub(started.elapsed());
                 let _ = tokio::time::timeout(left, self.lock_held.wait_for(fresh)).await;
             }
+            let holder = *self.lock_held.borrow();
             // Not holding the lock counts as not being connected.
-            let result = match conn.as_mut() {
-                _ if !fresh(&self.lock_held.borrow()) => Err(None),
-                None => Err(None),
-                Some(c) => run_batch(c, &sql).await.map_err(Some),
+            let result = match (conn.as_mut(), holder) {
+                (Some(c), Some(seen)) if fresh(&holder) => {
+                    sql.truncate(batch_len);
+                    sql.push(';');
+                    sql.push_str(&lock_fence_sql(&self.lock_name, seen.session));
+                    run_batch(c, &sql).await.map_err(Some)
+                }
+                _ => Err(None),
             };
+            // The fence failed: the lock is not this run's right now. Wait for the keeper to
+            // see it held again (or to stop the run).
+            if let Err(Some(mysql_async::Error::Server(e))) = &result {
+                if e.code == FENCE_ERROR {
+                    attempt += 1;
+                    warn!(
+                        applier = self.id,
+                        attempt, "the sync's lock is not held by this run; waiting for it"
+                    );
+                    seen_after = Some(Instant::now());
+                    if started.elapsed() > self.retry_for {
+                        return Err(SyncApplyError::Batch {
+                            applier: self.id,
+                            table: t.table.clone(),
+                            rows,
+                            waited: started.elapsed(),
+                            source: mysql_async::Error::Other(
+                                "the sync's lock on the target is not held by this run".into(),
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            }
             match result {
                 Ok(()) => break,
                 Err(err) => {

@@ -37,7 +37,7 @@ use crate::copy::{ChunkSize, CopyControl, CopyStats};
 use crate::position::Position;
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
-use applier::{SyncApplier, SyncApplyError, SyncApplyStats, SyncMsg};
+use applier::{LockSeen, SyncApplier, SyncApplyError, SyncApplyStats, SyncMsg};
 use ckpt::{ApplierCkpt, CkptError, CkptTable, Coord, StreamIdentity};
 use mysql_async::prelude::Queryable;
 pub use router::Drained;
@@ -402,7 +402,7 @@ impl LockKeeper {
         target: Endpoint,
         name: String,
         sync: String,
-        held: watch::Sender<Option<Instant>>,
+        held: watch::Sender<Option<LockSeen>>,
     ) -> LockKeeper {
         let (tx, lost) = watch::channel(None);
         let lock = name.clone();
@@ -420,7 +420,10 @@ impl LockKeeper {
                 let reason = match Self::check(&mut conn, &name).await {
                     LockCheck::Held => {
                         session.seen = asked;
-                        held.send_replace(Some(asked));
+                        held.send_replace(Some(LockSeen {
+                            at: asked,
+                            session: session.id,
+                        }));
                         continue;
                     }
                     LockCheck::TakenBy(other) => {
@@ -440,8 +443,12 @@ impl LockKeeper {
                             id: u64::from(conn.id()),
                             seen: Instant::now(),
                         };
-                        held.send_replace(Some(session.seen));
+                        // Said before the appliers may write again.
                         info!(lock = %name, "sync lock taken again");
+                        held.send_replace(Some(LockSeen {
+                            at: session.seen,
+                            session: session.id,
+                        }));
                     }
                     Err(reason) => break reason,
                 }
@@ -672,11 +679,14 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
             lock: lock_name,
         });
     }
-    let (lock_held_tx, lock_held) = watch::channel(Some(Instant::now()));
+    let (lock_held_tx, lock_held) = watch::channel(Some(LockSeen {
+        at: Instant::now(),
+        session: u64::from(lock.id()),
+    }));
     let lock = LockKeeper::start(
         lock,
         config.target.clone(),
-        lock_name,
+        lock_name.clone(),
         config.name.clone(),
         lock_held_tx,
     );
@@ -881,6 +891,7 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
                 stats: apply_stats.clone(),
                 retry_for: config.retry_for,
                 lock_held: lock_held.clone(),
+                lock_name: lock_name.clone(),
             };
             let span = info_span!("applier", table = %t.target_table, id = state.applier);
             tasks.spawn(
