@@ -947,6 +947,17 @@ async fn killed_in_cutover(engine: Engine, stage: &str) {
         );
         assert!(table_exists(&mut conn, &db, "_orders_old").await);
         assert!(table_exists(&mut conn, &db, "_orders_ckpt").await);
+        // The same command as a dry run says so and changes nothing.
+        let mut dry = args(&[]);
+        dry.retain(|a| a != "--execute");
+        let (code, out, err) =
+            run_rowshift(&dry.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            out.contains("run with --execute to clean it up"),
+            "{out}\n{err}"
+        );
+        assert!(table_exists(&mut conn, &db, "_orders_ckpt").await);
         // The same command finds the cut-over done, says so and cleans up.
         let a = args(&[]);
         let (code, out, err) =

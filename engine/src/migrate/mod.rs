@@ -414,6 +414,16 @@ async fn run_inner(
             }
             .into())
         }
+        // A dry run changes nothing: it says what --execute would clean up.
+        resume::PriorState::CutOverDone(_) if !config.execute => {
+            return Ok(MigrateReport::note(
+                format!(
+                    "the cut-over of an earlier run had completed (the table is the new one, the original is {}); its checkpoint is left: run with --execute to clean it up",
+                    q2(&config.db, &names::old(&config.table)),
+                ),
+                started,
+            ));
+        }
         resume::PriorState::CutOverDone(_) => {
             let dropped = resume::abort(&mut conn, &config.db, &config.table).await?;
             return Ok(MigrateReport::note(
