@@ -301,3 +301,51 @@ async fn lock_fence_mysql() {
 async fn lock_fence_mariadb() {
     lock_fence(Engine::MariaDb).await;
 }
+
+/// The binlog connection made again during a run reaches another server (the same address
+/// with another `server_id` here, as behind a virtual IP after a failover to a replica): the
+/// sync stops instead of reading that server's binlog at the checkpoint's coordinates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconnecting_to_another_server_stops_the_sync() {
+    let src = Arc::new(TestServer::dedicated(Engine::MariaDb, ServerOptions::default()).unwrap());
+    let tgt = TestServer::shared(Engine::MySql);
+    let db = "sync_faults_other_server";
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut conn = mysql_async::Conn::from_url(src.url()).await.unwrap();
+    ledger::create_and_fill(&mut conn, db, 1_000).await.unwrap();
+    let args = sync_args(&src, &tgt, db, "other");
+    let log = std::env::temp_dir().join(format!("rowshift-{db}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, db, "other", &mut child).await;
+    let was: u32 = conn
+        .query_first("SELECT @@server_id")
+        .await
+        .unwrap()
+        .unwrap();
+    conn.query_drop("SET GLOBAL server_id = 4242")
+        .await
+        .unwrap();
+    let dumps: Vec<u64> = conn
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await
+        .unwrap();
+    assert!(
+        !dumps.is_empty(),
+        "the sync's binlog connection is not there"
+    );
+    for id in dumps {
+        conn.query_drop(format!("KILL {id}")).await.unwrap();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the sync went on reading another server's binlog")
+        .unwrap();
+    assert!(!status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("is server_id 4242, not server_id {was}")),
+        "{text}"
+    );
+}

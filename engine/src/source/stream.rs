@@ -48,6 +48,10 @@ pub struct SourceConfig {
     pub decode: DecodeOptions,
     /// Run the preflight checks (binlog on, ROW format, FULL image).
     pub preflight: bool,
+    /// The server the stream must come from ([`server_identity`]), checked at every
+    /// connection: binlog coordinates mean nothing on another server (a name or virtual IP
+    /// that failed over to a replica). `None`: not checked.
+    pub expect_server: Option<String>,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("heartbeat", &self.heartbeat)
             .field("decode", &self.decode)
             .field("preflight", &self.preflight)
+            .field("expect_server", &self.expect_server)
             .finish()
     }
 }
@@ -80,6 +85,7 @@ impl SourceConfig {
             heartbeat: Duration::from_secs(5),
             decode: DecodeOptions::default(),
             preflight: true,
+            expect_server: None,
         }
     }
 }
@@ -117,6 +123,14 @@ pub enum SourceError {
         /// Driver error.
         #[source]
         source: mysql_async::Error,
+    },
+    /// The server is not the one the stream must come from.
+    #[error("the binlog server is {have}, not {want}: its binlog coordinates are not the ones this run follows (a name or address that now points at another server, e.g. after a failover); point the run at {want}, or start anew")]
+    OtherServer {
+        /// The server expected.
+        want: String,
+        /// The server reached.
+        have: String,
     },
     /// The start position cannot be used.
     #[error("cannot start at {start}: {reason}")]
@@ -242,6 +256,23 @@ pub async fn connect(url: &str, mode: SslMode, ca: Option<&PathBuf>) -> Result<C
     }
 }
 
+/// The server's identity: `server_uuid` on MySQL (kept on the data volume, so a
+/// storage-level failover keeps it), `server_id N` on MariaDB (which has no uuid).
+pub async fn server_identity(conn: &mut Conn, flavor: Flavor) -> Result<String, SourceError> {
+    let id: Option<String> = match flavor {
+        Flavor::MySql => conn.query_first("SELECT @@server_uuid").await,
+        Flavor::MariaDb => {
+            conn.query_first("SELECT CONCAT('server_id ', @@server_id)")
+                .await
+        }
+    }
+    .map_err(|source| SourceError::Query {
+        what: "reading the server's identity",
+        source,
+    })?;
+    Ok(id.unwrap_or_default())
+}
+
 /// The server's current binlog coordinate and GTID state.
 pub async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, SourceError> {
     let q = |source| SourceError::Query {
@@ -318,6 +349,15 @@ impl BinlogSource {
             } else {
                 super::preflight::server_info(&mut meta).await?
             };
+            if let Some(want) = &cfg.expect_server {
+                let have = server_identity(&mut meta, info.flavor).await?;
+                if have != *want {
+                    return Err(SourceError::OtherServer {
+                        want: want.clone(),
+                        have,
+                    });
+                }
+            }
             let mut conn = connect(&cfg.url, cfg.ssl_mode, cfg.ssl_ca.as_ref()).await?;
             let q = |what| move |source| SourceError::Query { what, source };
             let hb_ns = cfg.heartbeat.as_nanos().min(u64::MAX as u128) as u64;

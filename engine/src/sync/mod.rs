@@ -604,20 +604,6 @@ fn same_table_name(a: &str, b: &str, lowercase: bool) -> bool {
     }
 }
 
-/// The source server's identity, recorded with a stream's checkpoint: `server_uuid` on MySQL
-/// (kept on the data volume, so a storage-level failover keeps it), `server_id` on MariaDB.
-async fn source_identity(src: &mut mysql_async::Conn, flavor: Flavor) -> Result<String, SyncError> {
-    let id: Option<String> = match flavor {
-        Flavor::MySql => src.query_first("SELECT @@server_uuid").await,
-        Flavor::MariaDb => {
-            src.query_first("SELECT CONCAT('server_id ', @@server_id)")
-                .await
-        }
-    }
-    .map_err(sql_err("reading the source's server identity"))?;
-    id.ok_or_else(|| SyncError::Stopped("the source gave no server identity".into()))
-}
-
 /// The `GET_LOCK` name of sync `name` checkpointed in database `db`: readable when it fits the
 /// servers' 64-character limit, else the CRC-32s of both parts.
 pub fn sync_lock_name(db: &str, name: &str) -> String {
@@ -730,7 +716,13 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         });
     }
     ckpt.create_streams(&mut tgt).await?;
-    let source_server = source_identity(&mut src, src_flavor).await?;
+    let decode_flavor = match src_flavor {
+        Flavor::MySql => crate::source::decode::Flavor::MySql,
+        Flavor::MariaDb => crate::source::decode::Flavor::MariaDb,
+    };
+    let source_server = crate::source::stream::server_identity(&mut src, decode_flavor)
+        .await
+        .map_err(|e| SyncError::Stopped(format!("reading the source's identity: {e}")))?;
     let lowercase_names = tgt
         .query_first::<u32, _>("SELECT @@lower_case_table_names")
         .await
@@ -856,6 +848,8 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     source_cfg.ssl_mode = config.source.ssl_mode;
     source_cfg.ssl_ca = config.source.ssl_ca.clone();
     source_cfg.heartbeat = Duration::from_millis(500);
+    // Every binlog connection, the first and each one made again, reads this same server.
+    source_cfg.expect_server = Some(source_server.clone());
     // Only the synced tables and the signal table are decoded; other tables' rows are
     // skipped at their table map.
     source_cfg.decode.tables = Some(crate::source::TableFilter::of_tables(
