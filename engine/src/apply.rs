@@ -389,6 +389,15 @@ impl Pending {
         self.index.contains_key(key)
     }
 
+    /// True when `key` must not be collapsed with the change held for equal key bytes: either
+    /// key is inexact (folded by an approximate collation: the two may be rows the server
+    /// tells apart, e.g. 'ı' and 'i' under utf8mb4_0900_ai_ci). Flush first then.
+    pub fn must_flush_before(&self, key: &RowKey) -> bool {
+        self.index
+            .get_key_value(key)
+            .is_some_and(|(held, _)| !held.is_exact() || !key.is_exact())
+    }
+
     /// Keep `op` as the key's change: a later change of a key replaces the earlier one.
     pub fn put(&mut self, key: RowKey, op: Op) {
         match self.index.entry(key) {
@@ -491,7 +500,7 @@ impl Applier {
                         received += 1;
                         // A key folded by an approximate collation may stand for two rows the
                         // server tells apart: never collapse it, flush what came before.
-                        if !key.is_exact() && batch.contains(&key) {
+                        if batch.must_flush_before(&key) {
                             self.flush(&mut batch).await?;
                         }
                         batch.put(key, op);
@@ -652,6 +661,57 @@ mod tests {
             TableSchema::from_information_schema("d", "t", Flavor::MySql, &[col], &[pk]).unwrap();
         let codec = rowshift_transform::key::KeyCodec::for_primary_key(&t).unwrap();
         codec.key_of_values(&[Value::Int(i)]).unwrap()
+    }
+
+    fn text_key(v: &str) -> RowKey {
+        use rowshift_transform::schema::{ColumnInfoRow, Flavor, StatisticsRow, TableSchema};
+        let col = ColumnInfoRow {
+            column_name: "k".into(),
+            ordinal_position: 1,
+            data_type: "varchar".into(),
+            column_type: "varchar(10)".into(),
+            is_nullable: "NO".into(),
+            column_default: None,
+            extra: String::new(),
+            character_set_name: Some("utf8mb4".into()),
+            collation_name: Some("utf8mb4_0900_ai_ci".into()),
+            character_maximum_length: Some(10),
+            numeric_precision: None,
+            numeric_scale: None,
+            datetime_precision: None,
+            column_key: "PRI".into(),
+        };
+        let pk = StatisticsRow {
+            index_name: "PRIMARY".into(),
+            seq_in_index: 1,
+            column_name: Some("k".into()),
+            non_unique: false,
+            sub_part: None,
+        };
+        let t =
+            TableSchema::from_information_schema("d", "t", Flavor::MySql, &[col], &[pk]).unwrap();
+        let codec = rowshift_transform::key::KeyCodec::for_primary_key(&t).unwrap();
+        codec
+            .key_of_values(&[Value::Bytes(v.as_bytes().to_vec())])
+            .unwrap()
+    }
+
+    /// 'ı' (dotless i) folds to the bytes of 'i' but the server keeps them apart: whichever
+    /// comes second, the first one's change is flushed, never replaced.
+    #[test]
+    fn an_inexact_key_is_never_collapsed_either_way() {
+        let (dotless, plain) = (text_key("ı"), text_key("i"));
+        assert!(!dotless.is_exact() && plain.is_exact());
+        let mut p = Pending::default();
+        p.put(dotless.clone(), Op::Delete(vec![]));
+        assert!(p.must_flush_before(&plain), "exact after inexact");
+        let mut p = Pending::default();
+        p.put(plain.clone(), Op::Delete(vec![]));
+        assert!(p.must_flush_before(&dotless), "inexact after exact");
+        assert!(!p.must_flush_before(&text_key("j")));
+        // Two exact keys the server sees equal ('i', 'I' under a case-insensitive collation)
+        // do collapse.
+        assert!(!p.must_flush_before(&text_key("I")));
     }
 
     #[test]

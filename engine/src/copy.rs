@@ -1034,6 +1034,19 @@ impl Worker {
         Ok(rows)
     }
 
+    /// Wait while the copy is held (paused, throttled); the waiting chunk does not count as
+    /// in flight meanwhile.
+    async fn wait_gate(&mut self) {
+        while !*self.control.run.borrow() {
+            self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let released = self.control.wait_open(&self.stats).await;
+            self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+            if !released {
+                break;
+            }
+        }
+    }
+
     /// Ask the appliers to catch up and wait (at most `bound`); false when that did not
     /// happen.
     async fn catch_up(&self, bound: Duration) -> bool {
@@ -1073,14 +1086,7 @@ impl Worker {
             // Counted in flight before the gate is checked: once the gate is closed, an
             // observer that sees no chunk in flight knows none will start.
             self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
-            while !*self.control.run.borrow() {
-                self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-                let released = self.control.wait_open(&self.stats).await;
-                self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
-                if !released {
-                    break;
-                }
-            }
+            self.wait_gate().await;
             let started = Instant::now();
             let sql = format!(
                 "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} FORCE INDEX (PRIMARY) WHERE {} LOCK IN SHARE MODE",
@@ -1115,6 +1121,8 @@ impl Worker {
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         info!(range = %chunk.describe(), "copy chunk collided in a new unique key; copying it again with the appliers caught up");
                         self.catch_up(COLLISION_WAIT).await;
+                        // A pause or throttle asked meanwhile holds the chunk before it locks.
+                        self.wait_gate().await;
                     }
                     Err(CopyError::CollisionUnsettled { .. })
                         if collisions < COLLISION_ATTEMPTS =>
@@ -1123,6 +1131,7 @@ impl Worker {
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         warn!(range = %chunk.describe(), attempt = collisions, "the appliers did not catch up while the chunk's rows were locked; releasing them and trying again");
                         self.catch_up(COLLISION_WAIT).await;
+                        self.wait_gate().await;
                     }
                     Err(CopyError::CollisionUnsettled { table, range, .. }) => {
                         self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);

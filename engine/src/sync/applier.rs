@@ -203,7 +203,7 @@ impl SyncApplier {
                             resume,
                         } in changes
                         {
-                            if !key.is_exact() && batch.ops.contains(&key) {
+                            if batch.ops.must_flush_before(&key) {
                                 self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
                                     .await?;
                             }
