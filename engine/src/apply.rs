@@ -632,50 +632,21 @@ mod tests {
         }
     }
 
-    fn key(i: i64) -> RowKey {
-        use rowshift_transform::schema::{ColumnInfoRow, Flavor, StatisticsRow, TableSchema};
-        let col = ColumnInfoRow {
-            column_name: "id".into(),
-            ordinal_position: 1,
-            data_type: "bigint".into(),
-            column_type: "bigint".into(),
-            is_nullable: "NO".into(),
-            column_default: None,
-            extra: String::new(),
-            character_set_name: None,
-            collation_name: None,
-            character_maximum_length: None,
-            numeric_precision: None,
-            numeric_scale: None,
-            datetime_precision: None,
-            column_key: "PRI".into(),
-        };
-        let pk = StatisticsRow {
-            index_name: "PRIMARY".into(),
-            seq_in_index: 1,
-            column_name: Some("id".into()),
-            non_unique: false,
-            sub_part: None,
-        };
-        let t =
-            TableSchema::from_information_schema("d", "t", Flavor::MySql, &[col], &[pk]).unwrap();
-        let codec = rowshift_transform::key::KeyCodec::for_primary_key(&t).unwrap();
-        codec.key_of_values(&[Value::Int(i)]).unwrap()
-    }
-
-    fn text_key(v: &str) -> RowKey {
+    /// The key `v` of a one-column primary key `k` of `data_type` (`column_type`), under
+    /// `collation` for text.
+    fn key_of(data_type: &str, column_type: &str, collation: Option<&str>, v: Value) -> RowKey {
         use rowshift_transform::schema::{ColumnInfoRow, Flavor, StatisticsRow, TableSchema};
         let col = ColumnInfoRow {
             column_name: "k".into(),
             ordinal_position: 1,
-            data_type: "varchar".into(),
-            column_type: "varchar(10)".into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
             is_nullable: "NO".into(),
             column_default: None,
             extra: String::new(),
-            character_set_name: Some("utf8mb4".into()),
-            collation_name: Some("utf8mb4_0900_ai_ci".into()),
-            character_maximum_length: Some(10),
+            character_set_name: collation.map(|_| "utf8mb4".into()),
+            collation_name: collation.map(Into::into),
+            character_maximum_length: collation.map(|_| 10),
             numeric_precision: None,
             numeric_scale: None,
             datetime_precision: None,
@@ -691,9 +662,16 @@ mod tests {
         let t =
             TableSchema::from_information_schema("d", "t", Flavor::MySql, &[col], &[pk]).unwrap();
         let codec = rowshift_transform::key::KeyCodec::for_primary_key(&t).unwrap();
-        codec
-            .key_of_values(&[Value::Bytes(v.as_bytes().to_vec())])
-            .unwrap()
+        codec.key_of_values(&[v]).unwrap()
+    }
+
+    fn key(i: i64) -> RowKey {
+        key_of("bigint", "bigint", None, Value::Int(i))
+    }
+
+    fn text_key(v: &str) -> RowKey {
+        let bytes = Value::Bytes(v.as_bytes().to_vec());
+        key_of("varchar", "varchar(10)", Some("utf8mb4_0900_ai_ci"), bytes)
     }
 
     /// 'ı' (dotless i) folds to the bytes of 'i' but the server keeps them apart: whichever
