@@ -293,6 +293,19 @@ impl SyncApplier {
             if !fresh(&self.lock_held.borrow()) {
                 let left = self.retry_for.saturating_sub(started.elapsed());
                 let _ = tokio::time::timeout(left, self.lock_held.wait_for(fresh)).await;
+                // The keeper ended without the lock (another session holds it): the run is
+                // stopping; waiting out the retry window would only hold its shutdown.
+                if self.lock_held.has_changed().is_err() && !fresh(&self.lock_held.borrow()) {
+                    return Err(SyncApplyError::Batch {
+                        applier: self.id,
+                        table: t.table.clone(),
+                        rows,
+                        waited: started.elapsed(),
+                        source: mysql_async::Error::Other(
+                            "the sync lost its lock on the target".into(),
+                        ),
+                    });
+                }
             }
             let holder = *self.lock_held.borrow();
             // Not holding the lock counts as not being connected.

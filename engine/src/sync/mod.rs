@@ -1266,9 +1266,11 @@ impl SyncHandle {
             ..
         } = self;
         let pipeline = async {
+            // The lost lock first: the appliers it stops fail after it, for that reason.
             tokio::select! {
-                e = pipeline_failed(tasks, backfill_abort) => e,
+                biased;
                 e = lock.lost() => e,
+                e = pipeline_failed(tasks, backfill_abort) => e,
             }
         };
         match ops {
