@@ -10,6 +10,17 @@ use rowshift_testkit::{run_rowshift, Engine, TestServer};
 use std::time::{Duration, Instant};
 use sync_support::*;
 
+/// Run `rowshift sync ARGS`, which must stop at once with exit code 2; its error output.
+async fn refused_sync(args: &[String]) -> String {
+    let mut argv: Vec<&str> = vec!["sync"];
+    argv.extend(args.iter().map(String::as_str));
+    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&argv))
+        .await
+        .expect("a refused sync must stop at once");
+    assert_eq!(code, 2, "{err}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn existing_target_under_another_name() {
     let src = TestServer::shared(Engine::MariaDb);
@@ -54,13 +65,7 @@ async fn existing_target_under_another_name() {
         v
     };
     // Without the flag an existing target is refused.
-    let mut args: Vec<&str> = vec!["sync"];
-    let refused = base(false);
-    args.extend(refused.iter().map(String::as_str));
-    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&args))
-        .await
-        .expect("sync into an existing table must stop at once");
-    assert_eq!(code, 2, "{err}");
+    let err = refused_sync(&base(false)).await;
     assert!(err.contains("--target-schema-from-existing"), "{err}");
 
     // An existing target holding rows is refused: the backfill would mix them in.
@@ -69,11 +74,7 @@ async fn existing_target_under_another_name() {
     ))
     .await
     .unwrap();
-    let mut args: Vec<&str> = vec!["sync"];
-    let existing = base(true);
-    args.extend(existing.iter().map(String::as_str));
-    let (code, _, err) = run_rowshift(&args).await;
-    assert_eq!(code, 2, "{err}");
+    let err = refused_sync(&base(true)).await;
     assert!(err.contains("`orders_v2` already holds rows"), "{err}");
     t.query_drop(format!("DELETE FROM `{tdb}`.`orders_v2`"))
         .await
@@ -174,10 +175,7 @@ async fn existing_target_under_another_name() {
     .unwrap();
     let mut moved = base(true);
     moved[7] = format!("{tdb}.orders_v3");
-    let mut argv: Vec<&str> = vec!["sync"];
-    argv.extend(moved.iter().map(String::as_str));
-    let (code, _, err) = run_rowshift(&argv).await;
-    assert_eq!(code, 2, "{err}");
+    let err = refused_sync(&moved).await;
     assert!(
         err.contains("was made applying into `sync_opts_tgt`.`orders_v2`"),
         "{err}"
@@ -188,10 +186,7 @@ async fn existing_target_under_another_name() {
     ledger::create_and_fill(&mut o, db, 10).await.unwrap();
     let mut failed_over = base(true);
     failed_over[1] = other_src.url();
-    let mut argv: Vec<&str> = vec!["sync"];
-    argv.extend(failed_over.iter().map(String::as_str));
-    let (code, _, err) = run_rowshift(&argv).await;
-    assert_eq!(code, 2, "{err}");
+    let err = refused_sync(&failed_over).await;
     assert!(
         err.contains("was made reading source server server_id"),
         "{err}"

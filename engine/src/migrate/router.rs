@@ -377,8 +377,8 @@ impl Router {
                             .await?;
                     }
                 }
-                // A quiet source: the last commits are published too (the copy may wait for
-                // the appliers to pass a position, see `CopyControl::applied`).
+                // A quiet source: the last commits are published too, so the checkpoint does
+                // not stay up to half a second behind them until the next commit.
                 SourceEvent::Heartbeat { .. } if since_barrier > 0 => {
                     since_barrier = 0;
                     last_publish = std::time::Instant::now();

@@ -282,6 +282,15 @@ impl SyncApplier {
         let batch_len = sql.len();
         let started = Instant::now();
         let mut attempt = 0u32;
+        // The batch could not be written for want of the lock.
+        let id = self.id;
+        let lock_error = |why: &str| SyncApplyError::Batch {
+            applier: id,
+            table: t.table.clone(),
+            rows,
+            waited: started.elapsed(),
+            source: mysql_async::Error::Other(why.into()),
+        };
         // After a lost connection: the lock must be seen held after that moment.
         let mut seen_after: Option<Instant> = None;
         loop {
@@ -296,15 +305,7 @@ impl SyncApplier {
                 // The keeper ended without the lock (another session holds it): the run is
                 // stopping; waiting out the retry window would only hold its shutdown.
                 if self.lock_held.has_changed().is_err() && !fresh(&self.lock_held.borrow()) {
-                    return Err(SyncApplyError::Batch {
-                        applier: self.id,
-                        table: t.table.clone(),
-                        rows,
-                        waited: started.elapsed(),
-                        source: mysql_async::Error::Other(
-                            "the sync lost its lock on the target".into(),
-                        ),
-                    });
+                    return Err(lock_error("the sync lost its lock on the target"));
                 }
             }
             let holder = *self.lock_held.borrow();
@@ -329,15 +330,9 @@ impl SyncApplier {
                     );
                     seen_after = Some(Instant::now());
                     if started.elapsed() > self.retry_for {
-                        return Err(SyncApplyError::Batch {
-                            applier: self.id,
-                            table: t.table.clone(),
-                            rows,
-                            waited: started.elapsed(),
-                            source: mysql_async::Error::Other(
-                                "the sync's lock on the target is not held by this run".into(),
-                            ),
-                        });
+                        return Err(lock_error(
+                            "the sync's lock on the target is not held by this run",
+                        ));
                     }
                     continue;
                 }
