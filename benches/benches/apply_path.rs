@@ -103,6 +103,7 @@ fn bench(c: &mut Criterion) {
         kinds: vec![Default::default(); 8],
         key_positions: key_positions.clone(),
         max_batch: BATCH,
+        linger: std::time::Duration::ZERO,
         replace: true,
         reconnect_timeout: std::time::Duration::from_secs(1),
     };

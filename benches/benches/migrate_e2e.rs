@@ -297,6 +297,7 @@ async fn catch_up_rate(
         columns: cols,
         key_positions: key_positions.clone(),
         max_batch: batch,
+        linger: Duration::from_millis(20),
         replace: true,
         reconnect_timeout: Duration::from_secs(300),
     };

@@ -218,11 +218,12 @@ pub async fn run(args: MigrateArgs) -> Result<ExitCode> {
     }
     let rate = report.rows_copied as f64 / report.copy_time.as_secs_f64().max(1e-3);
     println!(
-        "migrated: {} rows copied in {:.1} s ({:.0} rows/s), {} binlog changes applied, total {:.1} s",
+        "migrated: {} rows copied in {:.1} s ({:.0} rows/s), {} binlog changes applied in {} batches, total {:.1} s",
         report.rows_copied,
         report.copy_time.as_secs_f64(),
         rate,
         report.events,
+        report.batches,
         report.total_time.as_secs_f64()
     );
     if !report.indexes_built.is_empty() {

@@ -420,7 +420,7 @@ impl Router {
         pos: Option<Position>,
         applied_pos: &watch::Sender<Option<Position>>,
     ) -> Result<(), RouterError> {
-        let seq = appliers.barrier().await?;
+        let seq = appliers.lazy_barrier().await?;
         let w = watcher.clone();
         let tx = applied_pos.clone();
         tokio::spawn(async move {

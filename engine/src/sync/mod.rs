@@ -1860,6 +1860,7 @@ async fn prepare_table(
         kinds,
         key_positions: mapping.key_positions_in_insert(),
         max_batch: 500,
+        linger: std::time::Duration::ZERO,
         replace: !unique_secondary,
         // The sync's own appliers (sync::applier) retry lost connections themselves.
         reconnect_timeout: std::time::Duration::from_secs(300),
