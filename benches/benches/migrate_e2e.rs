@@ -333,6 +333,7 @@ async fn catch_up_rate(
         high_water: hw_rx,
         stats: Arc::new(RouterStats::default()),
         rest: Duration::ZERO,
+        phase: tokio::sync::watch::channel("catch-up").1,
     };
     let (_cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
     let (applied_tx, _applied_rx) = tokio::sync::watch::channel(None);

@@ -708,6 +708,11 @@ async fn run_inner(
             ColumnType::Integer { .. }
         ))
     .then(|| old.primary_key[0]);
+    let (phase_tx, phase_rx) = watch::channel(if copy_finished_before {
+        "catch-up"
+    } else {
+        "copy"
+    });
     let router_stats = Arc::new(RouterStats::default());
     let router = Router {
         db: config.db.clone(),
@@ -721,6 +726,7 @@ async fn run_inner(
         high_water: hw_rx,
         stats: router_stats.clone(),
         rest: config.stream_rest,
+        phase: phase_rx.clone(),
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (applied_tx, applied_rx) = watch::channel::<Option<Position>>(None);
@@ -742,11 +748,6 @@ async fn run_inner(
     let (wm_tx, wm_rx) = watch::channel(copy::Watermark::Start(
         resumed.as_ref().and_then(|c| c.copied_upto.clone()),
     ));
-    let (phase_tx, phase_rx) = watch::channel(if copy_finished_before {
-        "catch-up"
-    } else {
-        "copy"
-    });
     let ckpt_writer = tokio::spawn(checkpoint_writer(
         config.endpoint.clone(),
         CheckpointTable::new(&config.db, &config.table),

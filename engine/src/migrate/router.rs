@@ -93,15 +93,18 @@ pub struct Router {
     pub high_water: watch::Receiver<HighWater>,
     /// Counters.
     pub stats: Arc<RouterStats>,
-    /// While the copy runs, read the binlog in bursts this far apart (zero: follow it
-    /// continuously). See [`Pace`].
+    /// While the copy or the index build runs, read the binlog in bursts this far apart
+    /// (zero: follow it continuously). See [`Pace`].
     pub rest: Duration,
+    /// The migration's phase (`copy`, `indexes`, `catch-up`, ...).
+    pub phase: watch::Receiver<&'static str>,
 }
 
 /// How far the stream may fall behind the source while the router rests between bursts.
 const MAX_BEHIND: Duration = Duration::from_secs(1);
 
-/// Resting between bursts while the copy runs: nothing needs the stream promptly then (a change
+/// Resting between bursts while the copy (or the index build after it) runs: nothing needs the
+/// stream promptly then (a change
 /// read late is applied or skipped against the high-water mark of the moment, which is correct
 /// either way, see [`crate::copy`]). Followed continuously, a busy source wakes its dump thread
 /// and rowshift once per commit; read in bursts, the server sends full buffers and both wake a
@@ -269,11 +272,11 @@ impl Router {
                 None => {
                     let now = Instant::now();
                     pace.caught_up(now);
-                    // Rest between bursts only while the copy runs, nobody waits for a marker,
-                    // and the stream is close to the source.
+                    // Rest between bursts only while the copy or the index build runs, nobody
+                    // waits for a marker, and the stream is close to the source.
                     let resting = !self.rest.is_zero()
                         && waiting.is_empty()
-                        && !matches!(*self.high_water.borrow(), HighWater::Done)
+                        && matches!(*self.phase.borrow(), "copy" | "indexes")
                         && pace.behind(now) < MAX_BEHIND;
                     tokio::select! {
                         biased;

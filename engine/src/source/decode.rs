@@ -448,6 +448,9 @@ pub struct Decoder {
     flavor: Flavor,
     file: Arc<str>,
     tables: HashMap<u64, TableInfo>,
+    /// TABLE_MAP bodies of tables the filter dropped, by table id: a busy source maps every
+    /// table again in every transaction, and these are recognised without parsing.
+    dropped: HashMap<u64, Box<[u8]>>,
     schema: SchemaCache,
     /// GTID of the transaction being read (set by a GTID event, taken by its commit).
     txn_gtid: Option<Gtid>,
@@ -476,6 +479,7 @@ impl Decoder {
             flavor: Flavor::MySql,
             file: Arc::from(file),
             tables: HashMap::new(),
+            dropped: HashMap::new(),
             schema: SchemaCache::new(),
             txn_gtid: None,
             in_txn: false,
@@ -605,7 +609,9 @@ impl Decoder {
     /// the schema cache has nothing for it yet (the live source then reads information_schema
     /// before passing the event on).
     pub fn table_needing_schema(&self, ev: &RawEvent<'_>) -> Option<TableRef> {
-        if ev.header.event_type_raw() != EventType::TABLE_MAP_EVENT as u8 {
+        if ev.header.event_type_raw() != EventType::TABLE_MAP_EVENT as u8
+            || self.known_table_map(ev.body)
+        {
             return None;
         }
         let fde = self.fde.clone();
@@ -621,6 +627,20 @@ impl Decoder {
             return None;
         }
         Some(table)
+    }
+
+    /// True when this TABLE_MAP body is the one last seen for its table id (kept or dropped by
+    /// the filter): nothing about the table changed, so it need not be parsed again.
+    fn known_table_map(&self, body: &[u8]) -> bool {
+        let id_len = if self.short_table_id() { 4 } else { 6 };
+        let Some(id) = body.get(..id_len) else {
+            return false;
+        };
+        let mut le = [0u8; 8];
+        le[..id_len].copy_from_slice(id);
+        let id = u64::from_le_bytes(le);
+        self.tables.get(&id).is_some_and(|t| *t.raw == *body)
+            || self.dropped.get(&id).is_some_and(|raw| **raw == *body)
     }
 
     /// Pre-5.1.? servers log 4-byte table ids (TABLE_MAP post-header of 6 bytes).
@@ -834,6 +854,7 @@ impl Decoder {
                         .contains(EventFlags::LOG_EVENT_ARTIFICIAL_F);
                 if !fake {
                     self.tables.clear();
+                    self.dropped.clear();
                 }
                 out.push(SourceEvent::Rotate {
                     next_file: next_file.clone(),
@@ -1185,21 +1206,21 @@ impl Decoder {
 
     fn table_map(&mut self, ev: &RawEvent<'_>) -> Result<(), DecodeError> {
         let fde = self.fde.clone();
+        if self.known_table_map(ev.body) {
+            return Ok(());
+        }
         check_table_map(ev.body, self.short_table_id()).map_err(|e| self.corrupt(ev, e))?;
         let tme: TableMapEvent<'_> = self.parse(&fde, ev)?;
         let id = tme.table_id();
-        if let Some(existing) = self.tables.get(&id) {
-            if existing.raw == ev.body {
-                return Ok(());
-            }
-        }
         let table = TableRef::new(&tme.database_name(), &tme.table_name());
         if let Some(f) = &self.opts.tables {
             if !f.matches(&table.schema, &table.name) {
                 self.tables.remove(&id);
+                self.dropped.insert(id, ev.body.into());
                 return Ok(());
             }
         }
+        self.dropped.remove(&id);
         let cached = self.schema.get(&table).cloned();
         let info = compile(&tme, ev.body, cached.as_deref()).map_err(|e| {
             let reason = match e {
