@@ -59,6 +59,15 @@ fn read(dir: &Path, rel: &str) -> (String, Vec<u8>) {
 }
 
 fn decode(dir: &Path, rel: &str, full: bool) -> (Vec<SourceEvent>, Result<(), DecodeError>) {
+    decode_tables(dir, rel, full, None)
+}
+
+fn decode_tables(
+    dir: &Path,
+    rel: &str,
+    full: bool,
+    tables: Option<TableFilter>,
+) -> (Vec<SourceEvent>, Result<(), DecodeError>) {
     let (name, bytes) = read(dir, rel);
     let mut events = Vec::new();
     let r = decode_bytes(
@@ -66,7 +75,7 @@ fn decode(dir: &Path, rel: &str, full: bool) -> (Vec<SourceEvent>, Result<(), De
         &bytes,
         DecodeOptions {
             require_full_row_image: full,
-            tables: None,
+            tables,
         },
         |e| events.push(e),
     );
@@ -75,17 +84,8 @@ fn decode(dir: &Path, rel: &str, full: bool) -> (Vec<SourceEvent>, Result<(), De
 
 /// The row changes of one table, decoded with a filter naming only it, as text.
 fn filtered_rows(dir: &Path, rel: &str, schema: &str, table: &str) -> Vec<String> {
-    let (name, bytes) = read(dir, rel);
-    let mut events = Vec::new();
-    let r = decode_bytes(
-        &name,
-        &bytes,
-        DecodeOptions {
-            require_full_row_image: true,
-            tables: Some(TableFilter::of_tables([(schema, table)])),
-        },
-        |e| events.push(e),
-    );
+    let filter = TableFilter::of_tables([(schema, table)]);
+    let (events, r) = decode_tables(dir, rel, true, Some(filter));
     assert!(r.is_ok(), "{rel} filtered to {schema}.{table}: {r:?}");
     rows(&events).iter().map(|r| format!("{r:?}")).collect()
 }
