@@ -210,14 +210,19 @@ impl Default for CopyControl {
 /// the application's writes wait on the chunk in flight (50 ms chunks: 162–415 ms of lock wait
 /// per second; 10 ms: 11–18 ms); short chunks from one worker with a 4x rest kept a median 83 %
 /// of the application's rate where the full-speed copy kept 24 %. As the default (`--pace
-/// auto`, session 10, 3 runs each): MariaDB 77 % in 26.6 s, MySQL 75 % in 57.6 s.
+/// auto`, session 10, 3 runs each): MariaDB 77 % in 26.6 s, MySQL 75 % in 57.6 s. Session 14,
+/// with the appliers' batches gathered (they had been one small transaction each) and less
+/// CPU spent following the binlog, the rest was measured again (one run each unless noted,
+/// whole run): MariaDB rest 4: 33.2 s at 78 %; 3: 27.4 / 27.8 s at 77 / 83 %; 2: 20.0 s at
+/// 71 %. MySQL rest 3: 63.0 s at 75 %; 2: 50.0 s at 73 %; 1: 29.8 / 30.0 s at 70 / 67 %;
+/// 0.5: 21.0 s at 61 %.
 pub struct Gentle;
 
 impl Gentle {
     /// Chunk time while gentle (an operator's `ctl chunk-size`/`chunk-time-ms` still wins).
     pub const CHUNK_TIME: Duration = Duration::from_millis(10);
     /// Rest after a chunk, as a multiple of its time (at least; a higher `nice_ratio` stays).
-    pub const REST_RATIO: f64 = 4.0;
+    pub const REST_RATIO: f64 = 3.0;
     /// Only this many workers take chunks; the others wait until the pace is full again.
     pub const WORKERS: usize = 1;
 }
