@@ -69,6 +69,7 @@ pub struct Metrics {
     rows_copied: Family<TableLabel, Counter>,
     events: Family<KindLabels, Counter>,
     applied: Family<TableLabel, Counter>,
+    batches: Family<TableLabel, Counter>,
     lag_seconds: Family<TableLabel, Gauge<f64, AtomicU64>>,
     lag_events: Family<TableLabel, Gauge>,
     throttled: Family<TableLabel, Gauge>,
@@ -96,6 +97,7 @@ impl Metrics {
             rows_copied: Family::default(),
             events: Family::default(),
             applied: Family::default(),
+            batches: Family::default(),
             lag_seconds: Family::default(),
             lag_events: Family::default(),
             throttled: Family::default(),
@@ -122,6 +124,11 @@ impl Metrics {
             "events_applied",
             "Changes written to the shadow table by the appliers",
             m.applied.clone(),
+        );
+        registry.register(
+            "apply_batches",
+            "Transactions the appliers wrote the changes in (changes per batch: events_applied / apply_batches)",
+            m.batches.clone(),
         );
         registry.register(
             "apply_lag_seconds",
@@ -230,7 +237,7 @@ pub struct MetricSources {
 
 /// Copy the pipeline's counters into `metrics` every 250 ms, until cancelled.
 pub async fn feed(metrics: Arc<Metrics>, mut src: MetricSources) {
-    let mut last = [0u64; 7];
+    let mut last = [0u64; 8];
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
@@ -248,6 +255,7 @@ pub async fn feed(metrics: Arc<Metrics>, mut src: MetricSources) {
             src.apply.changes.load(Ordering::Relaxed),
             src.copy.retries.load(Ordering::Relaxed),
             src.throttle_errors.load(Ordering::Relaxed),
+            src.apply.batches.load(Ordering::Relaxed),
         ];
         let delta = |i: usize| now[i].saturating_sub(last[i]);
         metrics
@@ -264,6 +272,10 @@ pub async fn feed(metrics: Arc<Metrics>, mut src: MetricSources) {
             .applied
             .get_or_create(&metrics.label())
             .inc_by(delta(4));
+        metrics
+            .batches
+            .get_or_create(&metrics.label())
+            .inc_by(delta(7));
         if delta(5) > 0 {
             metrics
                 .errors

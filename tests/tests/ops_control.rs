@@ -129,6 +129,7 @@ async fn control(engine: Engine) {
             "rowshift_throttled",
             "rowshift_throttle_reason",
             "rowshift_apply_lag_seconds",
+            "rowshift_apply_batches_total",
             "rowshift_apply_lag_events",
         ] {
             assert!(names.iter().any(|n| n == m), "{m} missing in\n{body}");
