@@ -237,7 +237,7 @@ impl Shown for Progress {
         let p = self;
         let throttled = state_note(p);
         let events = format!(
-            "{} events ({} skipped), lag {} s{throttled}",
+            "{} events read ({} left to the copy), lag {} s{throttled}",
             p.events, p.skipped, p.lag_secs
         );
         if phase == "copy" {
@@ -275,7 +275,7 @@ impl Shown for Progress {
         };
         let throttled = state_note(p);
         format!(
-            "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events applied ({} skipped), lag {}s, ETA {eta}, elapsed {:.0}s{throttled}",
+            "[{:>9}] copied {} rows ({pct:.1}%), {rate:.0} rows/s, {} events read ({} left to the copy), lag {}s, ETA {eta}, elapsed {:.0}s{throttled}",
             p.phase, p.rows_copied, p.events, p.skipped, p.lag_secs, p.elapsed.as_secs_f64()
         )
     }
