@@ -2,8 +2,9 @@
 //! target table in binlog order. The router (the caller) sends every change of one primary key to
 //! the same applier, so per-key order holds while different keys apply in parallel.
 //!
-//! An applier batches what is waiting in its channel, collapses changes of one key to the last,
-//! and writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the
+//! An applier batches what is waiting in its channel (gathering for up to
+//! [`ApplyTarget::linger`] while the router reads the binlog in bursts), collapses changes of one
+//! key to the last, and writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the
 //! batch, then one multi-row `INSERT` of the upserted rows. Deleting first (instead of `REPLACE`)
 //! never deletes a *different* row that happens to collide on a unique secondary key, and makes
 //! the apply idempotent: replaying a change after a crash gives the same table. When the target
@@ -14,9 +15,10 @@
 //! on a row lock) is rolled back by the server instead of committing a stale image behind the
 //! back of a resumed run (measured: such statements stay in the processlist after the kill).
 //!
-//! Barriers give the applied position: the router sends `Barrier(seq)` to every applier; an
-//! applier acknowledges it once everything before it is committed. The lowest acknowledged
-//! barrier is applied everywhere ([`ApplierSet::applied`]).
+//! Barriers give the applied position: the router sends a barrier to every applier; an applier
+//! acknowledges it once everything before it is committed, at once when someone waits for it
+//! (urgent) or with its next batch. The lowest acknowledged barrier is applied everywhere
+//! ([`ApplierSet::wait_applied`]).
 
 use crate::conn::{ConnError, Endpoint};
 use crate::sqlvalue::{push_literal, LiteralKind};
@@ -167,8 +169,9 @@ pub struct ApplyTarget {
     pub key_positions: Vec<usize>,
     /// Most changes per transaction.
     pub max_batch: usize,
-    /// How long an applier waits for more changes before writing a batch smaller than
-    /// `max_batch` (an urgent barrier writes at once). Zero: write whatever the channel holds.
+    /// How long an applier gathers changes before writing a batch smaller than `max_batch`
+    /// (an urgent barrier writes at once). Zero: write whatever the channel holds. Changed
+    /// during a run with [`ApplierSet::linger_control`].
     pub linger: std::time::Duration,
     /// True when upserts may use `REPLACE`: the target has no unique key besides the primary
     /// key, or only unique keys the source table enforces too (then a row `REPLACE` displaces
@@ -222,6 +225,8 @@ pub struct ApplierSet {
     acks: Vec<watch::Receiver<u64>>,
     tasks: Vec<Option<tokio::task::JoinHandle<Result<(), ApplyError>>>>,
     next_barrier: u64,
+    /// The appliers' linger in microseconds (see [`ApplyTarget::linger`]).
+    linger_us: Arc<std::sync::atomic::AtomicU64>,
     /// Shared counters.
     pub stats: Arc<ApplyStats>,
 }
@@ -234,6 +239,9 @@ impl ApplierSet {
         capacity: usize,
     ) -> Result<ApplierSet, ApplyError> {
         let stats = Arc::new(ApplyStats::default());
+        let linger_us = Arc::new(std::sync::atomic::AtomicU64::new(
+            target.linger.as_micros() as u64
+        ));
         let target = Arc::new(target);
         let mut senders = Vec::new();
         let mut acks = Vec::new();
@@ -248,6 +256,7 @@ impl ApplierSet {
                 conn,
                 stats: stats.clone(),
                 sql: String::new(),
+                linger_us: linger_us.clone(),
             };
             tasks.push(Some(tokio::spawn(
                 worker
@@ -262,8 +271,15 @@ impl ApplierSet {
             acks,
             tasks,
             next_barrier: 0,
+            linger_us,
             stats,
         })
+    }
+
+    /// A handle that changes how long the appliers gather a batch, usable after the set moved
+    /// into the router.
+    pub fn linger_control(&self) -> LingerControl {
+        LingerControl(self.linger_us.clone())
     }
 
     /// How many appliers run.
@@ -360,6 +376,21 @@ impl ApplierSet {
     }
 }
 
+/// Changes the appliers' [`ApplyTarget::linger`] during a run (from their next batch on).
+#[derive(Debug, Clone)]
+pub struct LingerControl(Arc<std::sync::atomic::AtomicU64>);
+
+impl LingerControl {
+    /// Gather batches for `linger` from now on; zero once changes should be written as they
+    /// come (a cut-over drains what is left while the table is locked).
+    pub fn set(&self, linger: std::time::Duration) {
+        self.0.store(
+            linger.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 /// Waits for barrier acknowledgements.
 #[derive(Clone)]
 pub struct AppliedWatcher {
@@ -385,6 +416,7 @@ struct Applier {
     conn: mysql_async::Conn,
     stats: Arc<ApplyStats>,
     sql: String,
+    linger_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The changes an applier holds: one op per key (the last one), in the order keys first came
@@ -520,7 +552,8 @@ impl Applier {
             // binlog faster than an applier writes it only in bursts, and without the linger a
             // batch was whatever the channel held at the moment (8.5 changes on average in a
             // migrate_e2e run, one transaction each).
-            let deadline = tokio::time::Instant::now() + self.target.linger;
+            let linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             let mut msg = Some(first);
             let mut barrier = None;
             let mut urgent = false;
@@ -551,9 +584,17 @@ impl Applier {
                     if batch.len() >= self.target.max_batch {
                         break;
                     }
+                    // A steady stream of changes to few keys never fills the batch: the linger
+                    // bounds it too (the clock read once every 64 changes).
+                    if received.is_multiple_of(64) && tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
                     msg = rx.try_recv().ok();
                 }
-                if urgent || batch.len() >= self.target.max_batch {
+                if urgent
+                    || batch.len() >= self.target.max_batch
+                    || tokio::time::Instant::now() >= deadline
+                {
                     break;
                 }
                 match tokio::time::timeout_at(deadline, rx.recv()).await {

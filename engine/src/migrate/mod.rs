@@ -682,6 +682,7 @@ async fn run_inner(
     let n_appliers = applier_count(&new, &key_codec, config.appliers);
     let appliers = or_clean!(ApplierSet::start(target, n_appliers, 2_048).await);
     let apply_stats = appliers.stats.clone();
+    let linger = appliers.linger_control();
     let copy_finished_before = resumed.as_ref().is_some_and(|c| c.copy_finished);
     // On a resume, keys up to the checkpoint's copy watermark are in the shadow already: the
     // router must apply their events from the first one it reads, not only once the copy has
@@ -1004,6 +1005,9 @@ async fn run_inner(
             info!(indexes = ?indexes_built, took = ?index_time, "secondary indexes built");
         }
 
+        // From here on changes are written as they come: what is pending when the cut-over
+        // locks the table is drained while it stays locked.
+        linger.set(Duration::ZERO);
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
         let mut marker_conn = MarkerConn::new(&config);
@@ -1462,9 +1466,9 @@ fn applier_count(
     }
 }
 
-/// How long an applier gathers changes before writing a batch smaller than the largest
-/// (the router reads the binlog in bursts while the copy runs; a batch is a transaction).
-/// Nobody waits on it: markers (verification, cut-over) write at once.
+/// How long an applier gathers changes before writing a batch smaller than the largest, during
+/// the copy and the index build (the router reads the binlog in bursts then; a batch is a
+/// transaction). Markers write at once; from the catch-up on the linger is zero.
 const APPLY_LINGER: Duration = Duration::from_millis(20);
 
 fn apply_target(

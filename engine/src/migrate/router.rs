@@ -100,6 +100,30 @@ pub struct Router {
     pub phase: watch::Receiver<&'static str>,
 }
 
+/// The applied position as published: barriers acknowledged together (one batch can answer
+/// several lazy barriers) wake their publishers in any order, and only the newest barrier's
+/// position may stand.
+#[derive(Clone)]
+struct Published {
+    tx: watch::Sender<Option<Position>>,
+    /// The newest barrier whose position was published.
+    seq: Arc<AtomicU64>,
+}
+
+impl Published {
+    fn set(&self, seq: u64, pos: Option<Position>) {
+        self.tx.send_if_modified(|current| {
+            // Under the channel's lock: compared and set by one publisher at a time.
+            if self.seq.fetch_max(seq, Ordering::SeqCst) < seq {
+                *current = pos;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
 /// How far the stream may fall behind the source while the router rests between bursts.
 const MAX_BEHIND: Duration = Duration::from_secs(1);
 
@@ -260,6 +284,10 @@ impl Router {
         // The restart point held back by XA branches still prepared (set at every commit).
         let mut held_back: Option<Position> = None;
         let watcher = appliers.watcher();
+        let published = Published {
+            tx: applied_pos,
+            seq: Arc::new(AtomicU64::new(0)),
+        };
         let mut pace = Pace::new();
         let mut cmds_open = true;
         loop {
@@ -376,7 +404,7 @@ impl Router {
                     {
                         since_barrier = 0;
                         last_publish = std::time::Instant::now();
-                        self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos)
+                        self.publish(&mut appliers, &watcher, last_commit.clone(), &published)
                             .await?;
                     }
                 }
@@ -385,7 +413,7 @@ impl Router {
                 SourceEvent::Heartbeat { .. } if since_barrier > 0 => {
                     since_barrier = 0;
                     last_publish = std::time::Instant::now();
-                    self.publish(&mut appliers, &watcher, last_commit.clone(), &applied_pos)
+                    self.publish(&mut appliers, &watcher, last_commit.clone(), &published)
                         .await?;
                 }
                 SourceEvent::Ddl {
@@ -411,7 +439,7 @@ impl Router {
         }
         appliers.finish().await?;
         if let Some(pos) = last_commit {
-            let _ = applied_pos.send(Some(pos));
+            published.set(u64::MAX, Some(pos));
         }
         Ok(())
     }
@@ -421,14 +449,14 @@ impl Router {
         appliers: &mut ApplierSet,
         watcher: &crate::apply::AppliedWatcher,
         pos: Option<Position>,
-        applied_pos: &watch::Sender<Option<Position>>,
+        published: &Published,
     ) -> Result<(), RouterError> {
         let seq = appliers.lazy_barrier().await?;
         let w = watcher.clone();
-        let tx = applied_pos.clone();
+        let published = published.clone();
         tokio::spawn(async move {
             if w.wait(seq).await.is_ok() {
-                let _ = tx.send(pos);
+                published.set(seq, pos);
             }
         });
         Ok(())
@@ -451,6 +479,23 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_barrier_never_replaces_a_newer_position() {
+        let (tx, rx) = watch::channel(None);
+        let published = Published {
+            tx,
+            seq: Arc::new(AtomicU64::new(0)),
+        };
+        published.set(2, Some(Position::at("b.000001", 200)));
+        // Acknowledged by the same batch, its publisher woke later.
+        published.set(1, Some(Position::at("b.000001", 100)));
+        assert_eq!(*rx.borrow(), Some(Position::at("b.000001", 200)));
+        published.set(3, Some(Position::at("b.000001", 300)));
+        published.set(u64::MAX, Some(Position::at("b.000001", 400)));
+        published.set(4, Some(Position::at("b.000001", 350)));
+        assert_eq!(*rx.borrow(), Some(Position::at("b.000001", 400)));
+    }
 
     #[test]
     fn pace_rests_only_near_the_source() {

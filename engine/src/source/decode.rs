@@ -440,6 +440,9 @@ fn bit(bits: &[u8], i: usize) -> bool {
     bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
+/// Table maps of filtered-out tables remembered at most (see `Decoder::dropped`).
+const MAX_DROPPED_MAPS: usize = 4096;
+
 /// The binlog decoder: feed it events in order, it appends [`SourceEvent`]s.
 #[derive(Debug)]
 pub struct Decoder {
@@ -1216,6 +1219,11 @@ impl Decoder {
         if let Some(f) = &self.opts.tables {
             if !f.matches(&table.schema, &table.name) {
                 self.tables.remove(&id);
+                // Bounded: a server with very many tables (or table ids handed out anew)
+                // only costs parsing again.
+                if self.dropped.len() >= MAX_DROPPED_MAPS {
+                    self.dropped.clear();
+                }
                 self.dropped.insert(id, ev.body.into());
                 return Ok(());
             }
