@@ -2,18 +2,18 @@
 //! target table in binlog order. The router (the caller) sends every change of one primary key to
 //! the same applier, so per-key order holds while different keys apply in parallel.
 //!
-//! An applier batches what is waiting in its channel (gathering for up to
-//! [`ApplyTarget::linger`] while the router reads the binlog in bursts), collapses changes of one
-//! key to the last, and writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the
-//! batch, then one multi-row `INSERT` of the upserted rows. Deleting first (instead of `REPLACE`)
-//! never deletes a *different* row that happens to collide on a unique secondary key, and makes
-//! the apply idempotent: replaying a change after a crash gives the same table. When the target
-//! has no unique key of its own (`ApplyTarget::replace`), upserts are one multi-row `REPLACE`
-//! and only deleted keys get a `DELETE`. A batch's statements travel as one multi-statement
-//! text (`BEGIN; …`) and its `COMMIT` as a second round trip, sent only once the statements
-//! have answered: a batch of a client that died meanwhile (a killed run whose statements wait
-//! on a row lock) is rolled back by the server instead of committing a stale image behind the
-//! back of a resumed run (measured: such statements stay in the processlist after the kill).
+//! An applier batches what is waiting in its channel (gathering for up to [`ApplyTarget::linger`]
+//! while the router reads the binlog in bursts), collapses changes of one key to the last, and
+//! writes the batch in one transaction: one `DELETE … WHERE pk IN (…)` for every key of the batch,
+//! then one multi-row `INSERT` of the upserted rows. Deleting first (instead of `REPLACE`) never
+//! deletes a *different* row that happens to collide on a unique secondary key, and makes the apply
+//! idempotent: replaying a change after a crash gives the same table. When the target has no unique
+//! key of its own (`ApplyTarget::replace`), upserts are one multi-row `REPLACE` and only deleted
+//! keys get a `DELETE`. A batch's statements travel as one multi-statement text (`BEGIN; …`) and
+//! its `COMMIT` as a second round trip, sent only once the statements have answered: a batch of a
+//! client that died meanwhile (a killed run whose statements wait on a row lock) is rolled back by
+//! the server instead of committing a stale image behind the back of a resumed run (measured: such
+//! statements stay in the processlist after the kill).
 //!
 //! Barriers give the applied position: the router sends a barrier to every applier; an applier
 //! acknowledges it once everything before it is committed, at once when someone waits for it

@@ -128,14 +128,13 @@ impl Published {
 const MAX_BEHIND: Duration = Duration::from_secs(1);
 
 /// Resting between bursts while the copy (or the index build after it) runs: nothing needs the
-/// stream promptly then (a change
-/// read late is applied or skipped against the high-water mark of the moment, which is correct
-/// either way, see [`crate::copy`]). Followed continuously, a busy source wakes its dump thread
-/// and rowshift once per commit; read in bursts, the server sends full buffers and both wake a
-/// few times a second (measured: rowshift 0.16 -> 0.03 cores during the copy; the paced bench's
-/// application share 58 % -> 67 % median). The stream is kept within about [`MAX_BEHIND`] of the source, measured on the
-/// source's own clock (commit timestamps) against the time passed here, so clock skew between
-/// the hosts does not matter.
+/// stream promptly then (a change read late is applied or skipped against the high-water mark of
+/// the moment, which is correct either way, see [`crate::copy`]). Followed continuously, a busy
+/// source wakes its dump thread and rowshift once per commit; read in bursts, the server sends full
+/// buffers and both wake a few times a second (measured: rowshift 0.16 -> 0.03 cores during the
+/// copy; the paced bench's application share 58 % -> 67 % median). The stream is kept within about
+/// [`MAX_BEHIND`] of the source, measured on the source's own clock (commit timestamps) against the
+/// time passed here, so clock skew between the hosts does not matter.
 struct Pace {
     /// The first moment the stream had nothing more to read (it was at the source's end), and
     /// the newest commit timestamp then (seconds).

@@ -1208,10 +1208,10 @@ impl Decoder {
     }
 
     fn table_map(&mut self, ev: &RawEvent<'_>) -> Result<(), DecodeError> {
-        let fde = self.fde.clone();
         if self.known_table_map(ev.body) {
             return Ok(());
         }
+        let fde = self.fde.clone();
         check_table_map(ev.body, self.short_table_id()).map_err(|e| self.corrupt(ev, e))?;
         let tme: TableMapEvent<'_> = self.parse(&fde, ev)?;
         let id = tme.table_id();
