@@ -7,7 +7,7 @@ use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger::{self, LedgerLoad, ORDER_STATUS_ALTER, ORDER_STATUS_EXPR};
 use rowshift_testkit::{run_rowshift, Engine, TestServer};
 
-const ROWS: u64 = 30_000;
+const ROWS: u64 = 120_000;
 
 async fn migrate_under_ledger_load(engine: Engine) {
     let server = TestServer::shared(engine);
