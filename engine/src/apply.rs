@@ -585,8 +585,15 @@ impl Applier {
                         break;
                     }
                     // A steady stream of changes to few keys never fills the batch: the linger
-                    // bounds it too (the clock read once every 64 changes).
-                    if received.is_multiple_of(64) && tokio::time::Instant::now() >= deadline {
+                    // bounds it too (the clock read once every 64 changes), and without a
+                    // linger the number of changes. (Only then: every batch boundary may split
+                    // a transaction, which a unique key of the target's own cannot take, see
+                    // README "Known limitations".)
+                    if received >= 4 * self.target.max_batch as u64
+                        || (linger > 0
+                            && received.is_multiple_of(64)
+                            && tokio::time::Instant::now() >= deadline)
+                    {
                         break;
                     }
                     msg = rx.try_recv().ok();

@@ -1477,6 +1477,7 @@ fn apply_target(
     new: &TableSchema,
     mapping: &Mapping,
 ) -> ApplyTarget {
+    let replace = added_unique_secondary(mapping).is_empty();
     let cols = mapping.insert_columns();
     let kinds = cols
         .iter()
@@ -1497,8 +1498,15 @@ fn apply_target(
         kinds,
         key_positions,
         max_batch: 500,
-        linger: APPLY_LINGER,
-        replace: added_unique_secondary(mapping).is_empty(),
+        // A batch boundary inside a transaction that swaps values of a unique key the shadow
+        // adds stops the run (README "Known limitations"); gathering by time puts boundaries
+        // anywhere in the stream, so such a shadow gets the batches of what the channel holds.
+        linger: if replace {
+            APPLY_LINGER
+        } else {
+            Duration::ZERO
+        },
+        replace,
         reconnect_timeout: config.reconnect_timeout,
     }
 }
