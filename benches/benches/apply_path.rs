@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
         linger: std::time::Duration::ZERO,
         replace: true,
         reconnect_timeout: std::time::Duration::from_secs(1),
+        collision_wait: rowshift_engine::apply::COLLISION_WAIT,
     };
 
     let mut g = c.benchmark_group("transform_key_route");

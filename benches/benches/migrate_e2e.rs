@@ -300,6 +300,7 @@ async fn catch_up_rate(
         linger: Duration::from_millis(20),
         replace: true,
         reconnect_timeout: Duration::from_secs(300),
+        collision_wait: rowshift_engine::apply::COLLISION_WAIT,
     };
     let server_pid = server_pid(server.port()).unwrap_or_default();
     let cpu = CpuSince::start(&[&server_pid, "self"]);

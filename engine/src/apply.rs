@@ -15,6 +15,12 @@
 //! the server instead of committing a stale image behind the back of a resumed run (measured: such
 //! statements stay in the processlist after the kill).
 //!
+//! On a target with a unique key of its own (a migration that adds one), a batch may collide on
+//! that key although the table has no duplicates: its boundary fell inside a transaction that
+//! passes a value from one row to another, or the copy wrote a row's newer image first. Such a
+//! batch is held, gathering the changes that come next (which resolve it), and written again;
+//! a collision that stays for [`ApplyTarget::collision_wait`] is reported as a duplicate.
+//!
 //! Barriers give the applied position: the router sends a barrier to every applier; an applier
 //! acknowledges it once everything before it is committed, at once when someone waits for it
 //! (urgent) or with its next batch. The lowest acknowledged barrier is applied everywhere
@@ -49,6 +55,20 @@ pub enum ApplyError {
         #[source]
         source: mysql_async::Error,
     },
+    /// A batch collided on a unique key of the target's own, and the changes that came after
+    /// it did not resolve the collision: the table holds rows that share a value under it.
+    #[error("applying changes to {table}: rows collide under a unique key the ALTER adds ({source}), and the {changes} changes that came in the {waited_secs} s after the collision did not resolve it, so the table most likely holds rows that share that value; the original table is untouched. Remove the duplicates from the table (or drop UNIQUE from the ALTER), then run again (`migrate --abort` removes the shadow)")]
+    Duplicate {
+        /// Target table.
+        table: String,
+        /// Changes received after the first collision.
+        changes: u64,
+        /// Seconds waited.
+        waited_secs: u64,
+        /// The server's error (names the key and the value).
+        #[source]
+        source: mysql_async::Error,
+    },
     /// An applier stopped (its task ended or panicked).
     #[error("applier {0} stopped")]
     Stopped(usize),
@@ -60,7 +80,7 @@ impl ApplyError {
         match self {
             ApplyError::Conn(_) => true,
             ApplyError::Batch { source, .. } => is_transient(source),
-            ApplyError::Stopped(_) => false,
+            ApplyError::Duplicate { .. } | ApplyError::Stopped(_) => false,
         }
     }
 }
@@ -180,6 +200,9 @@ pub struct ApplyTarget {
     pub replace: bool,
     /// How long a lost connection (server restart) is retried before the applier fails.
     pub reconnect_timeout: std::time::Duration,
+    /// How long a batch that collides on a unique key of the target's own is held while later
+    /// changes come (targets without `replace`; [`COLLISION_WAIT`] unless a test shortens it).
+    pub collision_wait: std::time::Duration,
 }
 
 impl ApplyTarget {
@@ -539,6 +562,29 @@ pub async fn run_batch(conn: &mut mysql_async::Conn, sql: &str) -> Result<(), my
     result
 }
 
+/// How long a batch that collides on a unique key of the target's own (not the primary key) is
+/// held while more changes come, before the collision is taken for a duplicate of the table
+/// (the default of [`ApplyTarget::collision_wait`]).
+pub const COLLISION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most keys a held batch gathers (in [`ApplyTarget::max_batch`]s) before the collision is
+/// taken for a duplicate of the table.
+const HELD_BATCHES: usize = 50;
+
+/// A batch that collided on a unique key of the target's own, held until later changes resolve
+/// the collision: a batch boundary inside an application transaction that passes a value from
+/// one row to another, or the copy having written a row's newer image (it took the value)
+/// before the appliers reached the change of the row that gave it up. The changes that resolve
+/// it are in the binlog already (the source committed them first), so they come soon; a
+/// collision that stays is a duplicate of the table under the new key.
+struct Held {
+    since: tokio::time::Instant,
+    /// The latest barrier received while held, acknowledged once the batch is written.
+    barrier: Option<u64>,
+    /// Changes received since the collision.
+    changes: u64,
+}
+
 impl Applier {
     async fn run(
         mut self,
@@ -546,12 +592,34 @@ impl Applier {
         ack: watch::Sender<u64>,
     ) -> Result<(), ApplyError> {
         let mut batch = Pending::default();
-        while let Some(first) = rx.recv().await {
+        let mut held: Option<Held> = None;
+        loop {
+            let first = match held.as_ref().map(|h| h.since + self.target.collision_wait) {
+                None => rx.recv().await,
+                Some(until) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(m) => m,
+                    // Nothing came that could resolve it: written once more, or reported.
+                    Err(_) => {
+                        self.write_held(&mut batch, &mut held, &ack).await?;
+                        continue;
+                    }
+                },
+            };
+            let Some(first) = first else {
+                // The run ends: a held batch is written or its collision reported, never
+                // dropped.
+                self.write_held(&mut batch, &mut held, &ack).await?;
+                break;
+            };
             // Changes are gathered until the batch is full, an urgent barrier comes, or the
             // channel stayed empty for the linger since the batch began: the router reads the
             // binlog faster than an applier writes it only in bursts, and without the linger a
             // batch was whatever the channel held at the moment (8.5 changes on average in a
-            // migrate_e2e run, one transaction each).
+            // migrate_e2e run, one transaction each). A held batch is tried again once it
+            // gathered half its size more (at least `max_batch`), so that trying a growing
+            // batch again costs the server about as much as writing it once.
+            let step = self.target.max_batch.max(batch.len() / 2);
+            let full = batch.len() + step;
             let linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             let mut msg = Some(first);
@@ -565,9 +633,17 @@ impl Applier {
                             received += 1;
                             // A key folded by an approximate collation may stand for two rows
                             // the server tells apart: never collapse it, flush what came
-                            // before.
+                            // before (a held batch that still collides then ends the run).
                             if batch.must_flush_before(&key) {
-                                self.flush(&mut batch).await?;
+                                if let Err(e) = self.flush(&mut batch).await {
+                                    return Err(match &held {
+                                        Some(h) if self.held_collision(&e) => self.duplicate(h, e),
+                                        _ => e,
+                                    });
+                                }
+                                if let Some(h) = held.take() {
+                                    barrier = barrier.max(h.barrier);
+                                }
                             }
                             batch.put(key, op);
                         }
@@ -581,15 +657,13 @@ impl Applier {
                             }
                         }
                     }
-                    if batch.len() >= self.target.max_batch {
+                    if batch.len() >= full {
                         break;
                     }
                     // A steady stream of changes to few keys never fills the batch: the linger
                     // bounds it too (the clock read once every 64 changes), and without a
-                    // linger the number of changes. (Only then: every batch boundary may split
-                    // a transaction, which a unique key of the target's own cannot take, see
-                    // README "Known limitations".)
-                    if received >= 4 * self.target.max_batch as u64
+                    // linger the number of changes.
+                    if received >= 4 * step as u64
                         || (linger > 0
                             && received.is_multiple_of(64)
                             && tokio::time::Instant::now() >= deadline)
@@ -598,10 +672,7 @@ impl Applier {
                     }
                     msg = rx.try_recv().ok();
                 }
-                if urgent
-                    || batch.len() >= self.target.max_batch
-                    || tokio::time::Instant::now() >= deadline
-                {
+                if urgent || batch.len() >= full || tokio::time::Instant::now() >= deadline {
                     break;
                 }
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -614,7 +685,37 @@ impl Applier {
                 .changes
                 .fetch_add(received, std::sync::atomic::Ordering::Relaxed);
             if !batch.is_empty() {
-                self.flush(&mut batch).await?;
+                match self.flush(&mut batch).await {
+                    Ok(()) => {
+                        if let Some(h) = held.take() {
+                            debug!(
+                                waited_ms = h.since.elapsed().as_millis() as u64,
+                                "unique key collision resolved by later changes"
+                            );
+                            barrier = barrier.max(h.barrier);
+                        }
+                    }
+                    Err(error) if self.held_collision(&error) => {
+                        let fresh = held.is_none();
+                        let h = held.get_or_insert_with(|| Held {
+                            since: tokio::time::Instant::now(),
+                            barrier: None,
+                            changes: 0,
+                        });
+                        h.barrier = h.barrier.max(barrier);
+                        if !fresh {
+                            h.changes += received;
+                        }
+                        if h.since.elapsed() >= self.target.collision_wait
+                            || batch.len() >= HELD_BATCHES * self.target.max_batch
+                        {
+                            return Err(self.duplicate(h, error));
+                        }
+                        debug!(keys = batch.len(), "batch held: unique key collision");
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
             if let Some(seq) = barrier {
                 let _ = ack.send(seq);
@@ -622,6 +723,49 @@ impl Applier {
         }
         let _ = self.conn.disconnect().await;
         Ok(())
+    }
+
+    /// Write a held batch once more (nothing more came, or the run ends): its barrier is
+    /// acknowledged, or the collision is reported as a duplicate of the table.
+    async fn write_held(
+        &mut self,
+        batch: &mut Pending,
+        held: &mut Option<Held>,
+        ack: &watch::Sender<u64>,
+    ) -> Result<(), ApplyError> {
+        let Some(h) = held.take() else {
+            return Ok(());
+        };
+        match self.flush(batch).await {
+            Ok(()) => {
+                if let Some(seq) = h.barrier {
+                    let _ = ack.send(seq);
+                }
+                Ok(())
+            }
+            Err(error) if self.held_collision(&error) => Err(self.duplicate(&h, error)),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn duplicate(&self, held: &Held, error: ApplyError) -> ApplyError {
+        match error {
+            ApplyError::Batch { table, source, .. } => ApplyError::Duplicate {
+                table,
+                changes: held.changes,
+                waited_secs: held.since.elapsed().as_secs(),
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// True when `error` is a collision on a unique key of the target's own that later changes
+    /// may resolve (see [`Held`]): a duplicate key on a target written with `DELETE` + `INSERT`,
+    /// where the primary key cannot collide (every key of the batch is deleted first).
+    fn held_collision(&self, error: &ApplyError) -> bool {
+        !self.target.replace
+            && matches!(error, ApplyError::Batch { source: mysql_async::Error::Server(s), .. } if s.code == 1062)
     }
 
     async fn flush(&mut self, batch: &mut Pending) -> Result<(), ApplyError> {
@@ -725,6 +869,7 @@ mod tests {
             linger: std::time::Duration::ZERO,
             replace,
             reconnect_timeout: std::time::Duration::from_secs(1),
+            collision_wait: COLLISION_WAIT,
         }
     }
 

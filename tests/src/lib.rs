@@ -783,3 +783,23 @@ pub async fn run_rowshift(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Two `#[tokio::test]`s per named `async fn(Engine)` of the calling test file: `NAME::mysql`
+/// and `NAME::mariadb`.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() {
+                    super::$name($crate::Engine::MySql).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mariadb() {
+                    super::$name($crate::Engine::MariaDb).await;
+                }
+            }
+        )*
+    };
+}

@@ -9,6 +9,7 @@ mod migrate_support;
 
 use migrate_support::*;
 use mysql_async::prelude::Queryable;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::Engine;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -319,24 +320,6 @@ async fn bad_hook_files_are_refused_before_anything_runs() {
     let o = run_rowshift_env(&missing, &[]).await;
     o.assert_failed_with("--hooks-dir /nonexistent/rowshift-hooks");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(

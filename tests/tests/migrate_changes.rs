@@ -9,6 +9,7 @@ mod migrate_support;
 use migrate_support::*;
 use rand::rngs::SmallRng;
 use rand::Rng;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::Engine;
 
 const ROWS: u64 = 3_000;
@@ -402,24 +403,6 @@ async fn primary_key_widened(engine: Engine) {
         stmts
     }))
     .await;
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(

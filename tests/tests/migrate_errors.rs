@@ -9,6 +9,7 @@ use migrate_support::*;
 use mysql_async::prelude::Queryable;
 use rand::rngs::SmallRng;
 use rand::Rng;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::sync::Arc;
 
@@ -751,24 +752,6 @@ async fn ddl_during_migration(engine: Engine) {
         "the application's index must stay"
     );
     c.disconnect().await.unwrap();
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(

@@ -9,6 +9,7 @@ use migrate_support::*;
 use mysql_async::prelude::Queryable;
 use rand::rngs::SmallRng;
 use rand::Rng;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::sync::Arc;
 
@@ -125,7 +126,9 @@ async fn unique_key_swap(engine: Engine) {
 /// are unique). The copy of a row that took a value meets, in the shadow, the row that gave
 /// it up and whose newer image the appliers have not written yet: the collision is not a
 /// duplicate of the table, so the chunk is retried once the appliers have passed it, and the
-/// migration must not stop as lossy.
+/// migration must not stop as lossy. The appliers meet the same collisions (a batch that ends
+/// inside a swap, or the older change of a row whose newer image the copy wrote) and hold the
+/// batch until the changes that resolve them come (`apply_collisions` tests that alone).
 async fn added_unique_key_swap(engine: Engine) {
     let db = setup(engine, "pit_added_unique_swap").await;
     db.exec(&["CREATE TABLE t (id INT NOT NULL PRIMARY KEY, u VARCHAR(20) NOT NULL, v INT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]).await;
@@ -488,24 +491,6 @@ async fn generated_columns(engine: Engine) {
             format!("a = {a}, b = {b}")
         }))
         .await;
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(

@@ -13,6 +13,7 @@ mod sync_support;
 
 use migrate_support::*;
 use mysql_async::prelude::Queryable;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::{rowshift_bin, Engine};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -480,24 +481,6 @@ async fn sync_bars_in_a_terminal_mysql_to_mariadb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_bars_in_a_terminal_mariadb_to_mysql() {
     sync_bars_in_a_terminal(Engine::MariaDb, Engine::MySql).await;
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(

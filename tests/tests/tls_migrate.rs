@@ -16,6 +16,7 @@ mod migrate_support;
 
 use migrate_support::*;
 use mysql_async::prelude::Queryable;
+use rowshift_testkit::both_engines;
 use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -254,24 +255,6 @@ async fn wrong_name_or_ca_fails_cleanly(engine: Engine) {
     after.assert_same_rows(&before, "the table's rows changed");
     db.assert_no_helpers("t").await;
     let _ = std::fs::remove_dir_all(&s.dir);
-}
-
-macro_rules! both_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mysql() {
-                    super::$name(Engine::MySql).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(Engine::MariaDb).await;
-                }
-            }
-        )*
-    };
 }
 
 both_engines!(required_and_verify_ca_work, wrong_name_or_ca_fails_cleanly);

@@ -1498,16 +1498,13 @@ fn apply_target(
         kinds,
         key_positions,
         max_batch: 500,
-        // A batch boundary inside a transaction that swaps values of a unique key the shadow
-        // adds stops the run (README "Known limitations"); gathering by time puts boundaries
-        // anywhere in the stream, so such a shadow gets the batches of what the channel holds.
-        linger: if replace {
-            APPLY_LINGER
-        } else {
-            Duration::ZERO
-        },
+        // A batch boundary inside a transaction that passes a value of a unique key the shadow
+        // adds makes the batch collide: the applier holds it until the rest of the transaction
+        // comes (`apply::COLLISION_WAIT`).
+        linger: APPLY_LINGER,
         replace,
         reconnect_timeout: config.reconnect_timeout,
+        collision_wait: crate::apply::COLLISION_WAIT,
     }
 }
 

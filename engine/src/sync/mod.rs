@@ -1864,6 +1864,7 @@ async fn prepare_table(
         replace: !unique_secondary,
         // The sync's own appliers (sync::applier) retry lost connections themselves.
         reconnect_timeout: std::time::Duration::from_secs(300),
+        collision_wait: crate::apply::COLLISION_WAIT,
     };
     Ok(Prepared {
         old,
