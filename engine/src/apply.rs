@@ -571,6 +571,9 @@ pub const COLLISION_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 /// taken for a duplicate of the table.
 const HELD_BATCHES: usize = 50;
 
+/// The least time between two tries of a held batch, unless it grew by half meanwhile.
+const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A batch that collided on a unique key of the target's own, held until later changes resolve
 /// the collision: a batch boundary inside an application transaction that passes a value from
 /// one row to another, or the copy having written a row's newer image (it took the value)
@@ -620,7 +623,11 @@ impl Applier {
             // batch again costs the server about as much as writing it once.
             let step = self.target.max_batch.max(batch.len() / 2);
             let full = batch.len() + step;
-            let linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
+            let mut linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
+            if held.is_some() {
+                // Not a try per trickling change: each one writes the whole held batch.
+                linger = linger.max(HELD_RETRY.as_micros() as u64);
+            }
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             let mut msg = Some(first);
             let mut barrier = None;
@@ -633,7 +640,7 @@ impl Applier {
                             received += 1;
                             // A key folded by an approximate collation may stand for two rows
                             // the server tells apart: never collapse it, flush what came
-                            // before (a held batch that still collides then ends the run).
+                            // before (a collision there ends the run: the key cannot join).
                             if batch.must_flush_before(&key) {
                                 if let Err(e) = self.flush(&mut batch).await {
                                     return Err(match &held {
