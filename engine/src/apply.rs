@@ -19,11 +19,12 @@
 //! that key although the table has no duplicates: its boundary fell inside a transaction that
 //! passes a value from one row to another, or the copy wrote a row's newer image first. Such a
 //! batch is held, gathering the changes that come next (which resolve it), and written again;
-//! a collision that stays for [`ApplyTarget::collision_wait`] is reported as a duplicate.
+//! a collision that stays for [`ApplyTarget::collision_wait`] is reported as a duplicate (at once
+//! when the copy is done and a marker's barrier finds it, see [`LingerControl::copy_done`]).
 //!
 //! Barriers give the applied position: the router sends a barrier to every applier; an applier
 //! acknowledges it once everything before it is committed, at once when someone waits for it
-//! (urgent) or with its next batch. The lowest acknowledged barrier is applied everywhere
+//! (urgent) or with its next batch (a held batch's barriers once it is written). The lowest acknowledged barrier is applied everywhere
 //! ([`ApplierSet::wait_applied`]).
 
 use crate::conn::{ConnError, Endpoint};
@@ -57,14 +58,13 @@ pub enum ApplyError {
     },
     /// A batch collided on a unique key of the target's own, and the changes that came after
     /// it did not resolve the collision: the table holds rows that share a value under it.
-    #[error("applying changes to {table}: rows collide under a unique key the ALTER adds ({source}), and the {changes} changes that came in the {waited_secs} s after the collision did not resolve it, so the table most likely holds rows that share that value; the original table is untouched. Remove the duplicates from the table (or drop UNIQUE from the ALTER), then run again (`migrate --abort` removes the shadow)")]
+    #[error("applying changes to {table}: rows collide under a unique key the ALTER adds ({source}), and {why}, so the table most likely holds rows that share that value; the original table is untouched. Remove the duplicates from the table (or drop UNIQUE from the ALTER), then run again")]
     Duplicate {
-        /// Target table.
+        /// Target table (the shadow).
         table: String,
-        /// Changes received after the first collision.
-        changes: u64,
-        /// Seconds waited.
-        waited_secs: u64,
+        /// What was waited for: `the 120 changes that came in the 10.0 s after the collision
+        /// did not resolve it`, and the like.
+        why: String,
         /// The server's error (names the key and the value).
         #[source]
         source: mysql_async::Error,
@@ -222,7 +222,8 @@ pub enum ApplyMsg {
     Change(RowKey, Op),
     /// Acknowledge barrier `seq` once everything sent before it is committed: at once when
     /// `urgent` (someone waits for it), else with the next batch written (within
-    /// [`ApplyTarget::linger`]).
+    /// [`ApplyTarget::linger`]); while a batch is held after a unique key collision, once it
+    /// is written.
     Barrier {
         /// The barrier's number.
         seq: u64,
@@ -250,6 +251,10 @@ pub struct ApplierSet {
     next_barrier: u64,
     /// The appliers' linger in microseconds (see [`ApplyTarget::linger`]).
     linger_us: Arc<std::sync::atomic::AtomicU64>,
+    /// See [`LingerControl::copy_done`].
+    settled: Arc<std::sync::atomic::AtomicBool>,
+    /// The first applier that failed (its task ended with an error).
+    failed: watch::Receiver<Option<usize>>,
     /// Shared counters.
     pub stats: Arc<ApplyStats>,
 }
@@ -265,6 +270,9 @@ impl ApplierSet {
         let linger_us = Arc::new(std::sync::atomic::AtomicU64::new(
             target.linger.as_micros() as u64
         ));
+        let settled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (failed_tx, failed) = watch::channel(None);
+        let failed_tx = Arc::new(failed_tx);
         let target = Arc::new(target);
         let mut senders = Vec::new();
         let mut acks = Vec::new();
@@ -280,11 +288,18 @@ impl ApplierSet {
                 stats: stats.clone(),
                 sql: String::new(),
                 linger_us: linger_us.clone(),
+                settled: settled.clone(),
+            };
+            let failed_tx = failed_tx.clone();
+            let run = async move {
+                let result = worker.run(rx, ack_tx).await;
+                if result.is_err() {
+                    failed_tx.send_if_modified(|f| f.is_none() && f.replace(i).is_none());
+                }
+                result
             };
             tasks.push(Some(tokio::spawn(
-                worker
-                    .run(rx, ack_tx)
-                    .instrument(info_span!("applier", id = i)),
+                run.instrument(info_span!("applier", id = i)),
             )));
             senders.push(tx);
             acks.push(ack_rx);
@@ -295,6 +310,8 @@ impl ApplierSet {
             tasks,
             next_barrier: 0,
             linger_us,
+            settled,
+            failed,
             stats,
         })
     }
@@ -302,7 +319,16 @@ impl ApplierSet {
     /// A handle that changes how long the appliers gather a batch, usable after the set moved
     /// into the router.
     pub fn linger_control(&self) -> LingerControl {
-        LingerControl(self.linger_us.clone())
+        LingerControl {
+            linger_us: self.linger_us.clone(),
+            settled: self.settled.clone(),
+        }
+    }
+
+    /// A receiver that turns `Some(i)` once applier `i` failed: a router waiting for the source
+    /// learns of it without sending (then [`ApplierSet::failure`] gives the error).
+    pub fn failed(&self) -> watch::Receiver<Option<usize>> {
+        self.failed.clone()
     }
 
     /// How many appliers run.
@@ -358,7 +384,8 @@ impl ApplierSet {
     }
 
     /// The error that stopped applier `i`.
-    async fn failure(&mut self, i: usize) -> ApplyError {
+    /// The error applier `i` ended with ([`ApplyError::Stopped`] when it is gone otherwise).
+    pub async fn failure(&mut self, i: usize) -> ApplyError {
         match self.tasks.get_mut(i).and_then(Option::take) {
             Some(task) => match task.await {
                 Ok(Err(e)) => e,
@@ -401,16 +428,28 @@ impl ApplierSet {
 
 /// Changes the appliers' [`ApplyTarget::linger`] during a run (from their next batch on).
 #[derive(Debug, Clone)]
-pub struct LingerControl(Arc<std::sync::atomic::AtomicU64>);
+pub struct LingerControl {
+    linger_us: Arc<std::sync::atomic::AtomicU64>,
+    settled: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl LingerControl {
     /// Gather batches for `linger` from now on; zero once changes should be written as they
     /// come (a cut-over drains what is left while the table is locked).
     pub fn set(&self, linger: std::time::Duration) {
-        self.0.store(
+        self.linger_us.store(
             linger.as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// The copy is done: every change that can resolve a collision on a unique key of the
+    /// target's own precedes the next marker, so a batch that still collides when an urgent
+    /// barrier comes is a duplicate of the table, reported at once (the verification and the
+    /// cut-over wait for such barriers with the table locked).
+    pub fn copy_done(&self) {
+        self.settled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -440,6 +479,7 @@ struct Applier {
     stats: Arc<ApplyStats>,
     sql: String,
     linger_us: Arc<std::sync::atomic::AtomicU64>,
+    settled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The changes an applier holds: one op per key (the last one), in the order keys first came
@@ -569,10 +609,18 @@ pub const COLLISION_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 
 /// The most keys a held batch gathers (in [`ApplyTarget::max_batch`]s) before the collision is
 /// taken for a duplicate of the table.
-const HELD_BATCHES: usize = 50;
+pub const HELD_BATCHES: usize = 50;
 
-/// The least time between two tries of a held batch, unless it grew by half meanwhile.
-const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+/// The least time between two tries of a held batch, unless it grew by half meanwhile; it
+/// doubles with every try, up to [`HELD_RETRY_MAX`] (each try writes the whole batch).
+pub const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The longest time between two tries of a held batch.
+pub const HELD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The largest statement text a held batch may grow to (MariaDB's default
+/// `max_allowed_packet` is 16 MiB, and a try adds half again).
+const HELD_BYTES: usize = 8 << 20;
 
 /// A batch that collided on a unique key of the target's own, held until later changes resolve
 /// the collision: a batch boundary inside an application transaction that passes a value from
@@ -582,10 +630,39 @@ const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 /// collision that stays is a duplicate of the table under the new key.
 struct Held {
     since: tokio::time::Instant,
+    /// Tries since the collision.
+    tries: u32,
     /// The latest barrier received while held, acknowledged once the batch is written.
     barrier: Option<u64>,
     /// Changes received since the collision.
     changes: u64,
+}
+
+impl Held {
+    fn new() -> Held {
+        Held {
+            since: tokio::time::Instant::now(),
+            tries: 0,
+            barrier: None,
+            changes: 0,
+        }
+    }
+
+    /// The least time before the next try.
+    fn retry(&self) -> std::time::Duration {
+        HELD_RETRY
+            .saturating_mul(1 << self.tries.min(8))
+            .min(HELD_RETRY_MAX)
+    }
+
+    /// What the batch waited for, for [`ApplyError::Duplicate`].
+    fn waited(&self) -> String {
+        format!(
+            "the {} changes that came in the {:.1} s after the collision did not resolve it",
+            self.changes,
+            self.since.elapsed().as_secs_f64()
+        )
+    }
 }
 
 impl Applier {
@@ -624,9 +701,9 @@ impl Applier {
             let step = self.target.max_batch.max(batch.len() / 2);
             let full = batch.len() + step;
             let mut linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
-            if held.is_some() {
+            if let Some(h) = &held {
                 // Not a try per trickling change: each one writes the whole held batch.
-                linger = linger.max(HELD_RETRY.as_micros() as u64);
+                linger = linger.max(h.retry().as_micros() as u64);
             }
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             let mut msg = Some(first);
@@ -643,10 +720,10 @@ impl Applier {
                             // before (a collision there ends the run: the key cannot join).
                             if batch.must_flush_before(&key) {
                                 if let Err(e) = self.flush(&mut batch).await {
-                                    return Err(match &held {
-                                        Some(h) if self.held_collision(&e) => self.duplicate(h, e),
-                                        _ => e,
-                                    });
+                                    return Err(self.duplicate(
+                                        e,
+                                        "a row whose key an approximate collation folds had to be written apart from it".into(),
+                                    ));
                                 }
                                 if let Some(h) = held.take() {
                                     barrier = barrier.max(h.barrier);
@@ -704,19 +781,31 @@ impl Applier {
                     }
                     Err(error) if self.held_collision(&error) => {
                         let fresh = held.is_none();
-                        let h = held.get_or_insert_with(|| Held {
-                            since: tokio::time::Instant::now(),
-                            barrier: None,
-                            changes: 0,
-                        });
+                        let h = held.get_or_insert_with(Held::new);
                         h.barrier = h.barrier.max(barrier);
+                        h.tries += 1;
                         if !fresh {
                             h.changes += received;
                         }
-                        if h.since.elapsed() >= self.target.collision_wait
-                            || batch.len() >= HELD_BATCHES * self.target.max_batch
+                        let settled = self.settled.load(std::sync::atomic::Ordering::Relaxed);
+                        let why = if urgent && settled {
+                            Some("the copy is done and every change before the marker was written with it".to_string())
+                        } else if h.since.elapsed() >= self.target.collision_wait {
+                            Some(h.waited())
+                        } else if batch.len() >= HELD_BATCHES * self.target.max_batch
+                            || self.sql.len() >= HELD_BYTES
                         {
-                            return Err(self.duplicate(h, error));
+                            Some(format!(
+                                "the batch held for it reached {} rows ({} bytes of SQL) in {:.1} s without resolving it",
+                                batch.len(),
+                                self.sql.len(),
+                                h.since.elapsed().as_secs_f64()
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(why) = why {
+                            return Err(self.duplicate(error, why));
                         }
                         debug!(keys = batch.len(), "batch held: unique key collision");
                         continue;
@@ -750,19 +839,18 @@ impl Applier {
                 }
                 Ok(())
             }
-            Err(error) if self.held_collision(&error) => Err(self.duplicate(&h, error)),
-            Err(error) => Err(error),
+            Err(error) => Err(self.duplicate(error, h.waited())),
         }
     }
 
-    fn duplicate(&self, held: &Held, error: ApplyError) -> ApplyError {
+    /// A collision on a unique key of the target's own as [`ApplyError::Duplicate`] (`why`: what
+    /// was waited for); any other error as it is.
+    fn duplicate(&self, error: ApplyError, why: String) -> ApplyError {
+        if !self.held_collision(&error) {
+            return error;
+        }
         match error {
-            ApplyError::Batch { table, source, .. } => ApplyError::Duplicate {
-                table,
-                changes: held.changes,
-                waited_secs: held.since.elapsed().as_secs(),
-                source,
-            },
+            ApplyError::Batch { table, source, .. } => ApplyError::Duplicate { table, why, source },
             other => other,
         }
     }

@@ -664,6 +664,88 @@ async fn unique_duplicate_during_migration(engine: Engine) {
     db.assert_no_helpers("t").await;
 }
 
+/// This test's postpone flag file (absent until a test writes it).
+fn postpone_flag(db: &TestDb) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "rowshift-test-{}-{}.postpone",
+        db.db,
+        std::process::id()
+    ))
+}
+
+/// `migrate --execute` of `t` with `alter`, its cut-over postponed while `flag` exists, in the
+/// background.
+fn spawn_postponed(
+    db: &TestDb,
+    flag: &std::path::Path,
+    alter: &str,
+    extra: &[&str],
+) -> tokio::task::JoinHandle<Outcome> {
+    let mut args: Vec<String> = [
+        "migrate",
+        "--source",
+        &db.server.url(),
+        "--table",
+        &format!("{}.t", db.db),
+        "--alter",
+        alter,
+        "--postpone-flag-file",
+        &flag.display().to_string(),
+        "--execute",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_rowshift_env(&args, &[]).await
+    })
+}
+
+/// A duplicate of the new UNIQUE key made after the copy, and then nothing more: the appliers
+/// hold the colliding batch, find nothing that resolves it, and the migration stops with the
+/// duplicate's key and value (not "the router stopped": the router, waiting for a quiet source,
+/// learns of the applier's failure by itself), while its cut-over is postponed.
+async fn unique_duplicate_after_the_copy(engine: Engine) {
+    let db = setup(engine, "err_unique_after_copy").await;
+    table(&db).await;
+    db.exec(&["UPDATE t SET a = id"]).await;
+    let flag = postpone_flag(&db);
+    std::fs::write(&flag, b"").unwrap();
+    let run = spawn_postponed(&db, &flag, "ADD UNIQUE KEY uk_a (a)", &[]);
+    // Wait for the copy to be done (every row in the shadow).
+    let mut c = db.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let rows: Option<u64> = c
+            .query_first("SELECT COUNT(*) FROM `_t_new`")
+            .await
+            .unwrap_or(None);
+        if rows == Some(ROWS) {
+            break;
+        }
+        assert!(!run.is_finished(), "the migration ended before its copy");
+        assert!(std::time::Instant::now() < deadline, "the copy never ended");
+        // Polling the server for a condition another process makes true.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    c.query_drop("UPDATE t SET a = 2 WHERE id = 1")
+        .await
+        .unwrap();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the migration did not stop within 120 s of the duplicate")
+        .unwrap();
+    let _ = std::fs::remove_file(&flag);
+    o.assert_failed_with("rows collide under a unique key the ALTER adds");
+    assert!(o.error_line().contains("uk_a"), "{}", o.err);
+    db.assert_no_helpers("t").await;
+    let a: Option<u64> = c.query_first("SELECT a FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(a, Some(2), "the application's row must stay as it wrote it");
+    c.disconnect().await.unwrap();
+}
+
 /// A DDL on the table while the migration runs stops it before the cut-over (the shadow would
 /// lose the change), whatever the statement looks like; a DDL on a table of the same name in
 /// another database does not.
@@ -671,34 +753,8 @@ async fn ddl_during_migration(engine: Engine) {
     let db = setup(engine, "err_ddl_during").await;
     table(&db).await;
     db.copy_to_oracle("t").await;
-    let flag = std::env::temp_dir().join(format!(
-        "rowshift-test-{}-{}.postpone",
-        db.db,
-        std::process::id()
-    ));
-    let flag_arg = flag.display().to_string();
-    let url = db.server.url();
-    let full = format!("{}.t", db.db);
-    let run = tokio::spawn(async move {
-        run_rowshift_env(
-            &[
-                "migrate",
-                "--source",
-                &url,
-                "--table",
-                &full,
-                "--alter",
-                "ADD COLUMN x INT",
-                "--chunk-time-ms",
-                "30",
-                "--postpone-flag-file",
-                &flag_arg,
-                "--execute",
-            ],
-            &[],
-        )
-        .await
-    });
+    let flag = postpone_flag(&db);
+    let run = spawn_postponed(&db, &flag, "ADD COLUMN x INT", &["--chunk-time-ms", "30"]);
     // The shadow has rows: the binlog stream started before the copy.
     let mut c = db.conn().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -774,5 +830,6 @@ both_engines!(
     dry_run,
     lossy_during_migration,
     unique_duplicate_during_migration,
+    unique_duplicate_after_the_copy,
     ddl_during_migration,
 );

@@ -1008,6 +1008,7 @@ async fn run_inner(
         // From here on changes are written as they come: what is pending when the cut-over
         // locks the table is drained while it stays locked.
         linger.set(Duration::ZERO);
+        linger.copy_done();
         set_phase("catch-up");
         let _ = phase_tx.send("catch-up");
         let mut marker_conn = MarkerConn::new(&config);

@@ -289,6 +289,7 @@ impl Router {
         };
         let mut pace = Pace::new();
         let mut cmds_open = true;
+        let mut failed = appliers.failed();
         loop {
             // Commands first: a marker's waiter is registered before the marker can be read.
             while let Ok(cmd) = cmds.try_recv() {
@@ -307,6 +308,13 @@ impl Router {
                         && pace.behind(now) < MAX_BEHIND;
                     tokio::select! {
                         biased;
+                        // An applier failed while the source is quiet: stop with its error
+                        // (a waiter would otherwise see only that the router stopped).
+                        i = async { failed.wait_for(|f| f.is_some()).await.map(|f| f.unwrap_or_default()) } => {
+                            // A closed watch (the set is gone) cannot happen while the router
+                            // holds it; applier 0 then stands for "some applier".
+                            return Err(appliers.failure(i.unwrap_or_default()).await.into());
+                        }
                         cmd = cmds.recv(), if cmds_open => {
                             match cmd {
                                 Some(cmd) => on_cmd(cmd, &mut waiting, &seen_markers, &mut appliers, &watcher).await?,

@@ -8,7 +8,10 @@
 //! few seconds per attempt) for up to `retry_for`, then the applier fails with the last error.
 
 use super::ckpt::{ApplierCkpt, CkptTable, Coord};
-use crate::apply::{is_transient, run_batch, write_batch, ApplyTarget, Op, Pending};
+use crate::apply::{
+    is_transient, run_batch, write_batch, ApplyTarget, Op, Pending, HELD_BATCHES, HELD_RETRY,
+    HELD_RETRY_MAX,
+};
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
 use rowshift_transform::key::RowKey;
@@ -49,6 +52,76 @@ pub enum SyncApplyError {
         #[source]
         source: mysql_async::Error,
     },
+    /// A batch collided on a unique key of the target's own, and the changes that came after
+    /// it did not resolve the collision.
+    #[error("applier {applier} of {table}: rows collide under a unique key of the target ({source}), and {why}, so the source most likely holds rows that share that value (or the target held such a row before the sync); nothing was committed past the sync's checkpoint. Remove the duplicates (or drop UNIQUE from --alter), then run sync again (it resumes from its checkpoint)")]
+    Duplicate {
+        /// Applier number.
+        applier: usize,
+        /// Target table.
+        table: String,
+        /// What was waited for.
+        why: String,
+        /// The server's error (names the key and the value).
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+/// A batch held after it collided on a unique key of the target's own (see
+/// [`crate::apply::COLLISION_WAIT`]): a batch boundary inside a transaction that passes a value
+/// of a unique key the source does not enforce (`--alter` adds it), or the backfill having
+/// written a row's newer image first. The changes that resolve it are already in the binlog.
+struct Held {
+    since: tokio::time::Instant,
+    /// Tries since the collision.
+    tries: u32,
+    /// The last try.
+    tried: tokio::time::Instant,
+    /// Changes came since the last try.
+    owed: bool,
+    /// The latest mark received while held, acknowledged once the batch is written.
+    mark: Option<u64>,
+    /// Changes received since the collision.
+    changes: u64,
+}
+
+impl Held {
+    fn new() -> Held {
+        let now = tokio::time::Instant::now();
+        Held {
+            since: now,
+            tries: 1,
+            tried: now,
+            owed: false,
+            mark: None,
+            changes: 0,
+        }
+    }
+
+    /// When the batch may be tried again: the wait doubles with every try (each writes the
+    /// whole batch), from [`HELD_RETRY`] to [`HELD_RETRY_MAX`].
+    fn next_try(&self) -> tokio::time::Instant {
+        self.tried
+            + HELD_RETRY
+                .saturating_mul(1 << self.tries.min(8))
+                .min(HELD_RETRY_MAX)
+    }
+
+    fn tried_again(&mut self) {
+        self.tries += 1;
+        self.tried = tokio::time::Instant::now();
+        self.owed = false;
+    }
+
+    /// What the batch waited for, for [`SyncApplyError::Duplicate`].
+    fn waited(&self) -> String {
+        format!(
+            "the {} changes that came in the {:.1} s after the collision did not resolve it",
+            self.changes,
+            self.since.elapsed().as_secs_f64()
+        )
+    }
 }
 
 /// A change at `at`, in a transaction that started at `resume`.
@@ -190,7 +263,56 @@ impl SyncApplier {
         // The resume position of the last change taken, copied into the state only when a
         // batch is written or compared (not once per change: a GTID set is costly to clone).
         let mut pending: Option<Arc<Position>> = None;
-        while let Some(first) = rx.recv().await {
+        let mut held: Option<Held> = None;
+        loop {
+            let first = match &held {
+                None => rx.recv().await,
+                Some(h) => {
+                    let until = h.since + self.target.collision_wait;
+                    let wake = if h.owed {
+                        until.min(h.next_try())
+                    } else {
+                        until
+                    };
+                    match tokio::time::timeout_at(wake, rx.recv()).await {
+                        Ok(m) => m,
+                        // Time to try the held batch again (changes came since the last try),
+                        // or for the last time: written, or its collision reported.
+                        Err(_) => {
+                            let last = tokio::time::Instant::now() >= until;
+                            match self
+                                .flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                                .await
+                            {
+                                Ok(()) => {
+                                    if let Some(seq) = held.take().and_then(|h| h.mark) {
+                                        let _ = ack.send((seq, self.state.before.clone()));
+                                    }
+                                }
+                                Err(e) if self.held_collision(&e) && !last => {
+                                    if let Some(h) = &mut held {
+                                        h.tried_again();
+                                    }
+                                }
+                                Err(e) => {
+                                    let why = held.as_ref().map(Held::waited).unwrap_or_default();
+                                    return Err(self.duplicate(e, why));
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            // A held batch is tried again once it gathered half its size more (at least
+            // `max_batch`), a mark came, or HELD_RETRY passed since its last try: each try
+            // writes the whole batch.
+            let full = match &held {
+                None => self.target.max_batch,
+                Some(_) => batch.ops.len() + self.target.max_batch.max(batch.ops.len() / 2),
+            };
+            let mut received = 0u64;
             let mut msg = Some(first);
             let mut mark = None;
             while let Some(m) = msg.take() {
@@ -205,18 +327,37 @@ impl SyncApplier {
                         {
                             if batch.ops.must_flush_before(&key) {
                                 self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                                    .await?;
+                                    .await
+                                    .map_err(|e| {
+                                        self.duplicate(e, "a row whose key an approximate collation folds had to be written apart from it".into())
+                                    })?;
+                                if let Some(h) = held.take() {
+                                    mark = mark.max(h.mark);
+                                }
                             }
                             batch.ops.put(key, op);
                             batch.changes += 1;
+                            received += 1;
                             self.state.before = Coord {
                                 row: at.row + 1,
                                 ..at
                             };
                             pending = Some(resume);
-                            if batch.ops.len() >= self.target.max_batch {
-                                self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                                    .await?;
+                            if held.is_none() && batch.ops.len() >= full {
+                                match self
+                                    .flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                                    .await
+                                {
+                                    Ok(()) => {}
+                                    Err(e) if self.held_collision(&e) => {
+                                        debug!(
+                                            applier = self.id,
+                                            "batch held: unique key collision"
+                                        );
+                                        held = Some(Held::new());
+                                    }
+                                    Err(e) => return Err(e),
+                                }
                             }
                         }
                     }
@@ -238,17 +379,65 @@ impl SyncApplier {
                         self.state.backfill_done = done;
                     }
                 }
-                if batch.ops.len() >= self.target.max_batch {
+                if batch.ops.len() >= full {
                     break;
                 }
                 msg = rx.try_recv().ok();
+            }
+            if let Some(h) = &mut held {
+                h.changes += received;
+                if mark.is_none()
+                    && batch.ops.len() < full
+                    && tokio::time::Instant::now() < h.next_try()
+                {
+                    // Not yet: the next message or the retry time tries it.
+                    h.owed = true;
+                    continue;
+                }
             }
             if mark.is_some() {
                 settle(&mut self.state, &mut pending);
             }
             if !batch.ops.is_empty() || (mark.is_some() && saved != self.state) {
-                self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                    .await?;
+                match self
+                    .flush(&mut conn, &mut batch, &mut saved, &mut pending)
+                    .await
+                {
+                    Ok(()) => {
+                        if let Some(h) = held.take() {
+                            debug!(
+                                applier = self.id,
+                                waited_ms = h.since.elapsed().as_millis() as u64,
+                                "unique key collision resolved by later changes"
+                            );
+                            mark = mark.max(h.mark);
+                        }
+                    }
+                    Err(e) if self.held_collision(&e) => {
+                        let h = held.get_or_insert_with(Held::new);
+                        h.mark = h.mark.max(mark);
+                        h.tried_again();
+                        if h.since.elapsed() >= self.target.collision_wait {
+                            let why = h.waited();
+                            return Err(self.duplicate(e, why));
+                        }
+                        if batch.ops.len() >= HELD_BATCHES * self.target.max_batch {
+                            let why = format!(
+                                "the batch held for it reached {} rows in {:.1} s without resolving it",
+                                batch.ops.len(),
+                                h.since.elapsed().as_secs_f64()
+                            );
+                            return Err(self.duplicate(e, why));
+                        }
+                        debug!(
+                            applier = self.id,
+                            keys = batch.ops.len(),
+                            "batch held: unique key collision"
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if let Some(seq) = mark {
                 let _ = ack.send((seq, self.state.before.clone()));
@@ -257,12 +446,44 @@ impl SyncApplier {
         settle(&mut self.state, &mut pending);
         if !batch.ops.is_empty() || saved != self.state {
             self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                .await?;
+                .await
+                .map_err(|e| {
+                    let why = held.as_ref().map_or_else(
+                        || "the sync stopped before later changes came".to_string(),
+                        Held::waited,
+                    );
+                    self.duplicate(e, why)
+                })?;
         }
         if let Some(c) = conn {
             let _ = c.disconnect().await;
         }
         Ok(())
+    }
+
+    /// True when `error` is a collision on a unique key of the target's own (a batch written
+    /// with `DELETE` + `INSERT`, where the primary key cannot collide) that later changes may
+    /// resolve (see [`Held`]).
+    fn held_collision(&self, error: &SyncApplyError) -> bool {
+        !self.target.replace
+            && matches!(error, SyncApplyError::Rejected { source: mysql_async::Error::Server(s), .. } if s.code == 1062)
+    }
+
+    /// A collision on a unique key of the target's own as [`SyncApplyError::Duplicate`] (`why`:
+    /// what was waited for); any other error as it is.
+    fn duplicate(&self, error: SyncApplyError, why: String) -> SyncApplyError {
+        if !self.held_collision(&error) {
+            return error;
+        }
+        match error {
+            SyncApplyError::Rejected { table, source, .. } => SyncApplyError::Duplicate {
+                applier: self.id,
+                table,
+                why,
+                source,
+            },
+            other => other,
+        }
     }
 
     /// Commit the batch (possibly empty) together with the checkpoint row.
