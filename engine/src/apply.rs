@@ -620,7 +620,7 @@ pub const HELD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1
 
 /// The largest statement text a held batch may grow to (MariaDB's default
 /// `max_allowed_packet` is 16 MiB, and a try adds half again).
-const HELD_BYTES: usize = 8 << 20;
+pub const HELD_BYTES: usize = 8 << 20;
 
 /// A batch that collided on a unique key of the target's own, held until later changes resolve
 /// the collision: a batch boundary inside an application transaction that passes a value from
@@ -717,14 +717,10 @@ impl Applier {
                             received += 1;
                             // A key folded by an approximate collation may stand for two rows
                             // the server tells apart: never collapse it, flush what came
-                            // before (a collision there ends the run: the key cannot join).
+                            // before (a collision there ends the run with the server's error: the
+                            // key cannot join a held batch).
                             if batch.must_flush_before(&key) {
-                                if let Err(e) = self.flush(&mut batch).await {
-                                    return Err(self.duplicate(
-                                        e,
-                                        "a row whose key an approximate collation folds had to be written apart from it".into(),
-                                    ));
-                                }
+                                self.flush(&mut batch).await?;
                                 if let Some(h) = held.take() {
                                     barrier = barrier.max(h.barrier);
                                 }

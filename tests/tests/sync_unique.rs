@@ -2,8 +2,8 @@
 //! between two rows in one transaction (row a takes b's value, then b takes a's: the source,
 //! which has no such key, holds a duplicate only inside the transaction): an applier batch that
 //! ends between the two changes collides on the target's new key and is held until the rest of
-//! the transaction comes; the sync keeps running and promote finds the target equal to the
-//! source.
+//! the transaction comes; the sync keeps running, stops cleanly in the middle of the swaps and
+//! resumes, and promote finds the target equal to the source.
 
 mod sync_support;
 
@@ -12,7 +12,7 @@ use rowshift_testkit::{Engine, TestServer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use sync_support::{promote, spawn_sync, stop_sync, wait_backfill};
+use sync_support::{log_contains, log_len, promote, spawn_sync, stop_sync, wait_backfill};
 
 const ROWS: u64 = 2_000;
 
@@ -99,15 +99,26 @@ async fn swaps_under_a_unique_key_the_sync_adds(from: Engine, to: Engine) {
             ))
         })
         .collect();
-    // Swap until 3,000 transactions have committed (the sync applies them as they come).
-    while done.load(Ordering::Relaxed) < 3_000 {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "sync stopped during the swaps: {status:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+    // Swap until 1,500 transactions have committed (the sync applies them as they come), stop
+    // the sync in the middle of the swaps (a clean stop, whatever batch it holds), start it
+    // again from its checkpoint, and swap until 3,000.
+    for (until, restart) in [(1_500, true), (3_000, false)] {
+        while done.load(Ordering::Relaxed) < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "sync stopped during the swaps: {status:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            // Polling a counter the swapping tasks raise.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if restart {
+            stop_sync(child).await;
+            let from = log_len(&log);
+            child = spawn_sync(&args, &log);
+            log_contains(&log, from, "resuming from the checkpoints", &mut child).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {

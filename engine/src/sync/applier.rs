@@ -9,8 +9,8 @@
 
 use super::ckpt::{ApplierCkpt, CkptTable, Coord};
 use crate::apply::{
-    is_transient, run_batch, write_batch, ApplyTarget, Op, Pending, HELD_BATCHES, HELD_RETRY,
-    HELD_RETRY_MAX,
+    is_transient, run_batch, write_batch, ApplyTarget, Op, Pending, HELD_BATCHES, HELD_BYTES,
+    HELD_RETRY, HELD_RETRY_MAX,
 };
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
@@ -325,12 +325,11 @@ impl SyncApplier {
                             resume,
                         } in changes
                         {
+                            // A collision here ends the run with the server's error: the key
+                            // cannot join a held batch.
                             if batch.ops.must_flush_before(&key) {
                                 self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
-                                    .await
-                                    .map_err(|e| {
-                                        self.duplicate(e, "a row whose key an approximate collation folds had to be written apart from it".into())
-                                    })?;
+                                    .await?;
                                 if let Some(h) = held.take() {
                                     mark = mark.max(h.mark);
                                 }
@@ -421,10 +420,15 @@ impl SyncApplier {
                             let why = h.waited();
                             return Err(self.duplicate(e, why));
                         }
-                        if batch.ops.len() >= HELD_BATCHES * self.target.max_batch {
+                        let mut text = String::new();
+                        write_batch(&mut text, &self.target, &batch.ops.ops, None);
+                        if batch.ops.len() >= HELD_BATCHES * self.target.max_batch
+                            || text.len() >= HELD_BYTES
+                        {
                             let why = format!(
-                                "the batch held for it reached {} rows in {:.1} s without resolving it",
+                                "the batch held for it reached {} rows ({} bytes of SQL) in {:.1} s without resolving it",
                                 batch.ops.len(),
+                                text.len(),
                                 h.since.elapsed().as_secs_f64()
                             );
                             return Err(self.duplicate(e, why));
@@ -445,15 +449,27 @@ impl SyncApplier {
         }
         settle(&mut self.state, &mut pending);
         if !batch.ops.is_empty() || saved != self.state {
-            self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
+            match self
+                .flush(&mut conn, &mut batch, &mut saved, &mut pending)
                 .await
-                .map_err(|e| {
-                    let why = held.as_ref().map_or_else(
-                        || "the sync stopped before later changes came".to_string(),
-                        Held::waited,
+            {
+                Ok(()) => {
+                    if let Some(seq) = held.and_then(|h| h.mark) {
+                        let _ = ack.send((seq, self.state.before.clone()));
+                    }
+                }
+                // The sync stops (it may stop inside a transaction that swaps values): the
+                // batch is not committed and the checkpoint stays where the committed rows
+                // are, so the next run reads these changes again with what follows them.
+                Err(e) if self.held_collision(&e) => {
+                    warn!(
+                        applier = self.id,
+                        error = %e,
+                        "the last batch collides on a unique key of the target; left to the next run"
                     );
-                    self.duplicate(e, why)
-                })?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(c) = conn {
             let _ = c.disconnect().await;
