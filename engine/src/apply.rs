@@ -24,8 +24,8 @@
 //!
 //! Barriers give the applied position: the router sends a barrier to every applier; an applier
 //! acknowledges it once everything before it is committed, at once when someone waits for it
-//! (urgent) or with its next batch (a held batch's barriers once it is written). The lowest acknowledged barrier is applied everywhere
-//! ([`ApplierSet::wait_applied`]).
+//! (urgent) or with its next batch (a held batch's barriers once it is written). The lowest
+//! acknowledged barrier is applied everywhere ([`ApplierSet::wait_applied`]).
 
 use crate::conn::{ConnError, Endpoint};
 use crate::sqlvalue::{push_literal, LiteralKind};
@@ -383,7 +383,6 @@ impl ApplierSet {
         Ok(self.next_barrier)
     }
 
-    /// The error that stopped applier `i`.
     /// The error applier `i` ended with ([`ApplyError::Stopped`] when it is gone otherwise).
     pub async fn failure(&mut self, i: usize) -> ApplyError {
         match self.tasks.get_mut(i).and_then(Option::take) {
@@ -609,54 +608,107 @@ pub const COLLISION_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 
 /// The most keys a held batch gathers (in [`ApplyTarget::max_batch`]s) before the collision is
 /// taken for a duplicate of the table.
-pub const HELD_BATCHES: usize = 50;
+const HELD_BATCHES: usize = 50;
 
 /// The least time between two tries of a held batch, unless it grew by half meanwhile; it
 /// doubles with every try, up to [`HELD_RETRY_MAX`] (each try writes the whole batch).
-pub const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+const HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The longest time between two tries of a held batch.
-pub const HELD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+const HELD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The largest statement text a held batch may grow to (MariaDB's default
 /// `max_allowed_packet` is 16 MiB, and a try adds half again).
-pub const HELD_BYTES: usize = 8 << 20;
+const HELD_BYTES: usize = 8 << 20;
+
+/// True when `e` is a collision that a batch held on a target written with `DELETE` + `INSERT`
+/// (not `replace`) may see resolved by later changes: a duplicate key, which can only be a unique
+/// key of the target's own since every key of the batch is deleted first.
+pub(crate) fn is_held_collision(replace: bool, e: &mysql_async::Error) -> bool {
+    !replace && matches!(e, mysql_async::Error::Server(s) if s.code == 1062)
+}
 
 /// A batch that collided on a unique key of the target's own, held until later changes resolve
-/// the collision: a batch boundary inside an application transaction that passes a value from
-/// one row to another, or the copy having written a row's newer image (it took the value)
-/// before the appliers reached the change of the row that gave it up. The changes that resolve
-/// it are in the binlog already (the source committed them first), so they come soon; a
-/// collision that stays is a duplicate of the table under the new key.
-struct Held {
-    since: tokio::time::Instant,
+/// the collision (shared by these appliers and `sync`'s): a batch boundary inside an application
+/// transaction that passes a value from one row to another, or the copy having written a row's
+/// newer image (it took the value) before the appliers reached the change of the row that gave
+/// it up. The changes that resolve it are in the binlog already (the source committed them
+/// first), so they come soon; a collision that stays is a duplicate of the table under the key.
+#[derive(Debug)]
+pub(crate) struct Held {
+    /// When the batch first collided.
+    pub since: tokio::time::Instant,
     /// Tries since the collision.
     tries: u32,
-    /// The latest barrier received while held, acknowledged once the batch is written.
-    barrier: Option<u64>,
+    /// The last try.
+    tried: tokio::time::Instant,
+    /// Changes came since the last try.
+    pub owed: bool,
+    /// The latest barrier (mark) received while held, acknowledged once the batch is written.
+    pub ack: Option<u64>,
     /// Changes received since the collision.
-    changes: u64,
+    pub changes: u64,
 }
 
 impl Held {
-    fn new() -> Held {
+    /// A batch that collided just now.
+    pub fn new() -> Held {
+        let now = tokio::time::Instant::now();
         Held {
-            since: tokio::time::Instant::now(),
-            tries: 0,
-            barrier: None,
+            since: now,
+            tries: 1,
+            tried: now,
+            owed: false,
+            ack: None,
             changes: 0,
         }
     }
 
-    /// The least time before the next try.
-    fn retry(&self) -> std::time::Duration {
-        HELD_RETRY
-            .saturating_mul(1 << self.tries.min(8))
-            .min(HELD_RETRY_MAX)
+    /// When the batch may be tried again: the wait doubles with every try, from
+    /// [`HELD_RETRY`] to [`HELD_RETRY_MAX`].
+    pub fn next_try(&self) -> tokio::time::Instant {
+        self.tried
+            + HELD_RETRY
+                .saturating_mul(1 << self.tries.min(8))
+                .min(HELD_RETRY_MAX)
     }
 
-    /// What the batch waited for, for [`ApplyError::Duplicate`].
-    fn waited(&self) -> String {
+    /// Another try collided.
+    pub fn tried_again(&mut self) {
+        self.tries += 1;
+        self.tried = tokio::time::Instant::now();
+        self.owed = false;
+    }
+
+    /// The batch will be tried again once it holds this many keys (half again, at least
+    /// `max_batch` more).
+    pub fn full(rows: usize, max_batch: usize) -> usize {
+        rows + max_batch.max(rows / 2)
+    }
+
+    /// Why the wait ends now, if it does: the collision wait passed, or the batch (`rows` keys,
+    /// `sql_bytes` of statement text) reached its limits. Written for the duplicate error.
+    pub fn gave_up(
+        &self,
+        wait: std::time::Duration,
+        rows: usize,
+        sql_bytes: usize,
+        max_batch: usize,
+    ) -> Option<String> {
+        if self.since.elapsed() >= wait {
+            Some(self.waited())
+        } else if rows >= HELD_BATCHES * max_batch || sql_bytes >= HELD_BYTES {
+            Some(format!(
+                "the batch held for it reached {rows} rows ({sql_bytes} bytes of SQL) in {:.1} s without resolving it",
+                self.since.elapsed().as_secs_f64()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// What the batch waited for, for the duplicate error.
+    pub fn waited(&self) -> String {
         format!(
             "the {} changes that came in the {:.1} s after the collision did not resolve it",
             self.changes,
@@ -698,14 +750,18 @@ impl Applier {
             // migrate_e2e run, one transaction each). A held batch is tried again once it
             // gathered half its size more (at least `max_batch`), so that trying a growing
             // batch again costs the server about as much as writing it once.
-            let step = self.target.max_batch.max(batch.len() / 2);
-            let full = batch.len() + step;
-            let mut linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
+            let full = match held {
+                None => self.target.max_batch,
+                Some(_) => Held::full(batch.len(), self.target.max_batch),
+            };
+            let step = full - batch.len();
+            let linger = self.linger_us.load(std::sync::atomic::Ordering::Relaxed);
+            let mut deadline =
+                tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             if let Some(h) = &held {
                 // Not a try per trickling change: each one writes the whole held batch.
-                linger = linger.max(h.retry().as_micros() as u64);
+                deadline = deadline.max(h.next_try());
             }
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_micros(linger);
             let mut msg = Some(first);
             let mut barrier = None;
             let mut urgent = false;
@@ -722,7 +778,7 @@ impl Applier {
                             if batch.must_flush_before(&key) {
                                 self.flush(&mut batch).await?;
                                 if let Some(h) = held.take() {
-                                    barrier = barrier.max(h.barrier);
+                                    barrier = barrier.max(h.ack);
                                 }
                             }
                             batch.put(key, op);
@@ -772,33 +828,26 @@ impl Applier {
                                 waited_ms = h.since.elapsed().as_millis() as u64,
                                 "unique key collision resolved by later changes"
                             );
-                            barrier = barrier.max(h.barrier);
+                            barrier = barrier.max(h.ack);
                         }
                     }
                     Err(error) if self.held_collision(&error) => {
-                        let fresh = held.is_none();
-                        let h = held.get_or_insert_with(Held::new);
-                        h.barrier = h.barrier.max(barrier);
-                        h.tries += 1;
-                        if !fresh {
+                        if let Some(h) = &mut held {
+                            h.tried_again();
                             h.changes += received;
                         }
+                        let h = held.get_or_insert_with(Held::new);
+                        h.ack = h.ack.max(barrier);
                         let settled = self.settled.load(std::sync::atomic::Ordering::Relaxed);
                         let why = if urgent && settled {
                             Some("the copy is done and every change before the marker was written with it".to_string())
-                        } else if h.since.elapsed() >= self.target.collision_wait {
-                            Some(h.waited())
-                        } else if batch.len() >= HELD_BATCHES * self.target.max_batch
-                            || self.sql.len() >= HELD_BYTES
-                        {
-                            Some(format!(
-                                "the batch held for it reached {} rows ({} bytes of SQL) in {:.1} s without resolving it",
+                        } else {
+                            h.gave_up(
+                                self.target.collision_wait,
                                 batch.len(),
                                 self.sql.len(),
-                                h.since.elapsed().as_secs_f64()
-                            ))
-                        } else {
-                            None
+                                self.target.max_batch,
+                            )
                         };
                         if let Some(why) = why {
                             return Err(self.duplicate(error, why));
@@ -830,7 +879,7 @@ impl Applier {
         };
         match self.flush(batch).await {
             Ok(()) => {
-                if let Some(seq) = h.barrier {
+                if let Some(seq) = h.ack {
                     let _ = ack.send(seq);
                 }
                 Ok(())
@@ -855,8 +904,7 @@ impl Applier {
     /// may resolve (see [`Held`]): a duplicate key on a target written with `DELETE` + `INSERT`,
     /// where the primary key cannot collide (every key of the batch is deleted first).
     fn held_collision(&self, error: &ApplyError) -> bool {
-        !self.target.replace
-            && matches!(error, ApplyError::Batch { source: mysql_async::Error::Server(s), .. } if s.code == 1062)
+        matches!(error, ApplyError::Batch { source, .. } if is_held_collision(self.target.replace, source))
     }
 
     async fn flush(&mut self, batch: &mut Pending) -> Result<(), ApplyError> {

@@ -9,8 +9,7 @@
 
 use super::ckpt::{ApplierCkpt, CkptTable, Coord};
 use crate::apply::{
-    is_transient, run_batch, write_batch, ApplyTarget, Op, Pending, HELD_BATCHES, HELD_BYTES,
-    HELD_RETRY, HELD_RETRY_MAX,
+    is_held_collision, is_transient, run_batch, write_batch, ApplyTarget, Held, Op, Pending,
 };
 use crate::position::Position;
 use mysql_async::prelude::Queryable;
@@ -66,62 +65,6 @@ pub enum SyncApplyError {
         #[source]
         source: mysql_async::Error,
     },
-}
-
-/// A batch held after it collided on a unique key of the target's own (see
-/// [`crate::apply::COLLISION_WAIT`]): a batch boundary inside a transaction that passes a value
-/// of a unique key the source does not enforce (`--alter` adds it), or the backfill having
-/// written a row's newer image first. The changes that resolve it are already in the binlog.
-struct Held {
-    since: tokio::time::Instant,
-    /// Tries since the collision.
-    tries: u32,
-    /// The last try.
-    tried: tokio::time::Instant,
-    /// Changes came since the last try.
-    owed: bool,
-    /// The latest mark received while held, acknowledged once the batch is written.
-    mark: Option<u64>,
-    /// Changes received since the collision.
-    changes: u64,
-}
-
-impl Held {
-    fn new() -> Held {
-        let now = tokio::time::Instant::now();
-        Held {
-            since: now,
-            tries: 1,
-            tried: now,
-            owed: false,
-            mark: None,
-            changes: 0,
-        }
-    }
-
-    /// When the batch may be tried again: the wait doubles with every try (each writes the
-    /// whole batch), from [`HELD_RETRY`] to [`HELD_RETRY_MAX`].
-    fn next_try(&self) -> tokio::time::Instant {
-        self.tried
-            + HELD_RETRY
-                .saturating_mul(1 << self.tries.min(8))
-                .min(HELD_RETRY_MAX)
-    }
-
-    fn tried_again(&mut self) {
-        self.tries += 1;
-        self.tried = tokio::time::Instant::now();
-        self.owed = false;
-    }
-
-    /// What the batch waited for, for [`SyncApplyError::Duplicate`].
-    fn waited(&self) -> String {
-        format!(
-            "the {} changes that came in the {:.1} s after the collision did not resolve it",
-            self.changes,
-            self.since.elapsed().as_secs_f64()
-        )
-    }
 }
 
 /// A change at `at`, in a transaction that started at `resume`.
@@ -285,7 +228,7 @@ impl SyncApplier {
                                 .await
                             {
                                 Ok(()) => {
-                                    if let Some(seq) = held.take().and_then(|h| h.mark) {
+                                    if let Some(seq) = held.take().and_then(|h| h.ack) {
                                         let _ = ack.send((seq, self.state.before.clone()));
                                     }
                                 }
@@ -306,11 +249,11 @@ impl SyncApplier {
             };
             let Some(first) = first else { break };
             // A held batch is tried again once it gathered half its size more (at least
-            // `max_batch`), a mark came, or HELD_RETRY passed since its last try: each try
-            // writes the whole batch.
+            // `max_batch`), a mark came, or its retry time passed: each try writes the whole
+            // batch.
             let full = match &held {
                 None => self.target.max_batch,
-                Some(_) => batch.ops.len() + self.target.max_batch.max(batch.ops.len() / 2),
+                Some(_) => Held::full(batch.ops.len(), self.target.max_batch),
             };
             let mut received = 0u64;
             let mut msg = Some(first);
@@ -331,7 +274,7 @@ impl SyncApplier {
                                 self.flush(&mut conn, &mut batch, &mut saved, &mut pending)
                                     .await?;
                                 if let Some(h) = held.take() {
-                                    mark = mark.max(h.mark);
+                                    mark = mark.max(h.ack);
                                 }
                             }
                             batch.ops.put(key, op);
@@ -409,28 +352,24 @@ impl SyncApplier {
                                 waited_ms = h.since.elapsed().as_millis() as u64,
                                 "unique key collision resolved by later changes"
                             );
-                            mark = mark.max(h.mark);
+                            mark = mark.max(h.ack);
                         }
                     }
                     Err(e) if self.held_collision(&e) => {
-                        let h = held.get_or_insert_with(Held::new);
-                        h.mark = h.mark.max(mark);
-                        h.tried_again();
-                        if h.since.elapsed() >= self.target.collision_wait {
-                            let why = h.waited();
-                            return Err(self.duplicate(e, why));
+                        if let Some(h) = &mut held {
+                            h.tried_again();
                         }
+                        let h = held.get_or_insert_with(Held::new);
+                        h.ack = h.ack.max(mark);
+                        // The statement's size, measured again (this path is rare).
                         let mut text = String::new();
                         write_batch(&mut text, &self.target, &batch.ops.ops, None);
-                        if batch.ops.len() >= HELD_BATCHES * self.target.max_batch
-                            || text.len() >= HELD_BYTES
-                        {
-                            let why = format!(
-                                "the batch held for it reached {} rows ({} bytes of SQL) in {:.1} s without resolving it",
-                                batch.ops.len(),
-                                text.len(),
-                                h.since.elapsed().as_secs_f64()
-                            );
+                        if let Some(why) = h.gave_up(
+                            self.target.collision_wait,
+                            batch.ops.len(),
+                            text.len(),
+                            self.target.max_batch,
+                        ) {
                             return Err(self.duplicate(e, why));
                         }
                         debug!(
@@ -454,7 +393,7 @@ impl SyncApplier {
                 .await
             {
                 Ok(()) => {
-                    if let Some(seq) = held.and_then(|h| h.mark) {
+                    if let Some(seq) = held.and_then(|h| h.ack) {
                         let _ = ack.send((seq, self.state.before.clone()));
                     }
                 }
@@ -479,10 +418,9 @@ impl SyncApplier {
 
     /// True when `error` is a collision on a unique key of the target's own (a batch written
     /// with `DELETE` + `INSERT`, where the primary key cannot collide) that later changes may
-    /// resolve (see [`Held`]).
+    /// resolve (see [`crate::apply::Held`]).
     fn held_collision(&self, error: &SyncApplyError) -> bool {
-        !self.target.replace
-            && matches!(error, SyncApplyError::Rejected { source: mysql_async::Error::Server(s), .. } if s.code == 1062)
+        matches!(error, SyncApplyError::Rejected { source, .. } if is_held_collision(self.target.replace, source))
     }
 
     /// A collision on a unique key of the target's own as [`SyncApplyError::Duplicate`] (`why`:
