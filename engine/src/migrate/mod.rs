@@ -1125,7 +1125,8 @@ async fn run_inner(
     ops.finish().await;
     // A stopped router is the root cause of "the router stopped": report its own error.
     // (The router signals its end just before its task finishes, and its command channel
-    // closes as its run returns, before that signal: wait for the task then.)
+    // closes as its run returns, before that signal and before its markers' waiters are
+    // dropped: wait for the task then.)
     let router_ended = router_task.is_finished() || *router_done.borrow() || cmd_tx.is_closed();
     let router_error = if router_ended {
         match router_task.await {

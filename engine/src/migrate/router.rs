@@ -266,7 +266,7 @@ impl Router {
         self,
         mut events: S,
         mut appliers: ApplierSet,
-        mut cmds: mpsc::Receiver<RouterCmd>,
+        cmds: mpsc::Receiver<RouterCmd>,
         applied_pos: watch::Sender<Option<Position>>,
     ) -> Result<(), RouterError>
     where
@@ -276,6 +276,10 @@ impl Router {
         use futures_util::StreamExt;
         let n = appliers.len();
         let mut waiting: HashMap<u32, oneshot::Sender<()>> = HashMap::new();
+        // Declared after `waiting`, so dropped before it when the run ends: a marker's waiter
+        // that sees its reply dropped finds the command channel closed already, and migrate
+        // then reports the router's own error instead of "the router stopped".
+        let mut cmds = cmds;
         let mut seen_markers: Vec<u32> = Vec::new();
         let mut since_barrier = 0u64;
         let mut last_publish = std::time::Instant::now();
