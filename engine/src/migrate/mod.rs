@@ -76,6 +76,9 @@ pub enum MigrateError {
     /// The binlog source failed.
     #[error("binlog source: {0}")]
     Source(String),
+    /// The router ended (its own error, when it has one, is reported instead).
+    #[error("binlog source: the router stopped")]
+    RouterStopped,
     /// The binlog stream could not start or gave up reconnecting.
     #[error(transparent)]
     Stream(#[from] reconnect::StreamError),
@@ -734,7 +737,7 @@ async fn run_inner(
     // Set when the router ends (a stream that gave up reconnecting, an applier error): the
     // copy stops then instead of retrying on its own.
     let (router_done_tx, router_done) = watch::channel(false);
-    let router_task = tokio::spawn(
+    let mut router_task = tokio::spawn(
         async move {
             let r = router.run(events, appliers, cmd_rx, applied_tx).await;
             let _ = router_done_tx.send(true);
@@ -972,7 +975,7 @@ async fn run_inner(
             abortable!(async {
                 tokio::select! {
                     copied = copy::copy_table(plan_copy, copy_config, copy_stats.clone(), hw_tx, wm_tx) => copied.map(|_| ()).map_err(MigrateError::from),
-                    _ = router_done.wait_for(|done| *done) => Err(MigrateError::Source("the router stopped".into())),
+                    _ = router_done.wait_for(|done| *done) => Err(MigrateError::RouterStopped),
                 }
             })?;
         }
@@ -1127,11 +1130,19 @@ async fn run_inner(
     // (The router signals its end just before its task finishes, and its command channel
     // closes as its run returns, before that signal and before its markers' waiters are
     // dropped: wait for the task then.)
+    // A marker's waiter also learns of an applier's failure first (its reply is dropped when
+    // the applied barrier fails) while the router is still alive: it ends soon after (it
+    // watches the appliers), so wait a little for its error then.
     let router_ended = router_task.is_finished() || *router_done.borrow() || cmd_tx.is_closed();
-    let router_error = if router_ended {
-        match router_task.await {
-            Ok(Err(router_err)) => Some(router_err),
-            _ => None,
+    let router_stopped = matches!(result, Err(MigrateError::RouterStopped));
+    let router_error = if router_ended || router_stopped {
+        match tokio::time::timeout(ROUTER_END_WAIT, &mut router_task).await {
+            Ok(Ok(Err(router_err))) => Some(router_err),
+            Ok(_) => None,
+            Err(_) => {
+                router_task.abort();
+                None
+            }
         }
     } else {
         router_task.abort();
@@ -1467,6 +1478,9 @@ fn applier_count(
         wanted.max(1)
     }
 }
+
+/// How long migrate's error path waits for a router that is ending to give its own error.
+const ROUTER_END_WAIT: Duration = Duration::from_secs(5);
 
 /// How long an applier gathers changes before writing a batch smaller than the largest, during
 /// the copy and the index build (the router reads the binlog in bursts then; a batch is a

@@ -199,15 +199,14 @@ async fn marker_once(
     let (tx, rx) = oneshot::channel();
     cmds.send(RouterCmd::WaitMarker(token, tx))
         .await
-        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
+        .map_err(|_| MigrateError::RouterStopped)?;
     conn.query_drop(format!("INSERT INTO {sentry} (id) VALUES ({token})"))
         .await
         .map_err(|source| MigrateError::Sql {
             step: "writing a drain marker",
             source,
         })?;
-    rx.await
-        .map_err(|_| MigrateError::Source("the router stopped".into()))?;
+    rx.await.map_err(|_| MigrateError::RouterStopped)?;
     // The drain is proven; a marker row left behind is harmless (the sentry is dropped at the
     // cut-over), so a failed clean-up only costs a warning.
     if let Err(e) = conn
