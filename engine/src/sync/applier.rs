@@ -78,6 +78,11 @@ pub struct Change {
     pub at: Coord,
     /// The commit position the transaction started after.
     pub resume: Arc<Position>,
+    /// The last change the binlog row at `at` makes: false for the delete of the old key of
+    /// an update that changes the key (its insert of the new key, at the same `at`, follows
+    /// and may go to the same applier). A checkpoint records the row done only after it, so a
+    /// restart never skips the new key's insert.
+    pub ends_row: bool,
 }
 
 /// A message to a sync applier.
@@ -266,6 +271,7 @@ impl SyncApplier {
                             op,
                             at,
                             resume,
+                            ends_row,
                         } in changes
                         {
                             // A collision here ends the run with the server's error: the key
@@ -280,10 +286,15 @@ impl SyncApplier {
                             batch.ops.put(key, op);
                             batch.changes += 1;
                             received += 1;
-                            self.state.before = Coord {
-                                row: at.row + 1,
-                                ..at
+                            let done = if ends_row {
+                                Coord {
+                                    row: at.row + 1,
+                                    ..at
+                                }
+                            } else {
+                                at
                             };
+                            self.state.before = self.state.before.clone().max(done);
                             pending = Some(resume);
                             if held.is_none() && batch.ops.len() >= full {
                                 match self

@@ -325,9 +325,19 @@ impl SyncRouter {
                             w.touched.insert(k.clone());
                         }
                     }
-                    for (key, op) in ops {
-                        let resume = held_back.as_ref().unwrap_or(&txn_start);
-                        self.send(&mut outbox, ti, key, op, &at, resume).await?;
+                    // An update that changes the key makes two changes at one coordinate:
+                    // only the second ends the row (see `Change::ends_row`).
+                    let last = ops.len().saturating_sub(1);
+                    for (n, (key, op)) in ops.into_iter().enumerate() {
+                        let resume = held_back.as_ref().unwrap_or(&txn_start).clone();
+                        let change = Change {
+                            key,
+                            op,
+                            at: at.clone(),
+                            resume,
+                            ends_row: n == last,
+                        };
+                        self.send(&mut outbox, ti, change).await?;
                     }
                 }
                 SourceEvent::Commit {
@@ -433,24 +443,15 @@ impl SyncRouter {
         &self,
         outbox: &mut Outbox,
         ti: usize,
-        key: RowKey,
-        op: Op,
-        at: &Coord,
-        resume: &Arc<Position>,
+        change: Change,
     ) -> Result<(), SyncRouterError> {
         let t = &self.tables[ti];
-        let i = key.route(t.senders.len());
-        if *at < t.skip_before[i] {
+        let i = change.key.route(t.senders.len());
+        if change.at < t.skip_before[i] {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
-        let change = Change {
-            key,
-            op,
-            at: at.clone(),
-            resume: resume.clone(),
-        };
         outbox.push(t, ti, i, change).await
     }
 
@@ -500,8 +501,16 @@ impl SyncRouter {
             // Counted before it is sent: applied changes minus backfilled rows never counts a
             // backfill row as a binlog change (the progress's applied events).
             self.stats.backfilled.fetch_add(1, Ordering::Relaxed);
-            self.send(outbox, ti, key, Op::Upsert(new_row), at, resume)
-                .await?;
+            // A restarted backfill reads a chunk again with new watermarks, so its rows'
+            // shared coordinate never makes a restart skip one.
+            let change = Change {
+                key,
+                op: Op::Upsert(new_row),
+                at: at.clone(),
+                resume: resume.clone(),
+                ends_row: true,
+            };
+            self.send(outbox, ti, change).await?;
         }
         outbox.flush(&self.tables).await?;
         for s in &t.senders {
