@@ -768,6 +768,25 @@ pub fn rowshift_bin() -> PathBuf {
     bin
 }
 
+/// A hooks folder (for `--hooks-dir`) whose `copy-start` hook waits until the returned file
+/// exists: the copy does not start before the test creates it. `tag` names the folder.
+pub fn gated_copy_start_hook(tag: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rowshift-{tag}-hooks-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let release = dir.join("release");
+    let hook = dir.join("rowshift-on-copy-start");
+    let script = format!(
+        "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+        release.display()
+    );
+    fs::write(&hook, script).unwrap_or_else(|e| panic!("{}: {e}", hook.display()));
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{}: {e}", hook.display()));
+    (dir, release)
+}
+
 /// Run `rowshift` with `args`; returns (exit code, stdout, stderr).
 pub async fn run_rowshift(args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(rowshift_bin())

@@ -731,25 +731,8 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
     .unwrap();
     let after_changes = server_position(&mut conn).await;
 
-    let dir = std::env::temp_dir().join(format!(
-        "rowshift-resume-low-hooks-{}-{}",
-        engine.name(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let release = dir.join("release");
-    let hook = dir.join("rowshift-on-copy-start");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
-            release.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, release) =
+        rowshift_testkit::gated_copy_start_hook(&format!("resume-low-{}", engine.name()));
     let hooks = dir.display().to_string();
     let mut child = spawn_migrate_with(
         &server.url(),

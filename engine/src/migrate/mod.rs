@@ -704,9 +704,13 @@ async fn run_inner(
     });
     // With a unique secondary key the shadow must never mix the copy's newer rows with
     // skipped events (design.md section 8): every event is applied, so a row that a unique-key
-    // collision displaces always has a later event that restores it.
+    // collision displaces always has a later event that restores it. A new primary key that
+    // does not hold the old one is such a key too: a row above the mark can take a value a
+    // copied row gives up, and the copy's insert then meets the copied row's old image (a
+    // primary-key duplicate the copy ignores), so its event must not be skipped.
     let int_key = (old.primary_key.len() == 1
         && new.unique_keys.is_empty()
+        && mapping.new_key_sources().contains(&old.primary_key[0])
         && matches!(
             old.columns[old.primary_key[0]].data_type,
             ColumnType::Integer { .. }
