@@ -334,9 +334,17 @@ where
     .await
     .map_err(before("creating the trip table"))?;
     let lock_wait = config.lock_wait.as_secs().max(1);
-    a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_wait}"))
-        .await
-        .map_err(before("setting lock_wait_timeout"))?;
+    // A's session holds the table's write lock. If rowshift's host freezes or the network
+    // drops its packets, the server sees no closed connection and would keep the lock for
+    // the default `wait_timeout` (8 hours): A is only ever idle while the drain runs, so the
+    // server may end it soon after that (and with it every lock: the sentry still exists, so
+    // nothing is renamed).
+    let idle = config.drain_timeout.as_secs() + lock_wait + 10;
+    a.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {lock_wait}, SESSION wait_timeout = {idle}"
+    ))
+    .await
+    .map_err(before("setting lock_wait_timeout and wait_timeout"))?;
     let b_id = b.id();
 
     let locked_at = Instant::now();
@@ -437,7 +445,7 @@ where
     let rename_fut = b.query_drop(rename);
     tokio::pin!(rename_fut);
     // Wait until B is queued on the metadata lock of `t`, or finished (with an error).
-    let queued_deadline = Instant::now() + config.lock_wait;
+    let queued_deadline = Instant::now() + config.lock_wait.max(Duration::from_secs(1));
     loop {
         tokio::select! {
             biased;
@@ -476,7 +484,16 @@ where
     test_pause("queued").await;
     // Release: drop the sentry (B would fail without this) and unlock; B goes first.
     let released = match a.query_drop(format!("DROP TABLE {sentry}")).await {
-        Err(e) => Err((false, e)),
+        // Refused by the server: the sentry stands, so B's RENAME can only fail; unlock at
+        // once rather than keep `t` locked while B waits out its lock wait. A lost
+        // connection may have dropped it before the reply was lost.
+        Err(e) => {
+            let lost = crate::source::reconnect::is_lost(&e);
+            if !lost {
+                let _ = a.query_drop("UNLOCK TABLES").await;
+            }
+            Err((lost, e))
+        }
         Ok(()) => a.query_drop("UNLOCK TABLES").await.map_err(|e| (true, e)),
     };
     if let Err((dropped, e)) = released {
@@ -494,12 +511,12 @@ where
             Err(source) => Err(CutoverError::Ambiguous {
                 table: table.to_string(),
                 detail: format!(
-                    "the sentry was dropped, then the unlock failed ({e}) and the rename's connection was lost ({source}): the rename may have happened"
+                    "the release (drop the sentry, unlock) failed on a lost or refused connection ({e}) and the rename's connection was lost ({source}): the rename may have happened"
                 ),
             }),
             Ok(()) => Err(CutoverError::Ambiguous {
                 table: table.to_string(),
-                detail: format!("unlock failed ({e}) but the rename reported success"),
+                detail: format!("the release failed ({e}) but the rename reported success"),
             }),
         };
     }

@@ -624,6 +624,16 @@ async fn server_gone_keeps_resumable_state(engine: Engine) {
     let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
     assert!(table_exists(&mut conn, &db, "_orders_new").await);
     assert!(table_exists(&mut conn, &db, "_orders_ckpt").await);
+    // A dry run of the resume changes nothing: the shadow and the checkpoint stay.
+    let dry: Vec<String> = args(&["--resume"])
+        .into_iter()
+        .filter(|a| a != "--execute")
+        .collect();
+    let (code, out, err) = run_rowshift(&dry.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("would resume"), "{out}");
+    assert!(table_exists(&mut conn, &db, "_orders_new").await);
+    assert!(table_exists(&mut conn, &db, "_orders_ckpt").await);
     conn.disconnect().await.unwrap();
     let a = args(&["--resume"]);
     let (code, out, err) = run_rowshift(&a.iter().map(String::as_str).collect::<Vec<_>>()).await;
@@ -815,10 +825,12 @@ const CUT_ROWS: u64 = 20_000;
 /// SIGKILL of rowshift while its cut-over is paused at `stage` (the test hook
 /// `ROWSHIFT_TEST_PAUSE_IN_CUTOVER`): the server drops the locks with the connections, the
 /// ledger load commits again, and the next run reports and finishes the state it finds.
-async fn killed_in_cutover(engine: Engine, stage: &str) {
+/// `freeze`: first SIGSTOP (a frozen host: the server sees no closed connection), and the
+/// load must commit again before the kill, once the server ends the idle locking session.
+async fn killed_in_cutover(engine: Engine, stage: &str, freeze: bool) {
     let server = TestServer::shared(engine);
     let db = server
-        .fresh_db(&format!("cutkill_{stage}_{}", engine.name()))
+        .fresh_db(&format!("cutkill_{stage}_{freeze}_{}", engine.name()))
         .await
         .unwrap();
     let mut conn = mysql_async::Conn::from_url(server.url()).await.unwrap();
@@ -847,7 +859,7 @@ async fn killed_in_cutover(engine: Engine, stage: &str) {
         v
     };
     let pause = std::env::temp_dir().join(format!(
-        "rowshift-cutkill-{stage}-{}-{}.paused",
+        "rowshift-cutkill-{stage}-{freeze}-{}-{}.paused",
         engine.name(),
         std::process::id()
     ));
@@ -896,6 +908,12 @@ async fn killed_in_cutover(engine: Engine, stage: &str) {
             "the table was not locked at stage {stage}"
         );
         drop(probe);
+    }
+    if freeze {
+        let pid = child.id().unwrap() as i32;
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        load_commits(&load, 200, "while rowshift was frozen holding the lock").await;
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
@@ -979,32 +997,42 @@ async fn killed_in_cutover(engine: Engine, stage: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_holding_cutover_locks_mysql() {
-    killed_in_cutover(Engine::MySql, "locked").await;
+    killed_in_cutover(Engine::MySql, "locked", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_holding_cutover_locks_mariadb() {
-    killed_in_cutover(Engine::MariaDb, "locked").await;
+    killed_in_cutover(Engine::MariaDb, "locked", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_holding_cutover_locks_mysql() {
+    killed_in_cutover(Engine::MySql, "locked", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_holding_cutover_locks_mariadb() {
+    killed_in_cutover(Engine::MariaDb, "locked", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_with_rename_queued_mysql() {
-    killed_in_cutover(Engine::MySql, "queued").await;
+    killed_in_cutover(Engine::MySql, "queued", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_with_rename_queued_mariadb() {
-    killed_in_cutover(Engine::MariaDb, "queued").await;
+    killed_in_cutover(Engine::MariaDb, "queued", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_rename_mysql() {
-    killed_in_cutover(Engine::MySql, "renamed").await;
+    killed_in_cutover(Engine::MySql, "renamed", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_rename_mariadb() {
-    killed_in_cutover(Engine::MariaDb, "renamed").await;
+    killed_in_cutover(Engine::MariaDb, "renamed", false).await;
 }
 
 /// A run killed while its index build runs leaves that `ALTER` running on the server; the

@@ -548,19 +548,28 @@ async fn run_inner(
     if let Some(c) = &resumed {
         // Say exactly what state the earlier run left: the shadow still stands beside the
         // untouched original, so its cut-over (if it started) had not renamed anything.
+        let what = if config.execute {
+            "resumed"
+        } else {
+            "would resume"
+        };
         plan = format!(
-            "resumed an interrupted run from its checkpoint (phase {}, {} rows copied, binlog position {}): its cut-over had not happened (the original table is still in place)\n{plan}",
+            "{what} an interrupted run from its checkpoint (phase {}, {} rows copied, binlog position {}): its cut-over had not happened (the original table is still in place)\n{plan}",
             c.phase, c.rows_copied, c.position
         );
     }
     progress.send_modify(|p| p.rows_estimate = rows_estimate);
     if !config.execute {
-        conn.query_drop(format!("DROP TABLE {shadow}"))
-            .await
-            .map_err(|source| MigrateError::Sql {
-                step: "dropping the dry-run shadow table",
-                source,
-            })?;
+        // A dry run drops the shadow it made; a resumed run's shadow and checkpoint are the
+        // earlier run's work (maybe a run still waiting at its cut-over) and stay.
+        if resumed.is_none() {
+            conn.query_drop(format!("DROP TABLE {shadow}"))
+                .await
+                .map_err(|source| MigrateError::Sql {
+                    step: "dropping the dry-run shadow table",
+                    source,
+                })?;
+        }
         return Ok(MigrateReport::note(plan, started));
     }
     info!("{plan}");
