@@ -271,6 +271,24 @@ where
     .await
 }
 
+/// The cut-over's RENAME of qualified, quoted names (the binlog carries it as written).
+fn rename_statement(t: &str, old_t: &str, shadow_t: &str, trip: &str, sentry: &str) -> String {
+    format!("RENAME TABLE {t} TO {old_t}, {shadow_t} TO {t}, {trip} TO {sentry}")
+}
+
+/// The statement the cut-over of `db`.`table` renames with: the router, which stops at any
+/// other DDL on the table, knows its own cut-over by it.
+pub fn rename_of(db: &str, table: &str) -> String {
+    let name = |n: &str| format!("{}.{}", q(db), q(n));
+    rename_statement(
+        &name(table),
+        &name(&old(table)),
+        &name(&shadow(table)),
+        &name(&trip(table)),
+        &name(&sentry(table)),
+    )
+}
+
 fn q(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -434,7 +452,7 @@ where
         }
     }
     // B's RENAME; A releases `t` only once B provably waits on it (see the module docs).
-    let rename = format!("RENAME TABLE {t} TO {old_t}, {shadow_t} TO {t}, {trip} TO {sentry}");
+    let rename = rename_statement(t, old_t, shadow_t, trip, sentry);
     b.query_drop("SET SESSION lock_wait_timeout = 60")
         .await
         .map_err(|source| CutoverError::BeforeRename {

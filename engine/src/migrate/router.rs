@@ -437,7 +437,7 @@ impl Router {
                     self.stats
                         .last_event_ts
                         .store(u64::from(timestamp), Ordering::Relaxed);
-                    if self.ddl_touches_table(&schema, &query) {
+                    if ddl_changes_table(&self.db, &self.table, &schema, &query) {
                         return Err(RouterError::TableChanged {
                             table: format!("`{}`.`{}`", self.db, self.table),
                             query,
@@ -478,18 +478,42 @@ impl Router {
             .iter()
             .any(|&i| before.get(i) != after.get(i))
     }
+}
 
-    fn ddl_touches_table(&self, schema: &str, query: &str) -> bool {
-        // Our own cut-over renames t to _t_old; the router is stopped before that matters.
-        let ours = format!("_{}_old", self.table).to_ascii_lowercase();
-        rowshift_transform::ddl::touches_table(&self.db, &self.table, schema, query)
-            && !query.to_ascii_lowercase().contains(&ours)
-    }
+/// Whether a statement read from the binlog (run in `schema`) changes `db`.`table`.
+/// Our own cut-over renames the table to `_t_old`; the router is stopped before that matters.
+/// Only that statement, as the cut-over writes it, is ours: any other (even one that names
+/// `_t_old`, such as a column called `legacy_t_old_note`) changes the table.
+fn ddl_changes_table(db: &str, table: &str, schema: &str, query: &str) -> bool {
+    rowshift_transform::ddl::touches_table(db, table, schema, query)
+        && query.trim() != crate::cutover::rename_of(db, table)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_rename_is_not_a_change_of_the_table() {
+        let ours = crate::cutover::rename_of("shop", "orders");
+        assert!(!ddl_changes_table("shop", "orders", "shop", &ours));
+        for other in [
+            "ALTER TABLE orders MODIFY legacy_orders_old_note VARCHAR(20) AFTER id",
+            "ALTER TABLE `shop`.`orders` ADD COLUMN `_orders_old` INT",
+            "RENAME TABLE orders TO _orders_old",
+        ] {
+            assert!(
+                ddl_changes_table("shop", "orders", "shop", other),
+                "{other}"
+            );
+        }
+        assert!(!ddl_changes_table(
+            "shop",
+            "orders",
+            "shop",
+            "ALTER TABLE customers ADD x INT"
+        ));
+    }
 
     #[test]
     fn an_older_barrier_never_replaces_a_newer_position() {
