@@ -492,3 +492,79 @@ async fn resume_with_a_renamed_key_mysql() {
 async fn resume_with_a_renamed_key_mariadb() {
     resume_with_a_renamed_key(Engine::MariaDb).await;
 }
+
+/// A postponement made while the cut-over is being prepared (here by the
+/// `rowshift-on-before-cut-over` hook itself, which creates the postpone flag file again on
+/// its first run) holds the cut-over again; `ctl cut-over` then releases it, the hook runs
+/// again, and the cut-over happens. (Before the fix the flag was only looked at before the
+/// hook.)
+async fn postponed_by_the_before_cut_over_hook(engine: Engine) {
+    let server = TestServer::shared(engine);
+    let name = format!("repostpone-{}", engine.name());
+    let db = table_with_rows(&server, &format!("ops_repostpone_{}", engine.name()), 300).await;
+    let dir = temp_path(&format!("{name}.hooks"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let postpone = temp_path(&format!("{name}.postpone"));
+    let _ = std::fs::remove_file(&postpone);
+    let (once, count) = (dir.join("once"), dir.join("count"));
+    let hook = dir.join("rowshift-on-before-cut-over");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ ! -e '{once}' ]; then touch '{once}' '{postpone}'; fi\necho run >> '{count}'\n",
+            once = once.display(),
+            postpone = postpone.display(),
+            count = count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir_s, postpone_s) = (dir.display().to_string(), postpone.display().to_string());
+    let mut run = Run::start(
+        &server,
+        &db,
+        &name,
+        &["--postpone-flag-file", &postpone_s, "--hooks-dir", &dir_s],
+    );
+    // The run makes the flag file at its start: released once, the hook postpones again.
+    run.wait_status("the postponed cut-over", |s| s["phase"] == "postponed")
+        .await;
+    run.ctl_ok("cut-over", None).await;
+    let hook_runs = || {
+        std::fs::read_to_string(&count)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    run.wait_status("the cut-over postponed by its hook", |s| {
+        s["phase"] == "postponed" && hook_runs() == 1
+    })
+    .await;
+    assert!(postpone.exists());
+    let t = tables(&server, &db).await;
+    assert!(
+        t.contains(&"_t_new".to_string()) && !t.contains(&"_t_old".to_string()),
+        "not cut over while postponed: {t:?}"
+    );
+    run.ctl_ok("cut-over", None).await;
+    let end = run.wait().await;
+    assert_eq!(end.code, 0, "stdout:\n{}\nstderr:\n{}", end.out, end.err);
+    assert!(tables(&server, &db).await.contains(&"_t_old".to_string()));
+    let runs = std::fs::read_to_string(&count).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        2,
+        "the hook runs again after the release"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postponed_by_the_before_cut_over_hook_mysql() {
+    postponed_by_the_before_cut_over_hook(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postponed_by_the_before_cut_over_hook_mariadb() {
+    postponed_by_the_before_cut_over_hook(Engine::MariaDb).await;
+}

@@ -1066,54 +1066,64 @@ async fn run_inner(
         let mut verification = verification.map(|(summary, _)| summary);
 
         // Postponed while the flag file exists or the operator holds it (`ctl postpone`);
-        // `ctl cut-over` releases both.
+        // `ctl cut-over` releases both. Checked again after what runs before the cut-over (a
+        // verification after a postponement, a throttle wait, the before-cut-over hook): a
+        // postponement made meanwhile (by an operator, or by that hook) holds it again.
         let mut postpone = controls.postpone.clone();
-        let mut postponed = false;
+        let postpone_flag = config.postpone_flag.clone();
+        let postponed_now = move |postpone: &mut watch::Receiver<bool>| {
+            let flag = postpone_flag.as_ref().filter(|f| f.exists()).cloned();
+            let held = *postpone.borrow_and_update();
+            (flag.is_some() || held).then_some(flag)
+        };
         loop {
-            let flag = config.postpone_flag.as_ref().filter(|f| f.exists());
-            if flag.is_none() && !*postpone.borrow_and_update() {
+            let mut postponed = false;
+            while let Some(flag) = postponed_now(&mut postpone) {
+                set_phase("postponed");
+                postponed = true;
+                match flag {
+                    Some(flag) => info!(flag = %flag.display(), "cut-over postponed while the flag file exists (or until `rowshift ctl cut-over`)"),
+                    None => info!("cut-over postponed by the operator until `rowshift ctl cut-over`"),
+                }
+                abortable!(async {
+                    tokio::select! {
+                        changed = postpone.changed() => {
+                            if changed.is_err() {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                });
+                wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+            }
+            // What was verified before a postponement may be hours old: verify what the binlog
+            // applied since, too, before cutting over.
+            if postponed && verification.is_some() {
+                set_phase("verify");
+                let _ = phase_tx.send("verify");
+                info!("verifying again after the postponement");
+                verification = Some(abortable!(verify_now())?.0);
+            }
+            // No cut-over while throttled (a lagging replica, a loaded server): it would add to
+            // the trouble, and the lag would reach the application right after.
+            let mut throttle = controls.throttle.clone();
+            let reason = throttle.borrow_and_update().reason.clone();
+            if throttle.borrow().throttled {
+                set_phase("throttled");
+                info!(%reason, "the cut-over waits until the throttle is released");
+                abortable!(async {
+                    let _ = throttle.wait_for(|s| !s.throttled).await;
+                });
+                wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+            }
+            fire_hook(&config, HookEvent::BeforeCutOver, hook_ctx("cut-over", vec![])).await?;
+            if postponed_now(&mut postpone).is_none() {
                 break;
             }
-            set_phase("postponed");
-            postponed = true;
-            match flag {
-                Some(flag) => info!(flag = %flag.display(), "cut-over postponed while the flag file exists (or until `rowshift ctl cut-over`)"),
-                None => info!("cut-over postponed by the operator until `rowshift ctl cut-over`"),
-            }
-            abortable!(async {
-                tokio::select! {
-                    changed = postpone.changed() => {
-                        if changed.is_err() {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            });
-            wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
-        }
-        // What was verified before a postponement may be hours old: verify what the binlog
-        // applied since, too, before cutting over.
-        if postponed && verification.is_some() {
-            set_phase("verify");
-            let _ = phase_tx.send("verify");
-            info!("verifying again after the postponement");
-            verification = Some(abortable!(verify_now())?.0);
-        }
-        // No cut-over while throttled (a lagging replica, a loaded server): it would add to
-        // the trouble, and the lag would reach the application right after.
-        let mut throttle = controls.throttle.clone();
-        let reason = throttle.borrow_and_update().reason.clone();
-        if throttle.borrow().throttled {
-            set_phase("throttled");
-            info!(%reason, "the cut-over waits until the throttle is released");
-            abortable!(async {
-                let _ = throttle.wait_for(|s| !s.throttled).await;
-            });
-            wait_marker(&mut marker_conn, &sentry, &cmd_tx).await?;
+            info!("postponed again before the cut-over began");
         }
 
-        fire_hook(&config, HookEvent::BeforeCutOver, hook_ctx("cut-over", vec![])).await?;
         set_phase("cut-over");
         let _ = phase_tx.send("cut-over");
         let cutover_began = started.elapsed();
