@@ -768,6 +768,19 @@ pub fn rowshift_bin() -> PathBuf {
     bin
 }
 
+/// The copy watermark (an integer key) in the checkpoint of migrate's run on `db`.`table`,
+/// once it holds one.
+pub async fn copy_watermark(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Option<u64> {
+    use mysql_async::prelude::Queryable;
+    let w: Option<Option<String>> = conn
+        .query_first(format!(
+            "SELECT copied_upto FROM `{db}`.`_{table}_ckpt` WHERE id = 1"
+        ))
+        .await
+        .unwrap_or(None);
+    w.flatten().and_then(|w| w.parse().ok())
+}
+
 /// A hooks folder (for `--hooks-dir`) whose `copy-start` hook waits until the returned file
 /// exists: the copy does not start before the test creates it. `tag` names the folder.
 pub fn gated_copy_start_hook(tag: &str) -> (PathBuf, PathBuf) {

@@ -108,16 +108,6 @@ async fn wait_status(
     assert!(ok, "never saw {what}; output:\n{}", rx.borrow().2);
 }
 
-async fn copy_watermark(conn: &mut mysql_async::Conn, db: &str) -> Option<u64> {
-    let w: Option<Option<String>> = conn
-        .query_first(format!(
-            "SELECT copied_upto FROM `{db}`.`_t_ckpt` WHERE id = 1"
-        ))
-        .await
-        .unwrap_or(None);
-    w.flatten().and_then(|w| w.parse().ok())
-}
-
 async fn new_key_takes_a_copied_rows_value(engine: Engine) {
     let server = TestServer::shared(engine);
     let db = server
@@ -157,7 +147,10 @@ async fn new_key_takes_a_copied_rows_value(engine: Engine) {
     let mut child = spawn_migrate(&url, &db, &flag, &[]);
     let mut status = follow_status(&mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while copy_watermark(&mut conn, &db).await.is_none_or(|w| w < 500) {
+    while rowshift_testkit::copy_watermark(&mut conn, &db, "t")
+        .await
+        .is_none_or(|w| w < 500)
+    {
         if let Ok(Some(s)) = child.try_wait() {
             panic!("migrate exited ({s}):\n{}", status.borrow().2);
         }
@@ -166,7 +159,9 @@ async fn new_key_takes_a_copied_rows_value(engine: Engine) {
     }
     child.kill().await.unwrap();
     blocker.query_drop("ROLLBACK").await.unwrap();
-    let upto = copy_watermark(&mut conn, &db).await.unwrap();
+    let upto = rowshift_testkit::copy_watermark(&mut conn, &db, "t")
+        .await
+        .unwrap();
     assert!((500..HELD).contains(&upto), "copy watermark {upto}");
 
     // 2. Resume with the copy held by a hook.

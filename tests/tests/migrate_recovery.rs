@@ -666,17 +666,6 @@ async fn server_position(conn: &mut mysql_async::Conn) -> (String, u64) {
     (row.get(0).unwrap(), row.get(1).unwrap())
 }
 
-/// The copy watermark in the checkpoint of `db`.orders, when it holds one.
-async fn copy_watermark(conn: &mut mysql_async::Conn, db: &str) -> Option<u64> {
-    let w: Option<Option<String>> = conn
-        .query_first(format!(
-            "SELECT copied_upto FROM `{db}`.`_orders_ckpt` WHERE id = 1"
-        ))
-        .await
-        .unwrap();
-    w.flatten().and_then(|w| w.parse().ok())
-}
-
 /// A resumed copy restarts above the checkpoint's copy watermark, and the rows below it are not
 /// copied again: every change made to them after the checkpoint must come from the binlog, from
 /// the very first event the resumed run reads. (Found by `server_gone_keeps_resumable_state`:
@@ -711,7 +700,7 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
     // watermark does not cover yet. The blocked row holds the copy well above 500.
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
-        if copy_watermark(&mut conn, &db)
+        if rowshift_testkit::copy_watermark(&mut conn, &db, "orders")
             .await
             .is_some_and(|w| w >= 500)
         {
@@ -720,7 +709,7 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("migrate exited before its copy watermark passed 500 ({status})");
         }
-        let last = copy_watermark(&mut conn, &db).await;
+        let last = rowshift_testkit::copy_watermark(&mut conn, &db, "orders").await;
         assert!(
             std::time::Instant::now() < deadline,
             "the checkpoint's copy watermark never passed 500; last {last:?}"
@@ -729,7 +718,7 @@ async fn resume_applies_changes_below_the_watermark(engine: Engine) {
     }
     child.kill().await.unwrap();
     drop(blocker);
-    let upto: u64 = copy_watermark(&mut conn, &db)
+    let upto: u64 = rowshift_testkit::copy_watermark(&mut conn, &db, "orders")
         .await
         .expect("the checkpoint holds a copy watermark");
     assert!(upto >= 500, "copy watermark {upto}");

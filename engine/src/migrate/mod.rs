@@ -27,7 +27,7 @@ use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::estimate::{DensityWindow, RowEstimate};
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
-use crate::position::Position;
+use crate::position::{GtidState, Position};
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
 use mysql_async::prelude::Queryable;
@@ -631,7 +631,12 @@ async fn run_inner(
                         source,
                     })?;
             }
-            c.position.clone()
+            // With the checkpoint's GTID state: on MySQL the stream starts from it (see below).
+            let mut p = c.position.clone();
+            if let Ok(gtid @ GtidState::MySql(_)) = GtidState::parse(&c.gtid) {
+                p.gtid = gtid;
+            }
+            p
         }
         None => {
             // With its GTID state, so that the stream starts right there (engine::position).
@@ -669,7 +674,7 @@ async fn run_inner(
     };
     let events = or_clean!(
         reconnect::open_stream(
-            source_config(&config, &start),
+            source_config(&config, &start, resumed.is_some()),
             &start,
             config.reconnect_timeout
         )
@@ -1383,10 +1388,16 @@ async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tabl
     }
 }
 
-fn source_config(config: &MigrateConfig, start: &Position) -> SourceConfig {
+/// The stream's settings, starting at `start`; a resumed run with a MySQL GTID state starts
+/// from that state instead: after a failover to a replica the checkpoint's file and offset
+/// name another server's bytes, its GTID set names the same transactions everywhere.
+fn source_config(config: &MigrateConfig, start: &Position, resumed: bool) -> SourceConfig {
     let mut cfg = SourceConfig::new(config.endpoint.url_with_password());
     cfg.server_id = config.server_id;
-    cfg.start = crate::position::StartPosition::At(start.clone());
+    cfg.start = match &start.gtid {
+        GtidState::MySql(_) if resumed => crate::position::StartPosition::Gtid(start.gtid.clone()),
+        _ => crate::position::StartPosition::At(start.clone()),
+    };
     cfg.ssl_mode = config.endpoint.ssl_mode;
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();
     cfg.heartbeat = Duration::from_millis(500);

@@ -71,6 +71,14 @@ pub enum ResumeError {
         /// The missing file.
         file: String,
     },
+    /// Transactions after the checkpoint's GTID set were purged from the server's binlog.
+    #[error("the binlog after the checkpoint's GTID set {gtid} has been purged from the server (gtid_purged {purged}): the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
+    GtidPurged {
+        /// The checkpoint's GTID set.
+        gtid: String,
+        /// The server's `gtid_purged`.
+        purged: String,
+    },
     /// GTIDs of the checkpoint are not in the server's executed set (failover to a server
     /// that lacks them).
     #[error("the checkpoint's GTID set {gtid} is not contained in this server's gtid_executed (a failover to a server missing transactions?): resuming could lose changes; run with --abort and start again")]
@@ -172,6 +180,22 @@ pub async fn validate(
                 gtid: ckpt.gtid.clone(),
             });
         }
+        // The stream starts from the GTID set (not the file offset, which names another
+        // server's bytes after a failover): every purged transaction must be in it.
+        let (covered, purged): (Option<i64>, Option<String>) = conn
+            .exec_first(
+                "SELECT GTID_SUBSET(@@GLOBAL.gtid_purged, ?), @@GLOBAL.gtid_purged",
+                (&ckpt.gtid,),
+            )
+            .await?
+            .unwrap_or((None, None));
+        if covered != Some(1) {
+            return Err(ResumeError::GtidPurged {
+                gtid: ckpt.gtid.clone(),
+                purged: purged.unwrap_or_default().replace('\n', ""),
+            });
+        }
+        return Ok(());
     }
     let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
     let present = logs

@@ -94,21 +94,31 @@ struct StreamState {
     source: Option<BinlogSource>,
     cfg: SourceConfig,
     resume_at: Position,
+    /// Where a new connection starts: the GTID start until the first commit, then
+    /// `resume_at`.
+    restart: StartPosition,
     timeout: Duration,
 }
 
-/// The binlog stream of `cfg` from `start` (`cfg.start` is set to it), as a `Stream` of
-/// events; the first connection and every lost one are retried for up to `timeout`.
+/// The binlog stream of `cfg` from `start`, as a `Stream` of events; the first connection and
+/// every lost one are retried for up to `timeout`. `cfg.start` is set to `start`, unless it is
+/// a GTID start (`start` is then where that GTID state was recorded, for the logs): the server
+/// finds the first transaction the state lacks in its own binlog, so a run resumed on another
+/// server (a promoted replica) starts right, where a file offset would point into another
+/// file's bytes.
 pub async fn open(
     mut cfg: SourceConfig,
     start: &Position,
     timeout: Duration,
 ) -> Result<impl futures_util::Stream<Item = Result<SourceEvent, StreamError>> + Unpin, StreamError>
 {
-    cfg.start = StartPosition::At(start.clone());
+    if !matches!(cfg.start, StartPosition::Gtid(_)) {
+        cfg.start = StartPosition::At(start.clone());
+    }
     let source = connect(&cfg, start, timeout).await?;
     let state = StreamState {
         source: Some(source),
+        restart: cfg.start.clone(),
         cfg,
         resume_at: start.clone(),
         timeout,
@@ -124,6 +134,7 @@ pub async fn open(
                         if let SourceEvent::Commit { pos, .. } | SourceEvent::Ddl { pos, .. } = &ev
                         {
                             state.resume_at = pos.clone();
+                            state.restart = StartPosition::At(pos.clone());
                         }
                         return Some((Ok(ev), Some(state)));
                     }
@@ -142,7 +153,7 @@ pub async fn open(
                     let _ = tokio::time::timeout(Duration::from_secs(1), old.close()).await;
                 }
                 let mut cfg = state.cfg.clone();
-                cfg.start = StartPosition::At(state.resume_at.clone());
+                cfg.start = state.restart.clone();
                 match connect(&cfg, &state.resume_at, state.timeout).await {
                     Ok(mut s) => {
                         info!(position = %state.resume_at, "binlog stream resumed");

@@ -1,0 +1,153 @@
+//! A migration interrupted mid-copy on a MySQL primary is resumed on its replica after a
+//! failover (the replica promoted, the application writing to it). The checkpoint and the
+//! shadow came over with replication, but the checkpoint's binlog file and offset name the old
+//! primary's bytes: the resumed stream must start from the checkpoint's GTID set in the new
+//! primary's own binlog. (Before the fix it started at the old file offset, which the replica
+//! does not hold at that place.) The verification before the cut-over then finds the shadow
+//! equal to the table, changes made on the new primary included.
+//!
+//! MySQL only: MariaDB resumes at the file offset (README, known limitations).
+
+use mysql_async::prelude::Queryable;
+use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
+use std::time::{Duration, Instant};
+
+const ROWS: u64 = 20_000;
+
+fn migrate_args(url: &str, db: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "migrate",
+        "--source",
+        url,
+        "--table",
+        &format!("{db}.t"),
+        "--alter",
+        "ADD COLUMN w INT NOT NULL DEFAULT 7",
+        "--copy-workers",
+        "1",
+        "--execute",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_on_the_promoted_replica_mysql() {
+    let primary = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
+    let replica = TestServer::replica_of(&primary).await.unwrap();
+    let db = "failover";
+    // The replica's binlog rotates on its own schedule (here at once): its files and offsets
+    // are not the primary's. (Replicating from the primary's first file with no rotation of
+    // its own, it would write the same events at the same offsets of the same file names.)
+    let mut r = mysql_async::Conn::from_url(replica.url()).await.unwrap();
+    r.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let mut p = mysql_async::Conn::from_url(primary.url()).await.unwrap();
+    p.query_drop(format!("CREATE DATABASE `{db}`"))
+        .await
+        .unwrap();
+    p.query_drop(format!(
+        "CREATE TABLE `{db}`.t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB"
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<String> = (1..=ROWS).map(|i| format!("({i}, {i})")).collect();
+    p.query_drop(format!("INSERT INTO `{db}`.t VALUES {}", rows.join(",")))
+        .await
+        .unwrap();
+
+    // The copy stops at a row lock; once the checkpoint holds a watermark, rowshift is killed.
+    let mut blocker = mysql_async::Conn::from_url(primary.url()).await.unwrap();
+    blocker
+        .query_drop(format!(
+            "START TRANSACTION; SELECT id FROM `{db}`.t WHERE id = 15000 FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(rowshift_bin())
+        .args(migrate_args(&primary.url(), db, &[]))
+        .env("ROWSHIFT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rowshift_testkit::copy_watermark(&mut p, db, "t")
+        .await
+        .is_none_or(|w| w < 500)
+    {
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("migrate exited before its checkpoint held a watermark ({s})");
+        }
+        assert!(Instant::now() < deadline, "no copy watermark");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    blocker.query_drop("ROLLBACK").await.unwrap();
+    // More changes on the old primary after the checkpoint, then the replica catches up.
+    p.query_drop(format!(
+        "UPDATE `{db}`.t SET v = v + 1000 WHERE id BETWEEN 1 AND 50"
+    ))
+    .await
+    .unwrap();
+    let executed: String = p
+        .query_first("SELECT @@GLOBAL.gtid_executed")
+        .await
+        .unwrap()
+        .unwrap();
+    let waited: Option<i64> = r
+        .exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 120)", (executed,))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "the replica did not catch up");
+
+    // Failover: the replica becomes the primary and the application writes to it.
+    r.query_drop("STOP REPLICA").await.unwrap();
+    r.query_drop("RESET REPLICA ALL").await.unwrap();
+    drop(primary);
+    r.query_drop(format!(
+        "UPDATE `{db}`.t SET v = v + 2000 WHERE id BETWEEN 40 AND 90"
+    ))
+    .await
+    .unwrap();
+    r.query_drop(format!("INSERT INTO `{db}`.t VALUES (30000, 1)"))
+        .await
+        .unwrap();
+
+    let args = migrate_args(&replica.url(), db, &["--resume"]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(rowshift_bin())
+            .args(&args)
+            .env("ROWSHIFT_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the resumed migrate did not finish")
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("rowshift verify: GO"), "{stdout}\n{stderr}");
+    let want: Vec<(u32, i32)> = r
+        .query(format!("SELECT id, v FROM `{db}`.`_t_old` ORDER BY id"))
+        .await
+        .unwrap();
+    let got: Vec<(u32, i32)> = r
+        .query(format!("SELECT id, v FROM `{db}`.t ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(got.len() as u64, ROWS + 1);
+    assert_eq!(got, want, "the migrated table differs from the old one");
+    let v: Option<i32> = r
+        .query_first(format!("SELECT v FROM `{db}`.t WHERE id = 45"))
+        .await
+        .unwrap();
+    assert_eq!(v, Some(45 + 3000), "both primaries' changes to row 45");
+}
