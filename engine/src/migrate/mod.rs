@@ -373,18 +373,23 @@ async fn run_inner(
         .map_err(|e| MigrateError::Mapping(e.to_string()))?;
     let options = resume::options_fingerprint(&config.alter, &config.sets, &old);
     if config.abort {
-        let dropped = resume::abort(&mut conn, &config.db, &config.table).await?;
-        return Ok(MigrateReport::note(
-            format!(
-                "aborted: dropped {}; the table itself and any old table are untouched",
-                if dropped.is_empty() {
-                    "nothing (no earlier run found)".to_string()
-                } else {
-                    dropped.join(", ")
-                }
-            ),
-            started,
-        ));
+        let done = resume::abort(&mut conn, &config.db, &config.table).await?;
+        let mut note = format!(
+            "aborted: dropped {}; the table itself and any old table are untouched",
+            if done.dropped.is_empty() {
+                "nothing (no earlier run found)".to_string()
+            } else {
+                done.dropped.join(", ")
+            }
+        );
+        if let Some(shadow) = &done.kept_shadow {
+            note.push_str(&format!(
+                "\nkept {}: no checkpoint {} shows that a run of rowshift made it (another tool's shadow, a table of yours, or a run that died right after creating it). Drop it yourself once you know it is a leftover, or let the next migration do it with --drop-leftovers --execute",
+                q2(&config.db, shadow),
+                q2(&config.db, &names::checkpoint(&config.table))
+            ));
+        }
+        return Ok(MigrateReport::note(note, started));
     }
     let resumed = match resume::inspect(&mut conn, &config.db, &config.table).await? {
         resume::PriorState::Fresh if config.resume => {
@@ -435,7 +440,7 @@ async fn run_inner(
                 format!(
                     "the cut-over of an earlier run had completed (the table is the new one, the original is {}); cleaned up {}",
                     q2(&config.db, &names::old(&config.table)),
-                    dropped.join(", ")
+                    dropped.dropped.join(", ")
                 ),
                 started,
             ));

@@ -284,16 +284,35 @@ fn table_fingerprint(t: &TableSchema) -> String {
     .replace('\n', " ")
 }
 
+/// What `--abort` dropped, and the shadow it kept.
+#[derive(Debug, Default)]
+pub struct Aborted {
+    /// Tables dropped.
+    pub dropped: Vec<String>,
+    /// A `_t_new` with no checkpoint beside it: nothing shows rowshift made it.
+    pub kept_shadow: Option<String>,
+}
+
 /// Drop what a migration of `db`.`table` created — shadow, checkpoint, sentry, trip — and
-/// never the table itself nor an old table (the user's data).
-pub async fn abort(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>, ResumeError> {
-    let mut dropped = Vec::new();
+/// never the table itself nor an old table (the user's data). The shadow is dropped only with
+/// the checkpoint that says a run of rowshift made it: a `_t_new` alone may be another tool's
+/// or the user's table.
+pub async fn abort(conn: &mut Conn, db: &str, table: &str) -> Result<Aborted, ResumeError> {
+    let mut done = Aborted::default();
+    let shadow = names::shadow(table);
+    let ours = catalog::table_exists(conn, db, &names::checkpoint(table)).await?;
+    if !ours && catalog::table_exists(conn, db, &shadow).await? {
+        done.kept_shadow = Some(shadow.clone());
+    }
     for name in [
-        names::shadow(table),
+        shadow,
         names::checkpoint(table),
         names::sentry(table),
         names::trip(table),
     ] {
+        if done.kept_shadow.as_ref() == Some(&name) {
+            continue;
+        }
         if catalog::table_exists(conn, db, &name).await? {
             conn.query_drop(format!(
                 "DROP TABLE {}.{}",
@@ -301,8 +320,8 @@ pub async fn abort(conn: &mut Conn, db: &str, table: &str) -> Result<Vec<String>
                 quote_ident(&name)
             ))
             .await?;
-            dropped.push(name);
+            done.dropped.push(name);
         }
     }
-    Ok(dropped)
+    Ok(done)
 }
