@@ -44,7 +44,7 @@ pub enum SyncRouterError {
     #[error("an applier of {0} stopped")]
     ApplierStopped(String),
     /// A DDL changed a synced table.
-    #[error("the source table {table} was altered ({query}); the target no longer matches the mapping: adjust the target table and run sync again")]
+    #[error("the source table {table} was altered ({query}): a sync does not follow a change of a synced table's definition, and its checkpoint stays before the statement (running the same sync again stops here again). Start over: drop the target table (or empty it and give it the new shape, for --target-schema-from-existing) and run sync with a new --name, which backfills it again")]
     TableChanged {
         /// Source table.
         table: String,
