@@ -7,7 +7,7 @@ mod sync_support;
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::{Engine, TestServer};
 use std::time::Duration;
-use sync_support::{spawn_sync, stop_sync, wait_backfill};
+use sync_support::{fresh_source_table, spawn_sync, stop_sync, wait_backfill};
 
 /// Wait (bounded) for the sync to exit; returns whether it succeeded and its log.
 async fn exit_of(mut child: tokio::process::Child, log: &std::path::Path) -> (bool, String) {
@@ -25,18 +25,15 @@ async fn ddl_stops_the_sync(from: Engine, to: Engine) {
     let src = TestServer::shared(from);
     let tgt = TestServer::shared(to);
     let db = format!("sync_ddl_{}_{}", from.name(), to.name());
-    src.fresh_db(&db).await.unwrap();
-    tgt.fresh_db(&db).await.unwrap();
-    let mut s = mysql_async::Conn::from_url(src.url_for_db(&db))
-        .await
-        .unwrap();
-    s.query_drop("CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB")
-        .await
-        .unwrap();
     let rows: Vec<String> = (1..=500).map(|i| format!("({i}, {i})")).collect();
-    s.query_drop(format!("INSERT INTO t VALUES {}", rows.join(",")))
-        .await
-        .unwrap();
+    let mut s = fresh_source_table(
+        &src,
+        &tgt,
+        &db,
+        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+        &rows,
+    )
+    .await;
     let args = |name: &str| -> Vec<String> {
         [
             "--source",

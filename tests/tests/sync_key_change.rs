@@ -10,7 +10,9 @@ mod sync_support;
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::{Engine, TestServer};
 use std::time::{Duration, Instant};
-use sync_support::{log_contains, log_len, spawn_sync, stop_sync, wait_backfill};
+use sync_support::{
+    fresh_source_table, log_contains, log_len, spawn_sync, stop_sync, wait_backfill,
+};
 
 const ROWS: u64 = 2_000;
 /// The key the update gives row 500.
@@ -44,18 +46,15 @@ async fn key_change_split_by_a_kill(from: Engine, to: Engine) {
     let src = TestServer::shared(from);
     let tgt = TestServer::shared(to);
     let db = format!("sync_keychg_{}_{}", from.name(), to.name());
-    src.fresh_db(&db).await.unwrap();
-    tgt.fresh_db(&db).await.unwrap();
-    let mut s = mysql_async::Conn::from_url(src.url_for_db(&db))
-        .await
-        .unwrap();
-    s.query_drop("CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB")
-        .await
-        .unwrap();
     let rows: Vec<String> = (1..=ROWS).map(|i| format!("({i}, {i})")).collect();
-    s.query_drop(format!("INSERT INTO t VALUES {}", rows.join(",")))
-        .await
-        .unwrap();
+    let mut s = fresh_source_table(
+        &src,
+        &tgt,
+        &db,
+        "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+        &rows,
+    )
+    .await;
     let name = format!("keychg_{}_{}", from.name(), to.name());
     // One applier: the old and the new key go to the same one.
     let args: Vec<String> = [

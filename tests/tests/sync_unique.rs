@@ -12,7 +12,9 @@ use rowshift_testkit::{Engine, TestServer};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use sync_support::{log_contains, log_len, promote, spawn_sync, stop_sync, wait_backfill};
+use sync_support::{
+    fresh_source_table, log_contains, log_len, promote, spawn_sync, stop_sync, wait_backfill,
+};
 
 const ROWS: u64 = 2_000;
 
@@ -55,18 +57,15 @@ async fn swaps_under_a_unique_key_the_sync_adds(from: Engine, to: Engine) {
     let src = TestServer::shared(from);
     let tgt = TestServer::shared(to);
     let db = format!("sync_unique_{}_{}", from.name(), to.name());
-    src.fresh_db(&db).await.unwrap();
-    tgt.fresh_db(&db).await.unwrap();
-    let mut s = mysql_async::Conn::from_url(src.url_for_db(&db))
-        .await
-        .unwrap();
-    s.query_drop("CREATE TABLE t (id INT NOT NULL PRIMARY KEY, u VARCHAR(20) NOT NULL, v INT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
-        .await
-        .unwrap();
     let rows: Vec<String> = (1..=ROWS).map(|i| format!("({i}, 'u{i}', {i})")).collect();
-    s.query_drop(format!("INSERT INTO t VALUES {}", rows.join(",")))
-        .await
-        .unwrap();
+    let mut s = fresh_source_table(
+        &src,
+        &tgt,
+        &db,
+        "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, u VARCHAR(20) NOT NULL, v INT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        &rows,
+    )
+    .await;
     let name = format!("uniq_{}_{}", from.name(), to.name());
     let args: Vec<String> = [
         "--source",

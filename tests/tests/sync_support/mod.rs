@@ -195,3 +195,24 @@ pub async fn assert_same_counts(src: &TestServer, tgt: &TestServer, db: &str) {
         assert_eq!(a, b, "row counts of {table}");
     }
 }
+
+/// Fresh `db` on both servers, `create` run in it on the source, then one INSERT of `values`
+/// (`(…)` tuples) into `t`; returns the source connection (its default database `db`).
+pub async fn fresh_source_table(
+    src: &TestServer,
+    tgt: &TestServer,
+    db: &str,
+    create: &str,
+    values: &[String],
+) -> mysql_async::Conn {
+    src.fresh_db(db).await.unwrap();
+    tgt.fresh_db(db).await.unwrap();
+    let mut s = mysql_async::Conn::from_url(src.url_for_db(db))
+        .await
+        .unwrap();
+    s.query_drop(create).await.unwrap();
+    s.query_drop(format!("INSERT INTO t VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    s
+}
