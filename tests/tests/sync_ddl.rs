@@ -7,7 +7,7 @@ mod sync_support;
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::{Engine, TestServer};
 use std::time::Duration;
-use sync_support::{fresh_source_table, spawn_sync, stop_sync, wait_backfill};
+use sync_support::{fresh_source_table, spawn_sync, stop_sync, table_t_args, wait_backfill};
 
 /// Wait (bounded) for the sync to exit; returns whether it succeeded and its log.
 async fn exit_of(mut child: tokio::process::Child, log: &std::path::Path) -> (bool, String) {
@@ -34,21 +34,7 @@ async fn ddl_stops_the_sync(from: Engine, to: Engine) {
         &rows,
     )
     .await;
-    let args = |name: &str| -> Vec<String> {
-        [
-            "--source",
-            &src.url(),
-            "--target",
-            &tgt.url(),
-            "--table",
-            &format!("{db}.t"),
-            "--name",
-            name,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |name: &str| table_t_args(&src.url(), &tgt, &db, name, &[]);
     let log = std::env::temp_dir().join(format!("rowshift-{db}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args("first"), &log);

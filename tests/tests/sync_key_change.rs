@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use rowshift_testkit::{Engine, TestServer};
 use std::time::{Duration, Instant};
 use sync_support::{
-    fresh_source_table, log_contains, log_len, spawn_sync, stop_sync, wait_backfill,
+    fresh_source_table, log_contains, log_len, spawn_sync, stop_sync, table_t_args, wait_backfill,
 };
 
 const ROWS: u64 = 2_000;
@@ -57,21 +57,7 @@ async fn key_change_split_by_a_kill(from: Engine, to: Engine) {
     .await;
     let name = format!("keychg_{}_{}", from.name(), to.name());
     // One applier: the old and the new key go to the same one.
-    let args: Vec<String> = [
-        "--source",
-        &src.url(),
-        "--target",
-        &tgt.url(),
-        "--table",
-        &format!("{db}.t"),
-        "--appliers",
-        "1",
-        "--name",
-        &name,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = table_t_args(&src.url(), &tgt, &db, &name, &["--appliers", "1"]);
     let log = std::env::temp_dir().join(format!("rowshift-{name}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use sync_support::{
-    fresh_source_table, log_contains, log_len, promote, spawn_sync, stop_sync, wait_backfill,
+    fresh_source_table, log_contains, log_len, promote, spawn_sync, stop_sync, table_t_args,
+    wait_backfill,
 };
 
 const ROWS: u64 = 2_000;
@@ -67,21 +68,13 @@ async fn swaps_under_a_unique_key_the_sync_adds(from: Engine, to: Engine) {
     )
     .await;
     let name = format!("uniq_{}_{}", from.name(), to.name());
-    let args: Vec<String> = [
-        "--source",
+    let args = table_t_args(
         &src.url(),
-        "--target",
-        &tgt.url(),
-        "--table",
-        &format!("{db}.t"),
-        "--alter",
-        "ADD UNIQUE KEY uk_u (u)",
-        "--name",
+        &tgt,
+        &db,
         &name,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &["--alter", "ADD UNIQUE KEY uk_u (u)"],
+    );
     let log = std::env::temp_dir().join(format!("rowshift-{name}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let mut child = spawn_sync(&args, &log);

@@ -98,6 +98,10 @@ struct StreamState {
     /// `resume_at`.
     restart: StartPosition,
     timeout: Duration,
+    /// Connections lost to [`SourceError::Timeout`] since the last commit read: each makes
+    /// the next connection twice as patient (up to 32×), so an event slower to arrive than
+    /// the usual wait (a large one over a slow link) is not read again and again forever.
+    timeouts: u32,
 }
 
 /// The binlog stream of `cfg` from `start`, as a `Stream` of events; the first connection and
@@ -122,6 +126,7 @@ pub async fn open(
         cfg,
         resume_at: start.clone(),
         timeout,
+        timeouts: 0,
     };
     Ok(Box::pin(futures_util::stream::unfold(
         Some(state),
@@ -135,12 +140,18 @@ pub async fn open(
                         {
                             state.resume_at = pos.clone();
                             state.restart = StartPosition::At(pos.clone());
+                            state.timeouts = 0;
                         }
                         return Some((Ok(ev), Some(state)));
                     }
                     // A blocking dump never ends by itself: the server closed it (shutdown).
                     Ok(None) => "the server ended the binlog stream".to_string(),
-                    Err(e) if chain_is_lost(&e) => error_chain(&e),
+                    Err(e) if chain_is_lost(&e) => {
+                        if matches!(e, SourceError::Timeout { .. }) {
+                            state.timeouts += 1;
+                        }
+                        error_chain(&e)
+                    }
                     Err(e) => return Some((Err(StreamError::Source(e)), None)),
                 };
                 warn!(reason = %reason, position = %state.resume_at, "binlog connection lost; reconnecting from the last commit");
@@ -156,7 +167,9 @@ pub async fn open(
                 cfg.start = state.restart.clone();
                 match connect(&cfg, &state.resume_at, state.timeout).await {
                     Ok(mut s) => {
-                        info!(position = %state.resume_at, "binlog stream resumed");
+                        let patience = 1u32 << state.timeouts.min(5);
+                        info!(position = %state.resume_at, patience, "binlog stream resumed");
+                        s.set_patience(patience);
                         s.keep_xa_hold(xa);
                         state.source = Some(s)
                     }

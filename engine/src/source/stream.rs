@@ -327,6 +327,9 @@ pub struct BinlogSource {
     scratch: Vec<SourceEvent>,
     info: ServerInfo,
     heartbeat: Duration,
+    /// How many times the usual wait [`BinlogSource::next`] gives the server (see
+    /// [`BinlogSource::set_patience`]).
+    patience: u32,
     until_end: bool,
     done: bool,
     /// MySQL `file:offset` starts read the file from its start to learn the GTID state at
@@ -492,6 +495,7 @@ impl BinlogSource {
                 scratch: Vec::new(),
                 info,
                 heartbeat: cfg.heartbeat,
+                patience: 1,
                 until_end: cfg.until_end,
                 done: false,
                 skip_until,
@@ -522,6 +526,14 @@ impl BinlogSource {
         self.decoder.keep_xa_hold(hold);
     }
 
+    /// Wait `factor` times longer for the server before [`SourceError::Timeout`]: the server
+    /// sends no heartbeat while it sends one event, so over a slow link a large event (a big
+    /// BLOB row, a compressed transaction) can outlast the usual wait; a connection made
+    /// again after such a timeout waits longer (`source::reconnect`).
+    pub fn set_patience(&mut self, factor: u32) {
+        self.patience = factor.max(1);
+    }
+
     /// The next event; `None` when the stream ends (only with `until_end`).
     pub async fn next(&mut self) -> Result<Option<SourceEvent>, SourceError> {
         loop {
@@ -536,7 +548,7 @@ impl BinlogSource {
                 self.heartbeat * 6
             } else {
                 self.heartbeat * 3
-            };
+            } * self.patience;
             // An event already received needs no timer (reading the clock for a deadline per
             // event showed in profiles of a busy stream).
             let next = match self.stream.next().now_or_never() {

@@ -216,3 +216,28 @@ pub async fn fresh_source_table(
         .unwrap();
     s
 }
+
+/// `sync` arguments for table `db`.t from `source_url` into `tgt` under `name`, then `extra`.
+pub fn table_t_args(
+    source_url: &str,
+    tgt: &TestServer,
+    db: &str,
+    name: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--source",
+        source_url,
+        "--target",
+        &tgt.url(),
+        "--table",
+        &format!("{db}.t"),
+        "--name",
+        name,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
