@@ -132,7 +132,8 @@ impl RowReader {
                     },
                 ),
                 ColumnType::Decimal { .. } => (q, ReadAs::Decimal),
-                ColumnType::Float { .. } => (q, ReadAs::Float),
+                // Widened: the server prints a FLOAT with 6 significant digits only.
+                ColumnType::Float { .. } => (format!("{q} + 0e0"), ReadAs::Float),
                 ColumnType::Double { .. } => (q, ReadAs::Double),
                 ColumnType::Bit { width } => (format!("{q} + 0"), ReadAs::Bit(*width)),
                 ColumnType::Enum { .. } => (format!("{q} + 0"), ReadAs::Enum),

@@ -28,7 +28,13 @@ pub fn push_literal(out: &mut String, value: &Value, kind: LiteralKind) {
             push_uint(out, v.unsigned_abs());
         }
         Value::UInt(v) => push_uint(out, *v),
-        Value::Float(v) => push_float(out, f64::from(*v), format!("{v:?}")),
+        // The float's exact value: a FLOAT column compares as a DOUBLE, so `0.1` would not
+        // match the stored 0.100000001490116… (a DELETE by such a key would miss its row);
+        // stored into a FLOAT it rounds back to the same float.
+        Value::Float(v) => {
+            let exact = f64::from(*v);
+            push_float(out, exact, format!("{exact:?}"))
+        }
         Value::Double(v) => push_float(out, *v, format!("{v:?}")),
         Value::Decimal(text) => {
             // Decoded decimals are digits, sign and point only; anything else is quoted.

@@ -4,7 +4,8 @@
 //! duplicate with the key's name, never dropped.
 //!
 //! Deterministic: an urgent barrier ends a batch in the middle of a swap of two rows' values,
-//! as a batch boundary inside an application's transaction does under load.
+//! as a batch boundary inside an application's transaction does under load. Also: a DELETE by a
+//! FLOAT primary key finds its row.
 
 use std::time::Duration;
 
@@ -25,17 +26,23 @@ struct Target {
 
 /// `t` (id PRIMARY KEY, u UNIQUE) with rows (1, 'a') and (2, 'b').
 async fn setup(engine: Engine, name: &str) -> Target {
+    setup_with(engine, name, &[
+        "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, u VARCHAR(10) NOT NULL, UNIQUE KEY uk_u (u)) ENGINE=InnoDB",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+    ])
+    .await
+}
+
+/// Database `name` with table `t` made by `stmts`, its schema's key codec.
+async fn setup_with(engine: Engine, name: &str, stmts: &[&str]) -> Target {
     let server = TestServer::shared(engine);
     let db = server.fresh_db(name).await.unwrap();
     let mut c = mysql_async::Conn::from_url(server.url_for_db(&db))
         .await
         .unwrap();
-    c.query_drop("CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, u VARCHAR(10) NOT NULL, UNIQUE KEY uk_u (u)) ENGINE=InnoDB")
-        .await
-        .unwrap();
-    c.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-        .await
-        .unwrap();
+    for s in stmts {
+        c.query_drop(*s).await.unwrap();
+    }
     let flavor = match engine {
         Engine::MySql => Flavor::MySql,
         Engine::MariaDb => Flavor::MariaDb,
@@ -142,7 +149,57 @@ async fn held_batch_at_the_end_is_reported(engine: Engine) {
     assert_eq!(t.rows().await, vec![(1, "a".into()), (2, "b".into())]);
 }
 
+/// A FLOAT primary key: the appliers' DELETE names the row by its exact value. The server
+/// compares a FLOAT column as a DOUBLE, so the float 0.1 written as `0.1` matched nothing and
+/// the deleted row stayed in the target (before the fix).
+async fn delete_by_a_float_key(engine: Engine) {
+    let Target { server, db, codec } = setup_with(
+        engine,
+        "apply_float_key",
+        &["CREATE TABLE t (f FLOAT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB"],
+    )
+    .await;
+    let target = ApplyTarget {
+        endpoint: Endpoint::new(&server.url()).unwrap(),
+        table: format!("`{db}`.`t`"),
+        columns: vec!["`f`".into(), "`v`".into()],
+        kinds: vec![Default::default(); 2],
+        key_positions: vec![0],
+        max_batch: 500,
+        linger: Duration::ZERO,
+        replace: true,
+        reconnect_timeout: Duration::from_secs(5),
+        collision_wait: COLLISION_WAIT,
+    };
+    let mut appliers = ApplierSet::start(target, 1, 16).await.unwrap();
+    for (f, v) in [(0.1f32, 1i64), (0.3, 3), (1.2345678, 4)] {
+        let key = codec.key_of_values(&[Value::Float(f)]).unwrap();
+        appliers
+            .send(0, key, Op::Upsert(vec![Value::Float(f), Value::Int(v)]))
+            .await
+            .unwrap();
+    }
+    let seq = appliers.barrier().await.unwrap();
+    appliers.wait_applied(seq).await.unwrap();
+    for f in [0.1f32, 1.2345678] {
+        let key = codec.key_of_values(&[Value::Float(f)]).unwrap();
+        appliers
+            .send(0, key, Op::Delete(vec![Value::Float(f)]))
+            .await
+            .unwrap();
+    }
+    let seq = appliers.barrier().await.unwrap();
+    appliers.wait_applied(seq).await.unwrap();
+    appliers.finish().await.unwrap();
+    let mut c = mysql_async::Conn::from_url(server.url_for_db(&db))
+        .await
+        .unwrap();
+    let left: Vec<i64> = c.query("SELECT v FROM t ORDER BY f").await.unwrap();
+    assert_eq!(left, vec![3], "the deleted FLOAT keys are gone, 0.3 stays");
+}
+
 both_engines!(
+    delete_by_a_float_key,
     swap_across_a_batch_boundary,
     unresolved_collision_is_a_duplicate,
     held_batch_at_the_end_is_reported,
