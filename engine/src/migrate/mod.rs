@@ -638,7 +638,7 @@ async fn run_inner(
             }
             // With the checkpoint's GTID state: on MySQL the stream starts from it (see below).
             let mut p = c.position.clone();
-            if let Ok(gtid @ GtidState::MySql(_)) = GtidState::parse(&c.gtid) {
+            if let Some(gtid) = resume::gtid_start(&mut conn, c).await? {
                 p.gtid = gtid;
             }
             p

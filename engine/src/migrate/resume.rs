@@ -3,6 +3,7 @@
 use crate::catalog;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointTable};
 use crate::cutover::names;
+use crate::position::GtidState;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use rowshift_transform::schema::{quote_ident, TableSchema};
@@ -180,6 +181,8 @@ pub async fn validate(
                 gtid: ckpt.gtid.clone(),
             });
         }
+    }
+    if gtid_start(conn, ckpt).await?.is_some() {
         // The stream starts from the GTID set (not the file offset, which names another
         // server's bytes after a failover): every purged transaction must be in it.
         let (covered, purged): (Option<i64>, Option<String>) = conn
@@ -208,6 +211,21 @@ pub async fn validate(
         });
     }
     Ok(())
+}
+
+/// Where a resumed stream starts on MySQL: the checkpoint's GTID set, when it has one and the
+/// server runs with `gtid_mode = ON` (a GTID dump needs it); otherwise `None` (the file offset).
+pub async fn gtid_start(
+    conn: &mut Conn,
+    ckpt: &Checkpoint,
+) -> Result<Option<GtidState>, ResumeError> {
+    let Ok(gtid @ GtidState::MySql(_)) = GtidState::parse(&ckpt.gtid) else {
+        return Ok(None);
+    };
+    let on: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.gtid_mode = 'ON'")
+        .await?;
+    Ok((on == Some(1)).then_some(gtid))
 }
 
 /// The fingerprint of what shapes the result: the options and the table's definition.
