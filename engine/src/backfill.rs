@@ -88,6 +88,10 @@ pub struct RowReader {
     kinds: Vec<(String, ReadAs)>,
     /// The primary key, for the cursor.
     pub key: Vec<KeyColumn>,
+    /// What is selected for each key column to write the cursor from: the column, or a FLOAT
+    /// widened to DOUBLE (the server prints a FLOAT with 6 digits: `k > 1.23457` would skip
+    /// the keys between the last row's real value and that).
+    key_reads: Vec<String>,
     order_by: String,
 }
 
@@ -162,10 +166,17 @@ impl RowReader {
             kinds.push((c.name.clone(), kind));
         }
         let key = key_columns(schema);
-        // The key columns raw at the end: the cursor is written from the server's own text.
-        for k in &key {
-            exprs.push(k.name.clone());
-        }
+        // The key columns at the end: the cursor is written from the server's own text.
+        let key_reads: Vec<String> = schema
+            .primary_key
+            .iter()
+            .zip(&key)
+            .map(|(&i, k)| match schema.columns[i].data_type {
+                ColumnType::Float { .. } => format!("{} + 0e0", k.name),
+                _ => k.name.clone(),
+            })
+            .collect();
+        exprs.extend(key_reads.iter().cloned());
         let order_by = key
             .iter()
             .map(|k| k.name.as_str())
@@ -177,6 +188,7 @@ impl RowReader {
             select: exprs.join(", "),
             kinds,
             key,
+            key_reads,
             order_by,
         })
     }
@@ -272,12 +284,7 @@ impl RowReader {
             .map(|k| format!("{} DESC", k.name))
             .collect::<Vec<_>>()
             .join(", ");
-        let cols = self
-            .key
-            .iter()
-            .map(|k| k.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = self.key_reads.join(", ");
         let row: Option<mysql_async::Row> = conn
             .query_first(format!(
                 "SELECT {cols} FROM {} ORDER BY {desc} LIMIT 1",

@@ -130,3 +130,52 @@ async fn mysql_to_mariadb_types() {
 async fn mariadb_to_mysql_types() {
     types_between(Engine::MariaDb, Engine::MySql).await;
 }
+
+/// A FLOAT primary key, backfilled one row per chunk: the chunk cursor and the backfill's upper
+/// bound are the keys' exact values (the server prints a FLOAT with 6 digits: a cursor of
+/// `1.23457` skipped the keys just below it, an upper bound of `9.87654` the highest row).
+async fn float_keys_between(from: Engine, to: Engine) {
+    let src = TestServer::shared(from);
+    let tgt = TestServer::shared(to);
+    let db = format!("sync_float_key_{}_{}", from.name(), to.name());
+    let keys = ["1.2345671", "1.2345673", "1.2345675", "2.5", "9.8765432"];
+    let rows: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("({k}, {i})"))
+        .collect();
+    let mut s = fresh_source_table(
+        &src,
+        &tgt,
+        &db,
+        "CREATE TABLE t (f FLOAT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB",
+        &rows,
+    )
+    .await;
+    let name = format!("float_key_{}_{}", from.name(), to.name());
+    let args = table_t_args(&src.url(), &tgt, &db, &name, &["--chunk-rows", "1"]);
+    let log = std::env::temp_dir().join(format!("rowshift-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    wait_backfill(&tgt, &db, &name, &mut child).await;
+    stop_sync(child).await;
+    let mut t = mysql_async::Conn::from_url(tgt.url_for_db(&db))
+        .await
+        .unwrap();
+    let q = "SELECT f + 0e0, v FROM t ORDER BY f";
+    let want: Vec<(f64, i64)> = s.query(q).await.unwrap();
+    let got: Vec<(f64, i64)> = t.query(q).await.unwrap();
+    assert_eq!(want.len(), keys.len());
+    assert_eq!(got, want, "the target's FLOAT keys (log {})", log.display());
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_to_mariadb_float_keys() {
+    float_keys_between(Engine::MySql, Engine::MariaDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_to_mysql_float_keys() {
+    float_keys_between(Engine::MariaDb, Engine::MySql).await;
+}

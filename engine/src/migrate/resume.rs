@@ -222,9 +222,7 @@ pub async fn gtid_start(
     let Ok(gtid @ GtidState::MySql(_)) = GtidState::parse(&ckpt.gtid) else {
         return Ok(None);
     };
-    let on: Option<i64> = conn
-        .query_first("SELECT @@GLOBAL.gtid_mode = 'ON'")
-        .await?;
+    let on: Option<i64> = conn.query_first("SELECT @@GLOBAL.gtid_mode = 'ON'").await?;
     Ok((on == Some(1)).then_some(gtid))
 }
 

@@ -99,8 +99,9 @@ struct StreamState {
     restart: StartPosition,
     timeout: Duration,
     /// Connections lost to [`SourceError::Timeout`] since the last commit read: each makes
-    /// the next connection twice as patient (up to 32×), so an event slower to arrive than
-    /// the usual wait (a large one over a slow link) is not read again and again forever.
+    /// the next connection twice as patient (until it reads a commit), so an event slower to
+    /// arrive than the usual wait (a large one over a slow link) is not read again and again
+    /// forever.
     timeouts: u32,
 }
 
@@ -141,6 +142,9 @@ pub async fn open(
                             state.resume_at = pos.clone();
                             state.restart = StartPosition::At(pos.clone());
                             state.timeouts = 0;
+                            if let Some(s) = state.source.as_mut() {
+                                s.set_patience(1);
+                            }
                         }
                         return Some((Ok(ev), Some(state)));
                     }
@@ -167,7 +171,9 @@ pub async fn open(
                 cfg.start = state.restart.clone();
                 match connect(&cfg, &state.resume_at, state.timeout).await {
                     Ok(mut s) => {
-                        let patience = 1u32 << state.timeouts.min(5);
+                        // No useful cap: an event that takes longer than any cap would be
+                        // read again for ever (2^16 × the usual wait is a day).
+                        let patience = 1u32 << state.timeouts.min(16);
                         info!(position = %state.resume_at, patience, "binlog stream resumed");
                         s.set_patience(patience);
                         s.keep_xa_hold(xa);
