@@ -6,7 +6,8 @@
 //! does not hold at that place.) The verification before the cut-over then finds the shadow
 //! equal to the table, changes made on the new primary included.
 //!
-//! MySQL only: MariaDB resumes at the file offset (README, known limitations).
+//! MariaDB resumes at the file offset; there the resume checks the GTID state at that offset on
+//! the new server and refuses (the replica's binlog is not the old primary's).
 
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::{rowshift_bin, Engine, ServerOptions, TestServer};
@@ -34,9 +35,8 @@ fn migrate_args(url: &str, db: &str, extra: &[&str]) -> Vec<String> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resumed_on_the_promoted_replica_mysql() {
-    let primary = TestServer::dedicated(Engine::MySql, ServerOptions::default()).unwrap();
+async fn resumed_on_the_promoted_replica(engine: Engine) {
+    let primary = TestServer::dedicated(engine, ServerOptions::default()).unwrap();
     let replica = TestServer::replica_of(&primary).await.unwrap();
     let db = "failover";
     // The replica's binlog rotates on its own schedule (here at once): its files and offsets
@@ -93,15 +93,18 @@ async fn resumed_on_the_promoted_replica_mysql() {
     ))
     .await
     .unwrap();
-    let executed: String = p
-        .query_first("SELECT @@GLOBAL.gtid_executed")
-        .await
-        .unwrap()
-        .unwrap();
-    let waited: Option<i64> = r
-        .exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 120)", (executed,))
-        .await
-        .unwrap();
+    let (executed, wait) = match engine {
+        Engine::MySql => (
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 120)",
+        ),
+        Engine::MariaDb => (
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            "SELECT MASTER_GTID_WAIT(?, 120)",
+        ),
+    };
+    let executed: String = p.query_first(executed).await.unwrap().unwrap();
+    let waited: Option<i64> = r.exec_first(wait, (executed,)).await.unwrap();
     assert_eq!(waited, Some(0), "the replica did not catch up");
 
     // Failover: the replica becomes the primary and the application writes to it.
@@ -133,6 +136,22 @@ async fn resumed_on_the_promoted_replica_mysql() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
+    if engine == Engine::MariaDb {
+        // Refused, nothing changed: the table is the original one, the shadow kept.
+        assert!(!out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            (stderr.contains("not the binlog the earlier run read")
+                || stderr.contains("has been purged"))
+                && stderr.contains("--abort"),
+            "{stderr}"
+        );
+        let n: Option<u64> = r
+            .query_first(format!("SELECT COUNT(*) FROM `{db}`.t"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(ROWS + 1));
+        return;
+    }
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("rowshift verify: GO"), "{stdout}\n{stderr}");
     let want: Vec<(u32, i32)> = r
@@ -151,3 +170,5 @@ async fn resumed_on_the_promoted_replica_mysql() {
         .unwrap();
     assert_eq!(v, Some(45 + 3000), "both primaries' changes to row 45");
 }
+
+rowshift_testkit::both_engines!(resumed_on_the_promoted_replica);

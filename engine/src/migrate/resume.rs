@@ -80,6 +80,17 @@ pub enum ResumeError {
         /// The server's `gtid_purged`.
         purged: String,
     },
+    /// MariaDB: the GTID state at the checkpoint's file offset on this server is not the
+    /// checkpoint's (another server's binlog under the same name, after a failover).
+    #[error("the checkpoint's binlog position {position} on this server holds GTID state {here}, the checkpoint recorded {gtid}: this is not the binlog the earlier run read (a failover to another server?); resuming there could skip or replay changes: run with --abort and start again")]
+    PositionMoved {
+        /// The checkpoint's position.
+        position: String,
+        /// The state there on this server (empty: not an event boundary).
+        here: String,
+        /// The checkpoint's GTID state.
+        gtid: String,
+    },
     /// GTIDs of the checkpoint are not in the server's executed set (failover to a server
     /// that lacks them).
     #[error("the checkpoint's GTID set {gtid} is not contained in this server's gtid_executed (a failover to a server missing transactions?): resuming could lose changes; run with --abort and start again")]
@@ -209,6 +220,27 @@ pub async fn validate(
         return Err(ResumeError::Purged {
             file: ckpt.position.file.clone(),
         });
+    }
+    // MariaDB: the state at the checkpoint's offset on this server must be the checkpoint's.
+    if let Ok(GtidState::MariaDb(want)) = GtidState::parse(&ckpt.gtid) {
+        let here: Option<Option<String>> = conn
+            .exec_first(
+                "SELECT BINLOG_GTID_POS(?, ?)",
+                (&ckpt.position.file, ckpt.position.offset),
+            )
+            .await?;
+        let here = here.flatten().unwrap_or_default();
+        let same = match GtidState::parse(&here) {
+            Ok(GtidState::MariaDb(list)) => list == want,
+            _ => false,
+        };
+        if !same {
+            return Err(ResumeError::PositionMoved {
+                position: ckpt.position.to_string(),
+                here,
+                gtid: ckpt.gtid.clone(),
+            });
+        }
     }
     Ok(())
 }
