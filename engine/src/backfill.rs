@@ -271,8 +271,10 @@ impl RowReader {
     }
 
     /// The highest primary key of the table now, as literals (`None`: the table is empty).
-    /// Read after the binlog start position is fixed, it bounds the backfill: a row with a
-    /// higher key was inserted after that position, so its insert is in the stream.
+    /// Read after the binlog start position is fixed and a [`SignalKind::Fence`] written after
+    /// it committed (so every transaction logged before the position is visible), it bounds
+    /// the backfill: a row with a higher key was inserted after that position, so its insert
+    /// is in the stream.
     pub async fn max_key(
         &self,
         conn: &mut mysql_async::Conn,
@@ -433,6 +435,10 @@ pub enum SignalKind {
     High,
     /// A drain marker: everything logged before it must be applied.
     Drain,
+    /// A fence: committed before the backfill reads a table's highest key, so that every
+    /// transaction logged before the stream's start position is visible to that read (the
+    /// router ignores it).
+    Fence,
 }
 
 impl SignalKind {
@@ -441,6 +447,7 @@ impl SignalKind {
             SignalKind::Low => "low",
             SignalKind::High => "high",
             SignalKind::Drain => "drain",
+            SignalKind::Fence => "fence",
         }
     }
 
@@ -450,6 +457,7 @@ impl SignalKind {
             b"low" => Some(SignalKind::Low),
             b"high" => Some(SignalKind::High),
             b"drain" => Some(SignalKind::Drain),
+            b"fence" => Some(SignalKind::Fence),
             _ => None,
         }
     }
@@ -461,9 +469,30 @@ impl SignalTable {
         format!("{}.{}", quote_ident(&self.db), quote_ident(SIGNAL_TABLE))
     }
 
-    /// Create the table when missing.
+    /// Create the table when missing. An existing table is not created again (`CREATE TABLE
+    /// IF NOT EXISTS` is written to the binlog, and under semi-synchronous replication waits
+    /// for a replica's acknowledgement like any commit); a `DELETE` that matches no row then
+    /// checks that it may be written (it is refused on a read-only server or without the
+    /// privilege, and logs nothing).
     pub async fn create(&self, conn: &mut mysql_async::Conn) -> Result<(), BackfillError> {
         use mysql_async::prelude::Queryable;
+        let err = |source| BackfillError::Signal {
+            table: self.qualified(),
+            source,
+        };
+        let exists: Option<u64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&self.db, SIGNAL_TABLE),
+            )
+            .await
+            .map_err(err)?;
+        if exists.unwrap_or(0) > 0 {
+            return conn
+                .query_drop(format!("DELETE FROM {} WHERE 1 = 0", self.qualified()))
+                .await
+                .map_err(err);
+        }
         conn.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {} (
                `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -476,10 +505,7 @@ impl SignalTable {
             self.qualified()
         ))
         .await
-        .map_err(|source| BackfillError::Signal {
-            table: self.qualified(),
-            source,
-        })
+        .map_err(err)
     }
 
     /// Write one signal row (autocommit: committed when this returns).

@@ -7,7 +7,7 @@ mod sync_support;
 
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger::{self, LedgerLoad};
-use rowshift_testkit::{run_rowshift, Engine, ServerOptions, TestServer};
+use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::sync::Arc;
 use std::time::Duration;
 use sync_support::*;
@@ -137,12 +137,7 @@ async fn purged_binlog_needs_a_new_backfill() {
         .await
         .unwrap();
 
-    let mut all: Vec<&str> = vec!["sync"];
-    all.extend(args.iter().map(String::as_str));
-    let (code, out, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&all))
-        .await
-        .expect("sync with a purged checkpoint should stop at once");
-    assert_eq!(code, 2, "{out}\n{err}");
+    let err = refused_sync(&args).await;
     assert!(
         err.contains("purged") && err.contains("new backfill is needed"),
         "{err}"

@@ -10,17 +10,6 @@ use rowshift_testkit::{run_rowshift, Engine, TestServer};
 use std::time::{Duration, Instant};
 use sync_support::*;
 
-/// Run `rowshift sync ARGS`, which must stop at once with exit code 2; its error output.
-async fn refused_sync(args: &[String]) -> String {
-    let mut argv: Vec<&str> = vec!["sync"];
-    argv.extend(args.iter().map(String::as_str));
-    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&argv))
-        .await
-        .expect("a refused sync must stop at once");
-    assert_eq!(code, 2, "{err}");
-    err
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn existing_target_under_another_name() {
     let src = TestServer::shared(Engine::MariaDb);

@@ -7,7 +7,7 @@ mod sync_support;
 
 use mysql_async::prelude::Queryable;
 use rowshift_testkit::ledger;
-use rowshift_testkit::{run_rowshift, Engine, ServerOptions, TestServer};
+use rowshift_testkit::{Engine, ServerOptions, TestServer};
 use std::time::{Duration, Instant};
 use sync_support::*;
 
@@ -140,14 +140,10 @@ async fn branch_prepared_before_the_start() {
     .await
     .unwrap();
     let args = sync_args(&src, &tgt, db, "xaearly");
-    let mut refused: Vec<&str> = vec!["sync"];
-    refused.extend(args.iter().map(String::as_str));
     // The wait is the retry window, at most 30 s.
-    refused.extend(["--retry-secs", "2"]);
-    let (code, _, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&refused))
-        .await
-        .expect("the sync must stop after its wait");
-    assert_eq!(code, 2, "{err}");
+    let mut refused = args.clone();
+    refused.extend(["--retry-secs", "2"].map(String::from));
+    let err = refused_sync(&refused).await;
     assert!(
         err.contains("XA transactions are prepared on the source (early)")
             && err.contains("XA COMMIT or XA ROLLBACK"),

@@ -125,6 +125,25 @@ pub async fn binlog_settings(conn: &mut Conn) -> Result<(), PreflightError> {
     Ok(())
 }
 
+/// MySQL commits in binlog order (`binlog_order_commits = ON`, the default; MariaDB always
+/// does). The watermark backfill relies on it: a chunk read after its low watermark committed
+/// must see every transaction logged before that watermark.
+pub async fn binlog_order_commits(conn: &mut Conn) -> Result<(), PreflightError> {
+    let on: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.binlog_order_commits")
+        .await
+        .map_err(sql("binlog_order_commits"))?;
+    if on == Some(0) {
+        return Err(PreflightError::InvalidSetting {
+            setting: "binlog_order_commits",
+            expected: "ON",
+            actual: "OFF".into(),
+            fix: "SET GLOBAL binlog_order_commits = ON (on RDS in the parameter group) for the backfill: with it OFF a transaction can commit after one logged behind it, so a backfill chunk could miss a change and keep an older row on the target",
+        });
+    }
+    Ok(())
+}
+
 /// REPLICATION CLIENT (position) and REPLICATION SLAVE (binlog stream) are granted.
 pub async fn replication_privileges(conn: &mut Conn) -> Result<(), PreflightError> {
     if let Err(e) = crate::cutover::server_position(conn).await {

@@ -768,6 +768,13 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         }
     }
 
+    // The watermark backfill needs commits in binlog order (MariaDB always commits so);
+    // checked before anything is made on the target.
+    let backfill_left = !resumed || saved.iter().flatten().any(|c| !c.backfill_done);
+    if backfill_left && src_flavor == Flavor::MySql {
+        crate::migrate::preflight::binlog_order_commits(&mut src).await?;
+    }
+
     // XA branches prepared before a fresh start would be missed: wait for them before the
     // target tables are made (a refusal leaves nothing to clean up), and again below once the
     // start position is read.
@@ -861,6 +868,16 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     ));
     let events = crate::source::reconnect::open(source_cfg, &start_pos, config.retry_for).await?;
 
+    let run = u64::from(crate::cutover::drain_token()) << 16 | u64::from(std::process::id() as u16);
+    // A transaction can be in the binlog before the start position and not yet visible (its
+    // commit waits for a semi-synchronous replica's acknowledgement after the binlog write):
+    // a table's highest key read now would miss its rows, which the stream does not bring
+    // either. The server commits in binlog order, so once a signal row written now has
+    // committed, every transaction logged before it is visible.
+    if writable && backfill_left {
+        signal.write(&mut src, run, 0, SignalKind::Fence, 0).await?;
+    }
+
     // Appliers and routes.
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     let apply_stats = Arc::new(SyncApplyStats::default());
@@ -906,7 +923,8 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
         if !done {
             let from = s.iter().min_by_key(|c| c.chunk);
             let reader = RowReader::new(&p.old)?;
-            // Read after the stream's start position was fixed (see `max_key`).
+            // Read after the stream's start position was fixed and the fence above committed
+            // (see `max_key`).
             let upper = reader.max_key(&mut src).await?;
             let resumed_mid_table = from.is_some_and(|c| c.cursor.is_some());
             backfill_estimate = match (backfill_estimate, upper.is_none()) {
@@ -951,7 +969,6 @@ async fn start_inner(config: SyncConfig) -> Result<SyncHandle, SyncError> {
     let all_acks: Vec<watch::Receiver<(u64, Coord)>> =
         routes.iter().flat_map(|r| r.acks.clone()).collect();
 
-    let run = u64::from(crate::cutover::drain_token()) << 16 | u64::from(std::process::id() as u16);
     let stats = Arc::new(SyncRouterStats::default());
     let (read_tx, read_rx) = watch::channel(None);
     let router = SyncRouter {

@@ -34,6 +34,18 @@ pub fn sync_args(src: &TestServer, tgt: &TestServer, db: &str, name: &str) -> Ve
     .collect()
 }
 
+/// Run `rowshift sync ARGS`, which must stop on its own within 120 s with exit code 2; its
+/// error output.
+pub async fn refused_sync(args: &[String]) -> String {
+    let mut argv: Vec<&str> = vec!["sync"];
+    argv.extend(args.iter().map(String::as_str));
+    let (code, out, err) = tokio::time::timeout(Duration::from_secs(120), run_rowshift(&argv))
+        .await
+        .expect("a refused sync must stop on its own");
+    assert_eq!(code, 2, "{out}\n{err}");
+    err
+}
+
 /// Start `rowshift sync` with `args`; its stderr goes to `log`.
 pub fn spawn_sync(args: &[String], log: &std::path::Path) -> Child {
     spawn_rowshift("sync", args, log)
