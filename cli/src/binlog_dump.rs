@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rowshift_engine::event::{ColumnDef, Marker, RowChange, SourceEvent};
+use rowshift_engine::event::{ColumnDef, Marker, RowChange, SourceEvent, XaMark};
 use rowshift_engine::position::{Gtid, GtidState, Position, StartPosition};
 use rowshift_engine::source::{
     BinlogReader, BinlogSource, DecodeError, DecodeOptions, SourceConfig, SourceError, SslMode,
@@ -303,6 +303,17 @@ pub fn render(ev: &SourceEvent, all: bool) -> Option<J> {
                 }
                 Marker::Stop => {
                     m.insert("event".into(), "stop".into());
+                }
+                Marker::Xa(mark) => {
+                    let (event, xid) = match mark {
+                        XaMark::Start => ("xa_start", None),
+                        XaMark::Prepared(x) => ("xa_prepared", Some(x)),
+                        XaMark::Ended(x) => ("xa_ended", Some(x)),
+                    };
+                    m.insert("event".into(), event.into());
+                    if let Some(x) = xid {
+                        m.insert("xid".into(), x.to_string().into());
+                    }
                 }
                 Marker::Skipped { event } => {
                     m.insert("event".into(), "skipped".into());

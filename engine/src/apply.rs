@@ -976,7 +976,7 @@ impl Applier {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1045,7 +1045,8 @@ mod tests {
         codec.key_of_values(&[v]).unwrap()
     }
 
-    fn key(i: i64) -> RowKey {
+    /// The key `i` of a one-column BIGINT primary key (also used by other modules' tests).
+    pub(crate) fn key(i: i64) -> RowKey {
         key_of("bigint", "bigint", None, Value::Int(i))
     }
 

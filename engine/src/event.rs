@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rowshift_transform::Value;
 
 use crate::position::{Gtid, GtidState, Position};
+use crate::source::xa::Xid;
 
 /// A table, by schema (database) and name, as the binlog names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,6 +181,19 @@ pub struct RowChange {
     pub absent: Option<Box<AbsentColumns>>,
 }
 
+/// Where an XA branch is, as the stream reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum XaMark {
+    /// The rows up to the next commit belong to an XA branch (`XA START`).
+    Start,
+    /// The branch read since [`XaMark::Start`] was prepared under this XID (the commit that
+    /// follows is its `XA PREPARE`): its rows are logged, but the source has not committed
+    /// them yet and may still roll them back.
+    Prepared(Box<Xid>),
+    /// `XA COMMIT` or `XA ROLLBACK` of this XID (any undo rows follow).
+    Ended(Box<Xid>),
+}
+
 /// Extra events the source reports so that nothing is dropped silently; the pipeline may
 /// ignore them.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +222,8 @@ pub enum Marker {
     },
     /// STOP: the server stopped (end of this file).
     Stop,
+    /// An XA branch's boundary: which rows a prepared branch holds, until it ends.
+    Xa(XaMark),
     /// An event with no meaning for row replication (INTVAR, RAND, USER_VAR, ignorable
     /// events, ...), reported by name.
     Skipped {

@@ -1,7 +1,8 @@
 //! XA transactions under `rowshift sync`, both directions: a branch prepared on the source is
 //! applied to the target at `XA PREPARE`; its `XA ROLLBACK` must undo it there, and `promote`
-//! run while it is prepared waits for its end, then says GO with the source's rows. A branch prepared before a fresh sync
-//! starts holds the start until it ends.
+//! run while it is prepared waits for its end, then says GO with the source's rows. A branch
+//! prepared before a fresh sync starts holds the start until it ends. A branch prepared while
+//! the backfill runs keeps its rows out of the chunks read before it commits.
 
 mod sync_support;
 
@@ -159,3 +160,100 @@ async fn branch_prepared_before_the_start() {
     assert_same_counts(&src, &tgt, db).await;
     let _ = std::fs::remove_file(&log);
 }
+
+/// A branch prepared during the backfill, before the chunk holding its row is read, and
+/// committed after that read: the chunk sees the row as it was before the branch (the branch
+/// is not committed), and its `XA COMMIT` carries no rows. The chunk may not write that old
+/// image over the branch's, which the sync applied at `XA PREPARE`. (Before the fix the target
+/// kept the old image.) A source of its own: the prepared branch would hold other tests' syncs.
+async fn branch_prepared_during_the_backfill(from: Engine) {
+    let src = TestServer::dedicated(from, ServerOptions::default()).unwrap();
+    let to = match from {
+        Engine::MySql => Engine::MariaDb,
+        Engine::MariaDb => Engine::MySql,
+    };
+    let tgt = TestServer::shared(to);
+    let db = format!("sync_xa_backfill_{}", from.name());
+    let rows: Vec<String> = (1..=ROWS).map(|i| format!("({i}, {i})")).collect();
+    let mut c = fresh_source_table(
+        &src,
+        &tgt,
+        &db,
+        "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, v BIGINT NOT NULL) ENGINE=InnoDB",
+        &rows,
+    )
+    .await;
+    // The backfill waits on the flag file until the branch is prepared.
+    let flag = std::env::temp_dir().join(format!("rs-{db}-{}.flag", std::process::id()));
+    std::fs::write(&flag, b"").unwrap();
+    let name = format!("xabf{}", from.name());
+    let flag_arg = flag.display().to_string();
+    let args = table_t_args(
+        &src.url(),
+        &tgt,
+        &db,
+        &name,
+        &["--chunk-rows", "100", "--throttle-flag-file", &flag_arg],
+    );
+    let log = std::env::temp_dir().join(format!("rs-{db}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn_sync(&args, &log);
+    let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while backfill_state(&mut t, &db, &name).await.0 == 0 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sync ended: {status:?} (log {})", log.display());
+        }
+        assert!(Instant::now() < deadline, "the sync did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The last row (the last chunk) changed by a prepared branch; the sync applies it.
+    c.query_drop(format!(
+        "XA START 'bf'; UPDATE t SET v = -1 WHERE id = {ROWS}; XA END 'bf'; XA PREPARE 'bf'"
+    ))
+    .await
+    .unwrap();
+    let query = format!("SELECT v FROM `{db}`.t WHERE id = {ROWS}");
+    while t.query_first::<i64, _>(&query).await.unwrap() != Some(-1) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sync ended: {status:?} (log {})", log.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prepared row never reached the target"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The backfill reads every chunk while the branch is prepared, then it commits.
+    std::fs::remove_file(&flag).unwrap();
+    wait_backfill(&tgt, &db, &name, &mut child).await;
+    c.query_drop("XA COMMIT 'bf'").await.unwrap();
+
+    c.query_drop("INSERT INTO t VALUES (5000000, 1)")
+        .await
+        .unwrap();
+    let sentinel = format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 5000000");
+    while t.query_first::<u64, _>(&sentinel).await.unwrap() != Some(1) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sync ended: {status:?} (log {})", log.display());
+        }
+        assert!(Instant::now() < deadline, "the sentinel row never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_sync(child).await;
+    assert_eq!(
+        t.query_first::<i64, _>(&query).await.unwrap(),
+        Some(-1),
+        "the committed branch's row on the target"
+    );
+    let want: Vec<(u64, i64)> = c.query("SELECT id, v FROM t ORDER BY id").await.unwrap();
+    let got: Vec<(u64, i64)> = t
+        .query(format!("SELECT id, v FROM `{db}`.t ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(got, want, "the target's rows differ from the source's");
+    let _ = std::fs::remove_file(&log);
+}
+
+rowshift_testkit::both_engines!(branch_prepared_during_the_backfill);

@@ -28,7 +28,9 @@ use super::mariadb::{self, types as maria};
 use super::schema_cache::SchemaCache;
 use super::values::{decode_value, Cursor, RawValue, ValueError};
 use super::xa::{self, XaEnd, XaHold};
-use crate::event::{AbsentColumns, EventPos, Marker, RowChange, RowKind, SourceEvent, TableRef};
+use crate::event::{
+    AbsentColumns, EventPos, Marker, RowChange, RowKind, SourceEvent, TableRef, XaMark,
+};
 use crate::position::{Gtid, GtidSet, GtidState, GtidTag, Position, Uuid};
 
 /// Largest event accepted (MySQL's `max_allowed_packet` ceiling is 1 GiB).
@@ -733,7 +735,11 @@ impl Decoder {
         text: &str,
         out: &mut Vec<SourceEvent>,
     ) -> Result<(), DecodeError> {
-        let undo = match xa::parse_end(text) {
+        let end = xa::parse_end(text);
+        if let Some(XaEnd::Commit(x) | XaEnd::Rollback(x)) = &end {
+            self.marker(ev, Marker::Xa(XaMark::Ended(Box::new(x.clone()))), out);
+        }
+        let undo = match end {
             Some(end) => self
                 .xa
                 .finish(&end)
@@ -757,6 +763,14 @@ impl Decoder {
         }
         self.commit(ev, None, out);
         Ok(())
+    }
+
+    /// An XA branch starts: its rows are kept, and the stream says so.
+    fn xa_start(&mut self, ev: &RawEvent<'_>, out: &mut Vec<SourceEvent>) {
+        if !self.xa.in_branch() {
+            self.marker(ev, Marker::Xa(XaMark::Start), out);
+        }
+        self.xa.start();
     }
 
     fn commit(&mut self, ev: &RawEvent<'_>, xid: Option<u64>, out: &mut Vec<SourceEvent>) {
@@ -995,7 +1009,10 @@ impl Decoder {
                     // MySQL logs `XA COMMIT .. ONE PHASE` as this event with its one-phase
                     // flag: the branch commits here and nothing is kept.
                     Some(_) if xa::is_one_phase(ev.body) => {}
-                    Some(xid) => self.xa.prepared(xid, &self.last_commit),
+                    Some(xid) => {
+                        self.marker(ev, Marker::Xa(XaMark::Prepared(Box::new(xid.clone()))), out);
+                        self.xa.prepared(xid, &self.last_commit);
+                    }
                     None => return Err(self.corrupt(ev, "short XA_PREPARE event")),
                 }
                 self.commit(ev, None, out);
@@ -1036,7 +1053,7 @@ impl Decoder {
                 self.flavor = Flavor::MariaDb;
                 self.txn_gtid = Some(Gtid::MariaDb(g.gtid));
                 if g.flags & mariadb::FL_PREPARED_XA != 0 {
-                    self.xa.start();
+                    self.xa_start(ev, out);
                 }
                 if g.flags & mariadb::FL_STANDALONE == 0 {
                     // A MariaDB GTID event stands for BEGIN.
@@ -1145,7 +1162,7 @@ impl Decoder {
         match classify_query(&text) {
             QueryKind::Begin => self.begin(ev, out),
             QueryKind::XaStart => {
-                self.xa.start();
+                self.xa_start(ev, out);
                 self.begin(ev, out);
             }
             QueryKind::XaFinish => self.xa_finish(ev, &text, out)?,

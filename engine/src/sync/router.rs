@@ -12,8 +12,9 @@ use super::applier::{Change, SyncMsg};
 use super::ckpt::Coord;
 use crate::apply::Op;
 use crate::backfill::{decode_signal, SignalKind, SIGNAL_TABLE};
-use crate::event::{RowKind, SourceEvent};
+use crate::event::{Marker, RowKind, SourceEvent, XaMark};
 use crate::position::Position;
+use crate::source::xa::{Xid, MAX_HELD_ROWS};
 use rowshift_transform::key::{KeyCodec, RowKey};
 use rowshift_transform::mapping::Mapping;
 use rowshift_transform::Value;
@@ -43,6 +44,16 @@ pub enum SyncRouterError {
     /// An applier stopped (its own error is reported by the caller).
     #[error("an applier of {0} stopped")]
     ApplierStopped(String),
+    /// An XA branch too large to track is prepared while the backfill reads its table.
+    #[error("XA transaction {xid} changed more than {max} rows of the synced tables and is prepared on the source while the backfill reads {table}: a chunk read now would see the rows before it, and rowshift does not track that many. Commit or roll it back (XA COMMIT / XA ROLLBACK), then run the same sync again (it resumes)")]
+    XaTooLarge {
+        /// The branch.
+        xid: String,
+        /// The bound.
+        max: usize,
+        /// The table being backfilled.
+        table: String,
+    },
     /// A DDL changed a synced table.
     #[error("the source table {table} was altered ({query}): a sync does not follow a change of a synced table's definition, and its checkpoint stays before the statement (running the same sync again stops here again). Start over: drop the target table (or empty it and give it the new shape, for --target-schema-from-existing) and run sync with a new --name, which backfills it again")]
     TableChanged {
@@ -152,6 +163,98 @@ struct Window {
     touched: HashSet<RowKey>,
 }
 
+/// The keys of the XA branches prepared on the source and not ended. Their rows are applied
+/// (at `XA PREPARE`) but not committed on the source: a backfill chunk read meanwhile sees the
+/// rows as they were before the branch, and writing that over the branch's would keep the old
+/// image for good (the `XA COMMIT` brings no rows). A watermark window therefore starts with
+/// the keys of every branch prepared at its low watermark.
+#[derive(Default)]
+struct XaKeys {
+    /// The branch being read (between `XA START` and its prepare or commit).
+    current: Option<HeldKeys>,
+    /// Prepared branches.
+    prepared: HashMap<Xid, HeldKeys>,
+    /// Keys kept over all prepared branches.
+    kept: usize,
+}
+
+#[derive(Default)]
+struct HeldKeys {
+    /// Tables the branch changed.
+    tables: HashSet<usize>,
+    /// (table, key) of each change; `None` past [`MAX_HELD_ROWS`] over all branches.
+    keys: Option<Vec<(usize, RowKey)>>,
+}
+
+impl XaKeys {
+    fn mark(&mut self, mark: XaMark) {
+        match mark {
+            // A branch read again after a reconnect keeps what was recorded of it.
+            XaMark::Start => {
+                self.current.get_or_insert_with(|| HeldKeys {
+                    tables: HashSet::new(),
+                    keys: Some(Vec::new()),
+                });
+            }
+            XaMark::Prepared(xid) => {
+                let Some(held) = self.current.take() else {
+                    return;
+                };
+                if held.tables.is_empty() {
+                    return;
+                }
+                self.kept += held.keys.as_ref().map_or(0, Vec::len);
+                if let Some(old) = self.prepared.insert(*xid, held) {
+                    self.kept -= old.keys.as_ref().map_or(0, Vec::len);
+                }
+            }
+            XaMark::Ended(xid) => {
+                if let Some(old) = self.prepared.remove(&xid) {
+                    self.kept -= old.keys.as_ref().map_or(0, Vec::len);
+                }
+            }
+        }
+    }
+
+    /// A change of `table` with `key` was read.
+    fn record(&mut self, table: usize, key: &RowKey) {
+        let Some(held) = self.current.as_mut() else {
+            return;
+        };
+        held.tables.insert(table);
+        let room = self.kept + held.keys.as_ref().map_or(0, Vec::len) < MAX_HELD_ROWS;
+        match &mut held.keys {
+            Some(keys) if room => keys.push((table, key.clone())),
+            _ => held.keys = None,
+        }
+    }
+
+    /// A transaction ended: a branch not prepared holds nothing.
+    fn committed(&mut self) {
+        self.current = None;
+    }
+
+    /// The keys of `table` held by prepared branches; `Err(xid)` for a branch too large to
+    /// have kept them.
+    fn held(&self, table: usize) -> Result<HashSet<RowKey>, String> {
+        let mut out = HashSet::new();
+        for (xid, held) in &self.prepared {
+            if !held.tables.contains(&table) {
+                continue;
+            }
+            let Some(keys) = &held.keys else {
+                return Err(xid.to_string());
+            };
+            out.extend(
+                keys.iter()
+                    .filter(|(t, _)| *t == table)
+                    .map(|(_, k)| k.clone()),
+            );
+        }
+        Ok(out)
+    }
+}
+
 impl SyncRouter {
     /// Run until the stream ends or fails.
     pub async fn run<S, E>(
@@ -182,6 +285,7 @@ impl SyncRouter {
         let mut last_sent: Option<Coord> = None;
         let mut outbox = Outbox::new(&self.tables);
         let mut cmds_open = true;
+        let mut xa = XaKeys::default();
         loop {
             // Commands first: a drain is registered before its marker can be read.
             while let Ok(cmd) = cmds.try_recv() {
@@ -239,10 +343,16 @@ impl SyncRouter {
                         }
                         match kind {
                             SignalKind::Low if tbl < windows.len() => {
-                                windows[tbl].push(Window {
-                                    chunk,
-                                    touched: HashSet::new(),
-                                });
+                                let touched =
+                                    xa.held(tbl).map_err(|xid| SyncRouterError::XaTooLarge {
+                                        xid,
+                                        max: MAX_HELD_ROWS,
+                                        table: format!(
+                                            "`{}`.`{}`",
+                                            self.tables[tbl].db, self.tables[tbl].table
+                                        ),
+                                    })?;
+                                windows[tbl].push(Window { chunk, touched });
                             }
                             SignalKind::High if tbl < windows.len() => {
                                 let rows = loop {
@@ -325,6 +435,9 @@ impl SyncRouter {
                             w.touched.insert(k.clone());
                         }
                     }
+                    for (k, _) in &ops {
+                        xa.record(ti, k);
+                    }
                     // An update that changes the key makes two changes at one coordinate:
                     // only the second ends the row (see `Change::ends_row`).
                     let last = ops.len().saturating_sub(1);
@@ -351,6 +464,7 @@ impl SyncRouter {
                         .store(u64::from(timestamp), Ordering::Relaxed);
                     txn_start = Arc::new(pos);
                     held_back = resume.map(|r| Arc::new(*r));
+                    xa.committed();
                     let _ = self.read_pos.send(Some((*txn_start).clone()));
                     let here = Coord::of_position(&txn_start);
                     let held = held_back.as_ref();
@@ -387,6 +501,10 @@ impl SyncRouter {
                     self.reached(&mut outbox, &mut marks, &here, held, &txn_start)
                         .await?;
                 }
+                SourceEvent::Marker {
+                    marker: Marker::Xa(mark),
+                    ..
+                } => xa.mark(mark),
                 _ => {}
             }
         }
@@ -637,4 +755,65 @@ fn transform(
         .key_at(&new_row, &t.key_positions)
         .map_err(|e| err(e.to_string()))?;
     Ok((key, new_row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::tests::key;
+
+    fn xid(g: &str) -> Box<Xid> {
+        Box::new(Xid {
+            format_id: 1,
+            gtrid: g.as_bytes().to_vec(),
+            bqual: Vec::new(),
+        })
+    }
+
+    fn held(xa: &XaKeys, table: usize) -> Vec<RowKey> {
+        let mut v: Vec<RowKey> = xa.held(table).unwrap().into_iter().collect();
+        v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        v
+    }
+
+    #[test]
+    fn prepared_branches_hold_their_keys_until_they_end() {
+        let mut xa = XaKeys::default();
+        // A plain transaction holds nothing.
+        xa.record(0, &key(9));
+        xa.committed();
+        xa.mark(XaMark::Start);
+        xa.record(0, &key(1));
+        xa.record(1, &key(2));
+        // Read again after a reconnect: the start does not forget the rows recorded.
+        xa.mark(XaMark::Start);
+        xa.record(0, &key(3));
+        xa.mark(XaMark::Prepared(xid("a")));
+        xa.committed();
+        assert_eq!(held(&xa, 0), vec![key(1), key(3)]);
+        assert_eq!(held(&xa, 1), vec![key(2)]);
+        // A branch committed in one phase (no prepare) holds nothing.
+        xa.mark(XaMark::Start);
+        xa.record(0, &key(4));
+        xa.committed();
+        assert_eq!(held(&xa, 0), vec![key(1), key(3)]);
+        xa.mark(XaMark::Ended(xid("a")));
+        assert!(held(&xa, 0).is_empty() && held(&xa, 1).is_empty());
+        assert_eq!(xa.kept, 0);
+    }
+
+    #[test]
+    fn a_branch_past_the_bound_is_an_error_only_for_its_tables() {
+        let mut xa = XaKeys::default();
+        xa.mark(XaMark::Start);
+        for i in 0..=MAX_HELD_ROWS as i64 {
+            xa.record(0, &key(i % 10));
+        }
+        xa.mark(XaMark::Prepared(xid("big")));
+        xa.committed();
+        assert!(xa.held(0).is_err());
+        assert!(xa.held(1).unwrap().is_empty());
+        xa.mark(XaMark::Ended(xid("big")));
+        assert!(xa.held(0).unwrap().is_empty());
+    }
 }
