@@ -376,7 +376,9 @@ impl TestServer {
                     "--enforce-gtid-consistency=ON".into(),
                 ]);
             }
-            Engine::MariaDb => {}
+            // A replica logs what it replicates (MySQL's default; a MariaDB failover candidate
+            // needs it to be promoted with the primary's GTIDs in its own binlog).
+            Engine::MariaDb => args.push("--log-slave-updates=ON".into()),
         }
         args.extend(self.args.iter().cloned());
         args

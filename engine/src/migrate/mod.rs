@@ -27,7 +27,7 @@ use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::estimate::{DensityWindow, RowEstimate};
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
-use crate::position::{GtidState, Position};
+use crate::position::Position;
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
 use mysql_async::prelude::Queryable;
@@ -617,6 +617,7 @@ async fn run_inner(
             step: "creating the sentry table",
             source
         }));
+    let mut by_gtid = false;
     let start = match &resumed {
         Some(c) => {
             // Rows above the copy watermark may be stale copies of unfinished chunks: the copy
@@ -636,10 +637,11 @@ async fn run_inner(
                         source,
                     })?;
             }
-            // With the checkpoint's GTID state: on MySQL the stream starts from it (see below).
+            // From the checkpoint's GTID state where resume::gtid_start says so.
             let mut p = c.position.clone();
             if let Some(gtid) = resume::gtid_start(&mut conn, c).await? {
                 p.gtid = gtid;
+                by_gtid = true;
             }
             p
         }
@@ -679,7 +681,7 @@ async fn run_inner(
     };
     let events = or_clean!(
         reconnect::open_stream(
-            source_config(&config, &start, resumed.is_some()),
+            source_config(&config, &start, by_gtid),
             &start,
             config.reconnect_timeout
         )
@@ -1393,15 +1395,16 @@ async fn drop_helpers(conn: &mut mysql_async::Conn, config: &MigrateConfig, tabl
     }
 }
 
-/// The stream's settings, starting at `start`; a resumed run with a MySQL GTID state starts
-/// from that state instead: after a failover to a replica the checkpoint's file and offset
-/// name another server's bytes, its GTID set names the same transactions everywhere.
-fn source_config(config: &MigrateConfig, start: &Position, resumed: bool) -> SourceConfig {
+/// The stream's settings, starting at `start`, or from its GTID state with `by_gtid` (a
+/// resumed run, see [`resume::gtid_start`]): after a failover to a replica the checkpoint's
+/// file and offset name another server's bytes, its GTIDs the same transactions everywhere.
+fn source_config(config: &MigrateConfig, start: &Position, by_gtid: bool) -> SourceConfig {
     let mut cfg = SourceConfig::new(config.endpoint.url_with_password());
     cfg.server_id = config.server_id;
-    cfg.start = match &start.gtid {
-        GtidState::MySql(_) if resumed => crate::position::StartPosition::Gtid(start.gtid.clone()),
-        _ => crate::position::StartPosition::At(start.clone()),
+    cfg.start = if by_gtid {
+        crate::position::StartPosition::Gtid(start.gtid.clone())
+    } else {
+        crate::position::StartPosition::At(start.clone())
     };
     cfg.ssl_mode = config.endpoint.ssl_mode;
     cfg.ssl_ca = config.endpoint.ssl_ca.clone();

@@ -73,11 +73,11 @@ pub enum ResumeError {
         file: String,
     },
     /// Transactions after the checkpoint's GTID set were purged from the server's binlog.
-    #[error("the binlog after the checkpoint's GTID set {gtid} has been purged from the server (gtid_purged {purged}): the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
+    #[error("the binlog after the checkpoint's GTID set {gtid} has been purged from the server ({purged}): the changes since then cannot be read; run with --abort and start the migration again (raise binlog retention, e.g. binlog_expire_logs_seconds, or on RDS mysql.rds_set_configuration('binlog retention hours', 24))")]
     GtidPurged {
         /// The checkpoint's GTID set.
         gtid: String,
-        /// The server's `gtid_purged`.
+        /// What was purged: MySQL's `gtid_purged`, or where MariaDB's oldest binlog starts.
         purged: String,
     },
     /// MariaDB: the GTID state at the checkpoint's file offset on this server is not the
@@ -93,7 +93,7 @@ pub enum ResumeError {
     },
     /// GTIDs of the checkpoint are not in the server's executed set (failover to a server
     /// that lacks them).
-    #[error("the checkpoint's GTID set {gtid} is not contained in this server's gtid_executed (a failover to a server missing transactions?): resuming could lose changes; run with --abort and start again")]
+    #[error("the checkpoint's GTID set {gtid} is not contained in this server's gtid_executed (on MariaDB its gtid_binlog_pos; a failover to a server missing transactions, or a MariaDB replica without log_slave_updates?): resuming could lose changes; run with --abort and start again")]
     GtidGone {
         /// The checkpoint's GTID set.
         gtid: String,
@@ -193,23 +193,67 @@ pub async fn validate(
             });
         }
     }
-    if gtid_start(conn, ckpt).await?.is_some() {
-        // The stream starts from the GTID set (not the file offset, which names another
-        // server's bytes after a failover): every purged transaction must be in it.
-        let (covered, purged): (Option<i64>, Option<String>) = conn
-            .exec_first(
-                "SELECT GTID_SUBSET(@@GLOBAL.gtid_purged, ?), @@GLOBAL.gtid_purged",
-                (&ckpt.gtid,),
-            )
-            .await?
-            .unwrap_or((None, None));
-        if covered != Some(1) {
-            return Err(ResumeError::GtidPurged {
-                gtid: ckpt.gtid.clone(),
-                purged: purged.unwrap_or_default().replace('\n', ""),
-            });
+    match gtid_start(conn, ckpt).await? {
+        Some(GtidState::MariaDb(want)) => {
+            // The stream starts from the GTID list: this server's binlog must have reached
+            // every domain's GTID of it (the server itself refuses, in strict mode, a GTID its
+            // binlog lacks, and a list whose binlog was purged).
+            let have: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await?;
+            let have = match GtidState::parse(&have.unwrap_or_default()) {
+                Ok(GtidState::MariaDb(list)) => list,
+                _ => Default::default(),
+            };
+            let reached = want
+                .iter()
+                .all(|g| have.get(g.domain).is_some_and(|h| h.seq >= g.seq));
+            if !reached {
+                return Err(ResumeError::GtidGone {
+                    gtid: ckpt.gtid.clone(),
+                });
+            }
+            // The oldest binlog must start at or before the list in every domain it has.
+            let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
+            if let Some(oldest) = logs.first().and_then(|r| r.get::<String, _>(0)) {
+                let starts: Option<Option<String>> = conn
+                    .exec_first("SELECT BINLOG_GTID_POS(?, 4)", (&oldest,))
+                    .await?;
+                let starts = starts.flatten().unwrap_or_default();
+                if let Ok(GtidState::MariaDb(first)) = GtidState::parse(&starts) {
+                    let kept = first
+                        .iter()
+                        .all(|f| want.get(f.domain).is_some_and(|w| w.seq >= f.seq));
+                    if !kept {
+                        return Err(ResumeError::GtidPurged {
+                            gtid: ckpt.gtid.clone(),
+                            purged: format!("its oldest binlog {oldest} starts after {starts}"),
+                        });
+                    }
+                }
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(_) => {
+            // The stream starts from the GTID set (not the file offset, which names another
+            // server's bytes after a failover): every purged transaction must be in it.
+            let (covered, purged): (Option<i64>, Option<String>) = conn
+                .exec_first(
+                    "SELECT GTID_SUBSET(@@GLOBAL.gtid_purged, ?), @@GLOBAL.gtid_purged",
+                    (&ckpt.gtid,),
+                )
+                .await?
+                .unwrap_or((None, None));
+            if covered != Some(1) {
+                return Err(ResumeError::GtidPurged {
+                    gtid: ckpt.gtid.clone(),
+                    purged: format!(
+                        "gtid_purged {}",
+                        purged.unwrap_or_default().replace('\n', "")
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
     let present = logs
@@ -221,15 +265,10 @@ pub async fn validate(
             file: ckpt.position.file.clone(),
         });
     }
-    // MariaDB: the state at the checkpoint's offset on this server must be the checkpoint's.
+    // MariaDB with an empty GTID list (no GTID logged before the checkpoint): the state at
+    // the checkpoint's offset on this server must be empty too.
     if let Ok(GtidState::MariaDb(want)) = GtidState::parse(&ckpt.gtid) {
-        let here: Option<Option<String>> = conn
-            .exec_first(
-                "SELECT BINLOG_GTID_POS(?, ?)",
-                (&ckpt.position.file, ckpt.position.offset),
-            )
-            .await?;
-        let here = here.flatten().unwrap_or_default();
+        let here = maria_state_at(conn, ckpt).await?;
         let same = match GtidState::parse(&here) {
             Ok(GtidState::MariaDb(list)) => list == want,
             _ => false,
@@ -245,17 +284,41 @@ pub async fn validate(
     Ok(())
 }
 
-/// Where a resumed stream starts on MySQL: the checkpoint's GTID set, when it has one and the
-/// server runs with `gtid_mode = ON` (a GTID dump needs it); otherwise `None` (the file offset).
+/// Where a resumed stream starts from a GTID state instead of the checkpoint's file offset
+/// (`None`: the offset).
+/// - MySQL: the checkpoint's GTID set, when the server runs with `gtid_mode = ON` (a GTID
+///   dump needs it).
+/// - MariaDB: the checkpoint's GTID list, when the GTID state at the checkpoint's offset on
+///   this server is not that list: the binlog there is not the one the earlier run read (a
+///   failover to a replica, whose binlog holds the same transactions at other offsets).
 pub async fn gtid_start(
     conn: &mut Conn,
     ckpt: &Checkpoint,
 ) -> Result<Option<GtidState>, ResumeError> {
-    let Ok(gtid @ GtidState::MySql(_)) = GtidState::parse(&ckpt.gtid) else {
-        return Ok(None);
-    };
-    let on: Option<i64> = conn.query_first("SELECT @@GLOBAL.gtid_mode = 'ON'").await?;
-    Ok((on == Some(1)).then_some(gtid))
+    match GtidState::parse(&ckpt.gtid) {
+        Ok(gtid @ GtidState::MySql(_)) => {
+            let on: Option<i64> = conn.query_first("SELECT @@GLOBAL.gtid_mode = 'ON'").await?;
+            Ok((on == Some(1)).then_some(gtid))
+        }
+        Ok(GtidState::MariaDb(list)) if !list.is_empty() => {
+            let here = maria_state_at(conn, ckpt).await?;
+            let same = matches!(GtidState::parse(&here), Ok(GtidState::MariaDb(h)) if h == list);
+            Ok((!same).then_some(GtidState::MariaDb(list)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// MariaDB: the GTID state at the checkpoint's binlog position on this server (empty when
+/// that file is missing or the offset is not an event boundary).
+async fn maria_state_at(conn: &mut Conn, ckpt: &Checkpoint) -> Result<String, ResumeError> {
+    let here: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT BINLOG_GTID_POS(?, ?)",
+            (&ckpt.position.file, ckpt.position.offset),
+        )
+        .await?;
+    Ok(here.flatten().unwrap_or_default())
 }
 
 /// The fingerprint of what shapes the result: the options and the table's definition.
