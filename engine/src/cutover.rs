@@ -293,6 +293,83 @@ fn q(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// Give the shadow the table's next AUTO_INCREMENT value when it is higher than the shadow's:
+/// ids the table handed out and then lost (its highest rows deleted, inserts rolled back) are
+/// not in the shadow, whose counter follows its highest row, and would be handed out again
+/// after the swap. Run just before the table is locked (the lock window stays as short as it
+/// was): only an id lost in the few milliseconds in between can be handed out again.
+async fn carry_auto_increment(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    table: &str,
+) -> Result<(), mysql_async::Error> {
+    if let Some(next) = next_auto_increment(conn, db, table).await? {
+        raise_auto_increment(conn, db, &shadow(table), next).await?;
+    }
+    Ok(())
+}
+
+/// Raise the AUTO_INCREMENT counter of `db`.`table` to `next` when the table has an
+/// AUTO_INCREMENT column (an ALTER may have removed it) and its counter is lower; true when it
+/// was raised.
+pub(crate) async fn raise_auto_increment(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    table: &str,
+    next: u64,
+) -> Result<bool, mysql_async::Error> {
+    let has_column: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%'",
+            (db, table),
+        )
+        .await?;
+    if has_column.unwrap_or(0) == 0 {
+        return Ok(false);
+    }
+    let now = next_auto_increment(conn, db, table).await?;
+    if now.is_some_and(|n| n >= next) {
+        return Ok(false);
+    }
+    info!(
+        table,
+        next, "raising the AUTO_INCREMENT counter to the original table's"
+    );
+    conn.query_drop(format!(
+        "ALTER TABLE {}.{} AUTO_INCREMENT = {next}",
+        q(db),
+        q(table)
+    ))
+    .await?;
+    Ok(true)
+}
+
+/// The table's next AUTO_INCREMENT value as `SHOW CREATE TABLE` gives it (the live counter;
+/// `information_schema.TABLES` may serve a cached one), `None` when it shows none.
+pub(crate) async fn next_auto_increment(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    table: &str,
+) -> Result<Option<u64>, mysql_async::Error> {
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {}.{}", q(db), q(table)))
+        .await?;
+    Ok(row.and_then(|(_, ddl)| auto_increment_option(&ddl)))
+}
+
+/// The `AUTO_INCREMENT=N` table option of a `SHOW CREATE TABLE` text.
+fn auto_increment_option(ddl: &str) -> Option<u64> {
+    // The table options are on the line that closes the column list (`) ENGINE=…`), in a
+    // fixed order: AUTO_INCREMENT before any COMMENT; partitioning follows on later lines.
+    let options = ddl.lines().find(|l| l.starts_with(") "))?;
+    let at = options.find(" AUTO_INCREMENT=")? + " AUTO_INCREMENT=".len();
+    let digits: String = options[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 async fn attempt_once<F, Fut, E>(
     endpoint: &Endpoint,
     db: &str,
@@ -364,6 +441,9 @@ where
     .await
     .map_err(before("setting lock_wait_timeout and wait_timeout"))?;
     let b_id = b.id();
+    carry_auto_increment(&mut a, db, table)
+        .await
+        .map_err(before("giving the shadow the table's AUTO_INCREMENT"))?;
 
     let locked_at = Instant::now();
     a.query_drop(format!("LOCK TABLES {t} WRITE, {sentry} WRITE"))
@@ -694,6 +774,14 @@ pub async fn server_position(conn: &mut Conn) -> Result<Position, mysql_async::E
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn auto_increment_option_is_read_from_the_table_options() {
+        let ddl = "CREATE TABLE `t` (\n  `id` int NOT NULL AUTO_INCREMENT,\n  `c` varchar(9) DEFAULT ') AUTO_INCREMENT=5',\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB AUTO_INCREMENT=101 DEFAULT CHARSET=utf8mb4 COMMENT=' AUTO_INCREMENT=7'\n/*!50100 PARTITION BY RANGE (`id`)\n(PARTITION p0 VALUES LESS THAN (10) ENGINE = InnoDB) */";
+        assert_eq!(auto_increment_option(ddl), Some(101));
+        let none = "CREATE TABLE `t` (\n  `id` int NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        assert_eq!(auto_increment_option(none), None);
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,9 @@
 //! `rowshift promote` (issue 6): with `--lock-source` the source tables are held with
 //! `LOCK TABLES ... READ` while the load keeps trying to write, the target drains and verifies
-//! GO, and the writes resume after the lock is released; a row changed behind rowshift's back
-//! on the target makes promote say NO-GO (exit 1).
+//! GO, and the writes resume after the lock is released; on GO the target tables get the
+//! source's AUTO_INCREMENT counters (ids the source handed out in rolled-back inserts are not
+//! handed out again on the target); a row changed behind rowshift's back on the target makes
+//! promote say NO-GO (exit 1).
 
 mod sync_support;
 
@@ -43,7 +45,14 @@ async fn lock_source_go_then_tampered_no_go() {
     let report = load.stop().await;
     assert!(report.committed > 150);
 
-    // Writes stopped: the target catches up, then a tampered row is found.
+    // Writes stopped, after inserts the source rolled back: their ids were handed out there
+    // and never reach the target. The target catches up and, on GO, gets the source's
+    // AUTO_INCREMENT counter; then a tampered row is found.
+    conn.query_drop(format!(
+        "START TRANSACTION; INSERT INTO `{db}`.`orders_ledger` (order_id, d, kind) VALUES (1, 0, 'x'), (1, 0, 'x'), (1, 0, 'x'); ROLLBACK"
+    ))
+    .await
+    .unwrap();
     let (code, out, err) = promote(&args, &[]).await;
     assert_eq!(
         code, 0,
@@ -51,6 +60,12 @@ async fn lock_source_go_then_tampered_no_go() {
     );
     assert_target_correct(&tgt, db, ROWS).await;
     let mut t = mysql_async::Conn::from_url(tgt.url()).await.unwrap();
+    let source_next = next_auto_increment(&mut conn, db, "orders_ledger").await;
+    let target_next = next_auto_increment(&mut t, db, "orders_ledger").await;
+    assert!(
+        target_next >= source_next,
+        "the target's next ledger id {target_next} is below the source's {source_next}"
+    );
     t.query_drop(format!(
         "UPDATE `{db}`.`orders` SET note = 'tampered' WHERE id = 17"
     ))
@@ -59,4 +74,16 @@ async fn lock_source_go_then_tampered_no_go() {
     let (code, out, err) = promote(&args, &[]).await;
     assert_eq!(code, 1, "a tampered target must be NO-GO:\n{out}\n{err}");
     assert!(out.contains("NO-GO"), "{out}");
+}
+
+/// The `AUTO_INCREMENT=N` option of `SHOW CREATE TABLE` (1 when it shows none).
+async fn next_auto_increment(conn: &mut mysql_async::Conn, db: &str, table: &str) -> u64 {
+    let (_, ddl): (String, String) = conn
+        .query_first(format!("SHOW CREATE TABLE `{db}`.`{table}`"))
+        .await
+        .unwrap()
+        .unwrap();
+    ddl.split_whitespace()
+        .find_map(|w| w.strip_prefix("AUTO_INCREMENT="))
+        .map_or(1, |n| n.parse().unwrap())
 }

@@ -162,6 +162,10 @@ pub async fn promote(
     stopped?;
     let go = reports.iter().all(|r| r.is_go());
     info!(go, elapsed = ?started.elapsed(), "promotion verdict");
+    let mut lock = lock;
+    if go {
+        carry_auto_increments(&config, lock.as_mut()).await?;
+    }
     let source_lock = match lock {
         Some(mut c) if !p.keep_lock => {
             let _ = c.query_drop("UNLOCK TABLES").await;
@@ -176,6 +180,38 @@ pub async fn promote(
         final_position,
         source_lock,
     })
+}
+
+/// Raise each target table's AUTO_INCREMENT counter to its source table's (writes to the
+/// source have stopped): the target's counter follows its highest row, and ids the source
+/// handed out and lost (its highest rows deleted, inserts rolled back) would be handed out
+/// again once the application writes to the target. Read on the source under promote's lock
+/// when it holds one.
+async fn carry_auto_increments(
+    config: &SyncConfig,
+    lock: Option<&mut mysql_async::Conn>,
+) -> Result<(), SyncError> {
+    let mut own;
+    let src = match lock {
+        Some(c) => c,
+        None => {
+            own = config.source.connect_raw().await?;
+            &mut own
+        }
+    };
+    let mut tgt = config.target.connect_raw().await?;
+    for t in &config.tables {
+        let next = crate::cutover::next_auto_increment(src, &t.source_db, &t.source_table)
+            .await
+            .map_err(super::sql_err("reading the source table's AUTO_INCREMENT"))?;
+        if let Some(next) = next {
+            crate::cutover::raise_auto_increment(&mut tgt, &t.target_db, &t.target_table, next)
+                .await
+                .map_err(super::sql_err("raising the target table's AUTO_INCREMENT"))?;
+        }
+    }
+    let _ = tgt.disconnect().await;
+    Ok(())
 }
 
 /// The consistent point under promote's own source lock: nothing more to lock (the appliers
