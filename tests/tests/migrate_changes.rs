@@ -406,6 +406,40 @@ async fn primary_key_widened(engine: Engine) {
     .await;
 }
 
+/// An INVISIBLE column (MySQL 8.0.23+, MariaDB 10.3+: left out of `SELECT *`) is copied and
+/// its changes applied like any other, and keeps its invisibility.
+async fn invisible_column(engine: Engine) {
+    let db = setup(engine, "chg_invisible").await;
+    base_table(&db).await;
+    db.exec(&[
+        "ALTER TABLE t ADD COLUMN h INT NULL INVISIBLE",
+        "UPDATE t SET h = id * 2 WHERE id % 3 <> 0",
+    ])
+    .await;
+    let r = Scenario::new(&db, "t", "ADD COLUMN w INT NOT NULL DEFAULT 5")
+        .run(int_key_gen(ROWS, |rng, id, post| {
+            let h = if rng.random_bool(0.2) {
+                "NULL".to_string()
+            } else {
+                (id as i64 * 7 + rng.random_range(0..1000)).to_string()
+            };
+            format!("{}, h = {h}", base_values(rng, "b", post))
+        }))
+        .await;
+    assert!(r.after.create.contains("INVISIBLE"), "{}", r.after.create);
+    // `SELECT *` (the scenario's comparison) leaves the column out: compare it by name.
+    let mut c = db.conn().await;
+    let hidden = |d: &str| format!("SELECT id, h FROM `{d}`.t ORDER BY id");
+    let got: Vec<(i64, Option<i64>)> = c.query(hidden(&db.db)).await.unwrap();
+    let want: Vec<(i64, Option<i64>)> = c.query(hidden(&db.oracle_db())).await.unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "the invisible column differs from a plain ALTER's"
+    );
+    c.disconnect().await.unwrap();
+}
+
 /// Ids the table handed out and then lost (its highest rows deleted) are not handed out again
 /// by the migrated table: the shadow's counter follows its highest row, so the cut-over gives
 /// it the table's AUTO_INCREMENT first. (Before, the next insert after the cut-over got id 91.)
@@ -432,6 +466,7 @@ async fn auto_increment_kept(engine: Engine) {
 
 both_engines!(
     auto_increment_kept,
+    invisible_column,
     add_column,
     drop_column,
     rename_change,

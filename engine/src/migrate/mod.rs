@@ -27,7 +27,7 @@ use crate::copy::{self, CopyConfig, CopyPlan, CopyStats, HighWater};
 use crate::cutover::{self, names, CutoverConfig, CutoverReport};
 use crate::estimate::{DensityWindow, RowEstimate};
 use crate::hooks::{HookContext, HookError, HookEvent, Hooks};
-use crate::position::Position;
+use crate::position::{GtidState, Position};
 use crate::source::stream::SourceConfig;
 use crate::sqlvalue::LiteralKind;
 use mysql_async::prelude::Queryable;
@@ -657,6 +657,15 @@ async fn run_inner(
             )
             .await
             .map_err(|e| MigrateError::Source(format!("reading the binlog position: {e}"))));
+            // MySQL reads `gtid_executed` before the binlog position, and a transaction already
+            // written to the binlog joins `gtid_executed` only once it commits: the set can lack
+            // transactions before the position. A stream started at the offset never sees them,
+            // so every GTID set it records (the checkpoints') would lack them for good, and a
+            // `--resume` from such a set would replay them over newer changes. Started from the
+            // set instead (the server sends every transaction the set lacks), the stream sees
+            // them and each recorded set is exact.
+            by_gtid = matches!(start.gtid, GtidState::MySql(_))
+                && or_clean!(resume::gtid_mode_on(&mut conn).await);
             or_clean!(ckpt_table.create(&mut conn).await);
             or_clean!(
                 ckpt_table

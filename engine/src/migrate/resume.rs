@@ -296,10 +296,7 @@ pub async fn gtid_start(
     ckpt: &Checkpoint,
 ) -> Result<Option<GtidState>, ResumeError> {
     match GtidState::parse(&ckpt.gtid) {
-        Ok(gtid @ GtidState::MySql(_)) => {
-            let on: Option<i64> = conn.query_first("SELECT @@GLOBAL.gtid_mode = 'ON'").await?;
-            Ok((on == Some(1)).then_some(gtid))
-        }
+        Ok(gtid @ GtidState::MySql(_)) => Ok(gtid_mode_on(conn).await?.then_some(gtid)),
         Ok(GtidState::MariaDb(list)) if !list.is_empty() => {
             let here = maria_state_at(conn, ckpt).await?;
             let same = matches!(GtidState::parse(&here), Ok(GtidState::MariaDb(h)) if h == list);
@@ -307,6 +304,12 @@ pub async fn gtid_start(
         }
         _ => Ok(None),
     }
+}
+
+/// MySQL runs with `gtid_mode = ON` (a GTID dump needs it).
+pub async fn gtid_mode_on(conn: &mut Conn) -> Result<bool, ResumeError> {
+    let on: Option<i64> = conn.query_first("SELECT @@GLOBAL.gtid_mode = 'ON'").await?;
+    Ok(on == Some(1))
 }
 
 /// MariaDB: the GTID state at the checkpoint's binlog position on this server (empty when
