@@ -471,9 +471,9 @@ impl SignalTable {
 
     /// Create the table when missing. An existing table is not created again (`CREATE TABLE
     /// IF NOT EXISTS` is written to the binlog, and under semi-synchronous replication waits
-    /// for a replica's acknowledgement like any commit); a `DELETE` that matches no row then
+    /// for a replica's acknowledgement like any commit); an `INSERT … SELECT` of no row then
     /// checks that it may be written (it is refused on a read-only server or without the
-    /// privilege, and logs nothing).
+    /// INSERT privilege the watermarks need, and logs nothing).
     pub async fn create(&self, conn: &mut mysql_async::Conn) -> Result<(), BackfillError> {
         use mysql_async::prelude::Queryable;
         let err = |source| BackfillError::Signal {
@@ -489,7 +489,10 @@ impl SignalTable {
             .map_err(err)?;
         if exists.unwrap_or(0) > 0 {
             return conn
-                .query_drop(format!("DELETE FROM {} WHERE 1 = 0", self.qualified()))
+                .query_drop(format!(
+                    "INSERT INTO {t} SELECT * FROM {t} WHERE 1 = 0",
+                    t = self.qualified()
+                ))
                 .await
                 .map_err(err);
         }

@@ -36,6 +36,27 @@ fn migrate_args(url: &str, db: &str, extra: &[&str]) -> Vec<String> {
     v
 }
 
+/// `migrate --resume` of `db`.t on `url`, which must verify GO and cut over.
+async fn resume_to_go(url: &str, db: &str) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(rowshift_bin())
+            .args(migrate_args(url, db, &["--resume"]))
+            .env("ROWSHIFT_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the resumed migrate did not finish")
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("rowshift verify: GO"), "{stdout}\n{stderr}");
+}
+
 async fn resumed_on_the_promoted_replica(engine: Engine) {
     let primary = TestServer::dedicated(engine, ServerOptions::default()).unwrap();
     let replica = TestServer::replica_of(&primary).await.unwrap();
@@ -121,24 +142,7 @@ async fn resumed_on_the_promoted_replica(engine: Engine) {
         .await
         .unwrap();
 
-    let args = migrate_args(&replica.url(), db, &["--resume"]);
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(rowshift_bin())
-            .args(&args)
-            .env("ROWSHIFT_LOG", "warn")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the resumed migrate did not finish")
-    .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("rowshift verify: GO"), "{stdout}\n{stderr}");
+    resume_to_go(&replica.url(), db).await;
     let want: Vec<(u32, i32)> = r
         .query(format!("SELECT id, v FROM `{db}`.`_t_old` ORDER BY id"))
         .await
@@ -268,23 +272,7 @@ async fn resumed_after_a_commit_in_flight_at_the_start() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_file(&flag);
 
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        tokio::process::Command::new(rowshift_bin())
-            .args(migrate_args(&server.url(), db, &["--resume"]))
-            .env("ROWSHIFT_LOG", "warn")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the resumed migrate did not finish")
-    .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("rowshift verify: GO"), "{stdout}\n{stderr}");
+    resume_to_go(&server.url(), db).await;
     let v: Option<u64> = c
         .query_first(format!("SELECT v FROM `{db}`.t WHERE id = 1"))
         .await

@@ -98,10 +98,10 @@ fn semisync(engine: Engine) -> SemiSync {
 }
 
 /// Sessions of the source waiting to commit (for a replica's acknowledgement, or queued
-/// behind a commit that does) whose statement mentions `text`.
+/// behind a commit that does) whose statement is an INSERT that mentions `text`.
 fn waiting_for_ack(text: &str) -> String {
     format!(
-        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE (STATE LIKE '%semi-sync%' OR STATE LIKE '%commit%') AND INFO LIKE '%{text}%'"
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE (STATE LIKE '%semi-sync%' OR STATE LIKE '%commit%') AND INFO LIKE 'INSERT INTO %{text}%'"
     )
 }
 

@@ -265,23 +265,25 @@ pub async fn validate(
             file: ckpt.position.file.clone(),
         });
     }
-    // MariaDB with an empty GTID list (no GTID logged before the checkpoint): the state at
-    // the checkpoint's offset on this server must be empty too.
-    if let Ok(GtidState::MariaDb(want)) = GtidState::parse(&ckpt.gtid) {
+    // MariaDB with an empty GTID list (no GTID logged before the checkpoint, stored as an
+    // empty text): the state at the checkpoint's offset on this server must be empty too.
+    if ckpt.gtid.is_empty() && is_mariadb(conn).await? {
         let here = maria_state_at(conn, ckpt).await?;
-        let same = match GtidState::parse(&here) {
-            Ok(GtidState::MariaDb(list)) => list == want,
-            _ => false,
-        };
-        if !same {
+        if here.as_deref() != Some("") {
             return Err(ResumeError::PositionMoved {
                 position: ckpt.position.to_string(),
-                here,
+                here: here.unwrap_or_default(),
                 gtid: ckpt.gtid.clone(),
             });
         }
     }
     Ok(())
+}
+
+/// The server is MariaDB.
+async fn is_mariadb(conn: &mut Conn) -> Result<bool, ResumeError> {
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+    Ok(version.is_some_and(|v| v.contains("MariaDB")))
 }
 
 /// Where a resumed stream starts from a GTID state instead of the checkpoint's file offset
@@ -298,7 +300,7 @@ pub async fn gtid_start(
     match GtidState::parse(&ckpt.gtid) {
         Ok(gtid @ GtidState::MySql(_)) => Ok(gtid_mode_on(conn).await?.then_some(gtid)),
         Ok(GtidState::MariaDb(list)) if !list.is_empty() => {
-            let here = maria_state_at(conn, ckpt).await?;
+            let here = maria_state_at(conn, ckpt).await?.unwrap_or_default();
             let same = matches!(GtidState::parse(&here), Ok(GtidState::MariaDb(h)) if h == list);
             Ok((!same).then_some(GtidState::MariaDb(list)))
         }
@@ -312,16 +314,16 @@ pub async fn gtid_mode_on(conn: &mut Conn) -> Result<bool, ResumeError> {
     Ok(on == Some(1))
 }
 
-/// MariaDB: the GTID state at the checkpoint's binlog position on this server (empty when
+/// MariaDB: the GTID state at the checkpoint's binlog position on this server (`None` when
 /// that file is missing or the offset is not an event boundary).
-async fn maria_state_at(conn: &mut Conn, ckpt: &Checkpoint) -> Result<String, ResumeError> {
+async fn maria_state_at(conn: &mut Conn, ckpt: &Checkpoint) -> Result<Option<String>, ResumeError> {
     let here: Option<Option<String>> = conn
         .exec_first(
             "SELECT BINLOG_GTID_POS(?, ?)",
             (&ckpt.position.file, ckpt.position.offset),
         )
         .await?;
-    Ok(here.flatten().unwrap_or_default())
+    Ok(here.flatten())
 }
 
 /// The fingerprint of what shapes the result: the options and the table's definition.

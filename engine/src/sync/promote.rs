@@ -26,7 +26,7 @@ use mysql_async::prelude::Queryable;
 use rowshift_transform::schema::quote_ident;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How to promote.
 #[derive(Debug, Clone)]
@@ -164,7 +164,9 @@ pub async fn promote(
     info!(go, elapsed = ?started.elapsed(), "promotion verdict");
     let mut lock = lock;
     if go {
-        carry_auto_increments(&config, lock.as_mut()).await?;
+        // The verdict stands whatever happens here: a counter that could not be raised is
+        // reported with the statement to run.
+        carry_auto_increments(&config, lock.as_mut()).await;
     }
     let source_lock = match lock {
         Some(mut c) if !p.keep_lock => {
@@ -186,32 +188,51 @@ pub async fn promote(
 /// source have stopped): the target's counter follows its highest row, and ids the source
 /// handed out and lost (its highest rows deleted, inserts rolled back) would be handed out
 /// again once the application writes to the target. Read on the source under promote's lock
-/// when it holds one.
-async fn carry_auto_increments(
-    config: &SyncConfig,
-    lock: Option<&mut mysql_async::Conn>,
-) -> Result<(), SyncError> {
-    let mut own;
+/// when it holds one. A failure (no ALTER privilege on the target, a lock wait) is logged as a
+/// warning with the statement to run.
+async fn carry_auto_increments(config: &SyncConfig, lock: Option<&mut mysql_async::Conn>) {
+    let mut own = None;
     let src = match lock {
         Some(c) => c,
-        None => {
-            own = config.source.connect_raw().await?;
-            &mut own
+        None => match config.source.connect_raw().await {
+            Ok(c) => own.insert(c),
+            Err(e) => {
+                warn!(error = %e, "AUTO_INCREMENT counters not carried to the target: cannot connect to the source");
+                return;
+            }
+        },
+    };
+    let mut tgt = match config.target.connect_raw().await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "AUTO_INCREMENT counters not carried to the target: cannot connect to it");
+            return;
         }
     };
-    let mut tgt = config.target.connect_raw().await?;
     for t in &config.tables {
-        let next = crate::cutover::next_auto_increment(src, &t.source_db, &t.source_table)
+        let target = format!(
+            "{}.{}",
+            quote_ident(&t.target_db),
+            quote_ident(&t.target_table)
+        );
+        let next = match crate::cutover::next_auto_increment(src, &t.source_db, &t.source_table)
             .await
-            .map_err(super::sql_err("reading the source table's AUTO_INCREMENT"))?;
-        if let Some(next) = next {
+        {
+            Ok(Some(n)) => n,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(error = %e, table = %target, "cannot read the source table's AUTO_INCREMENT: check the target's counter before the application writes to it");
+                continue;
+            }
+        };
+        if let Err(e) =
             crate::cutover::raise_auto_increment(&mut tgt, &t.target_db, &t.target_table, next)
                 .await
-                .map_err(super::sql_err("raising the target table's AUTO_INCREMENT"))?;
+        {
+            warn!(error = %e, table = %target, "cannot raise the target table's AUTO_INCREMENT: run ALTER TABLE {target} AUTO_INCREMENT = {next} before the application writes to it");
         }
     }
     let _ = tgt.disconnect().await;
-    Ok(())
 }
 
 /// The consistent point under promote's own source lock: nothing more to lock (the appliers

@@ -163,18 +163,25 @@ struct Window {
     touched: HashSet<RowKey>,
 }
 
-/// The keys of the XA branches prepared on the source and not ended. Their rows are applied
-/// (at `XA PREPARE`) but not committed on the source: a backfill chunk read meanwhile sees the
+/// The keys of the XA branches prepared on the source. Their rows are applied (at
+/// `XA PREPARE`) but not committed on the source: a backfill chunk read meanwhile sees the
 /// rows as they were before the branch, and writing that over the branch's would keep the old
 /// image for good (the `XA COMMIT` brings no rows). A watermark window therefore starts with
-/// the keys of every branch prepared at its low watermark.
+/// the keys of every branch prepared at its low watermark. An ended branch's keys are kept
+/// too (oldest dropped first past the bound): an `XA COMMIT` from another session than the
+/// one that prepared the branch is written to the binlog before the engine commits it, outside
+/// the binlog-ordered commit (MariaDB), so a chunk read after a later low watermark may still
+/// see the rows before the branch. Holding a key back from a chunk is always safe: the stream
+/// applied a full image of it.
 #[derive(Default)]
 struct XaKeys {
     /// The branch being read (between `XA START` and its prepare or commit).
     current: Option<HeldKeys>,
     /// Prepared branches.
     prepared: HashMap<Xid, HeldKeys>,
-    /// Keys kept over all prepared branches.
+    /// Branches ended, oldest first (their keys only).
+    ended: std::collections::VecDeque<HeldKeys>,
+    /// Keys kept over all prepared and ended branches.
     kept: usize,
 }
 
@@ -209,10 +216,24 @@ impl XaKeys {
                 }
             }
             XaMark::Ended(xid) => {
-                if let Some(old) = self.prepared.remove(&xid) {
-                    self.kept -= old.keys.as_ref().map_or(0, Vec::len);
+                if let Some(ended) = self.prepared.remove(&xid) {
+                    // Known keys only: a branch too large to have kept them ends as nothing.
+                    if ended.keys.is_some() {
+                        self.ended.push_back(ended);
+                    }
                 }
+                self.make_room(0);
             }
+        }
+    }
+
+    /// Drop the oldest ended branches until `more` keys fit in the bound.
+    fn make_room(&mut self, more: usize) {
+        while self.kept + more > MAX_HELD_ROWS {
+            let Some(old) = self.ended.pop_front() else {
+                return;
+            };
+            self.kept -= old.keys.as_ref().map_or(0, Vec::len);
         }
     }
 
@@ -222,6 +243,16 @@ impl XaKeys {
             return;
         };
         held.tables.insert(table);
+        let reading = held.keys.as_ref().map_or(0, Vec::len);
+        if self.kept + reading >= MAX_HELD_ROWS {
+            // Ended branches give way to the one being read.
+            let held = self.current.take();
+            self.make_room(reading + 1);
+            self.current = held;
+        }
+        let Some(held) = self.current.as_mut() else {
+            return;
+        };
         let room = self.kept + held.keys.as_ref().map_or(0, Vec::len) < MAX_HELD_ROWS;
         match &mut held.keys {
             Some(keys) if room => keys.push((table, key.clone())),
@@ -238,6 +269,15 @@ impl XaKeys {
     /// have kept them.
     fn held(&self, table: usize) -> Result<HashSet<RowKey>, String> {
         let mut out = HashSet::new();
+        for held in &self.ended {
+            if let Some(keys) = &held.keys {
+                out.extend(
+                    keys.iter()
+                        .filter(|(t, _)| *t == table)
+                        .map(|(_, k)| k.clone()),
+                );
+            }
+        }
         for (xid, held) in &self.prepared {
             if !held.tables.contains(&table) {
                 continue;
@@ -797,7 +837,11 @@ mod tests {
         xa.record(0, &key(4));
         xa.committed();
         assert_eq!(held(&xa, 0), vec![key(1), key(3)]);
+        // Ended: still held (its commit may not be visible yet), until the bound needs room.
         xa.mark(XaMark::Ended(xid("a")));
+        assert_eq!(held(&xa, 0), vec![key(1), key(3)]);
+        assert_eq!(xa.kept, 3);
+        xa.make_room(MAX_HELD_ROWS - 2);
         assert!(held(&xa, 0).is_empty() && held(&xa, 1).is_empty());
         assert_eq!(xa.kept, 0);
     }
@@ -815,5 +859,20 @@ mod tests {
         assert!(xa.held(1).unwrap().is_empty());
         xa.mark(XaMark::Ended(xid("big")));
         assert!(xa.held(0).unwrap().is_empty());
+        assert_eq!(xa.kept, 0);
+        // A small ended branch gives way to a large one being read.
+        xa.mark(XaMark::Start);
+        xa.record(0, &key(1));
+        xa.mark(XaMark::Prepared(xid("small")));
+        xa.committed();
+        xa.mark(XaMark::Ended(xid("small")));
+        xa.mark(XaMark::Start);
+        for i in 0..MAX_HELD_ROWS as i64 {
+            xa.record(1, &key(i));
+        }
+        xa.mark(XaMark::Prepared(xid("large")));
+        xa.committed();
+        assert!(xa.held(0).unwrap().is_empty(), "the small one gave way");
+        assert_eq!(xa.held(1).unwrap().len(), MAX_HELD_ROWS);
     }
 }
